@@ -1,0 +1,156 @@
+"""One typed settings object: environment, then tower.yaml (path in TOWER_CONFIG), then defaults.
+
+Every setting is declared once in ``SETTINGS`` with its environment variable, its tower.yaml key
+and its default; the README documents each (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.errors import ConfigError
+from services.mapping import ModelMapping, parse_model_mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"expected a non-negative whole number, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting: where it is read from and how its text becomes a value."""
+
+    name: str
+    env: str
+    help: str
+    parse: Callable[[Any], Any] = str
+    default: Callable[[Path], Any] | None = None  # given the data folder
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("data_dir", "TOWER_DATA_DIR", "Folder of the embedded stores (demo registry, warehouse, tower state).",
+                Path, lambda _: PROJECT_ROOT / ".tower"),
+    SettingSpec("mlflow_tracking_uri", "MLFLOW_TRACKING_URI", "MLflow tracking/registry URI (sqlite:///… or http(s)://…).",
+                str, lambda d: f"sqlite:///{d / 'mlflow.db'}"),
+    SettingSpec("warehouse_url", "WAREHOUSE_URL", "SQLAlchemy URL of the prediction-log warehouse (read-only).",
+                str, lambda d: f"duckdb:///{d / 'warehouse.duckdb'}"),
+    SettingSpec("tower_db_url", "TOWER_DB_URL", "SQLAlchemy URL of the tower state (requests, ledger, monitoring).",
+                str, lambda d: f"sqlite:///{d / 'tower.db'}"),
+    SettingSpec("demo", "TOWER_DEMO", "Demo mode: embedded stores and demo identities are allowed.",
+                _bool, lambda _: False),
+    SettingSpec("mlflow_timeout_s", "TOWER_MLFLOW_TIMEOUT_S", "Seconds before an MLflow HTTP request gives up.",
+                _positive_float, lambda _: 10.0),
+    SettingSpec("mlflow_max_retries", "TOWER_MLFLOW_MAX_RETRIES", "Retries of a failed MLflow HTTP request.",
+                _non_negative_int, lambda _: 1),
+    SettingSpec("warehouse_timeout_s", "TOWER_WAREHOUSE_TIMEOUT_S", "Seconds a warehouse connection may take to open.",
+                _positive_float, lambda _: 10.0),
+    SettingSpec("cache_ttl_s", "TOWER_CACHE_TTL_S", "Seconds a page keeps a query result before asking again.",
+                _non_negative_int, lambda _: 60),
+    SettingSpec("use_legacy_stages", "TOWER_USE_LEGACY_STAGES",
+                "Read stages from MLflow's deprecated model-version stages instead of aliases.",
+                _bool, lambda _: False),
+)
+# The stage names users see and the registry aliases that implement them (DESIGN.md §3).
+DEFAULT_STAGE_ALIASES = {"Production": "production", "Staging": "staging"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    mlflow_tracking_uri: str
+    warehouse_url: str
+    tower_db_url: str
+    demo: bool
+    mlflow_timeout_s: float
+    mlflow_max_retries: int
+    warehouse_timeout_s: float
+    cache_ttl_s: int
+    use_legacy_stages: bool
+    config_path: Path | None = None
+    models: dict[str, ModelMapping] = field(default_factory=dict)
+    stage_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_STAGE_ALIASES))
+
+    def model(self, name: str) -> ModelMapping | None:
+        return self.models.get(name)
+
+    def __hash__(self) -> int:  # so pages may pass settings into cached functions
+        return hash((self.mlflow_tracking_uri, self.warehouse_url, self.tower_db_url, self.config_path))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the tower configuration {path}: {exc.strerror}.",
+                          "Set TOWER_CONFIG to an existing tower.yaml.") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}.") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level.")
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings once; raise ConfigError naming the first bad value."""
+    env = os.environ if environ is None else environ
+    config_env = env.get("TOWER_CONFIG")
+    config_path = Path(config_env) if config_env else PROJECT_ROOT / "tower.yaml"
+    if config_env and not config_path.is_file():
+        raise ConfigError(f"TOWER_CONFIG points to {config_path}, which does not exist.")
+    config = _read_yaml(config_path) if config_path.is_file() else {}
+
+    values: dict[str, Any] = {}
+    for spec in SETTINGS:
+        if spec.env in env and env[spec.env] != "":
+            raw, source = env[spec.env], spec.env
+        elif spec.name in config:
+            raw, source = config[spec.name], f"{config_path}: {spec.name}"
+        else:
+            values[spec.name] = spec.default(values.get("data_dir", PROJECT_ROOT / ".tower"))
+            continue
+        try:
+            values[spec.name] = spec.parse(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"Setting {source} is invalid: {exc}.") from exc
+
+    models_raw = config.get("models") or {}
+    if not isinstance(models_raw, dict):
+        raise ConfigError(f"{config_path}: models must map model names to their log tables.")
+    stages = config.get("stages") or DEFAULT_STAGE_ALIASES
+    if not isinstance(stages, dict) or not all(isinstance(v, str) for v in stages.values()):
+        raise ConfigError(f"{config_path}: stages must map stage names to alias names.")
+    return Settings(
+        **values,
+        config_path=config_path if config_path.is_file() else None,
+        models={str(name): parse_model_mapping(str(name), raw) for name, raw in models_raw.items()},
+        stage_aliases={str(k): v for k, v in stages.items()},
+    )
