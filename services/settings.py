@@ -73,8 +73,6 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 _non_negative_int, lambda _: 1),
     SettingSpec("warehouse_timeout_s", "TOWER_WAREHOUSE_TIMEOUT_S", "Seconds a warehouse connection may take to open.",
                 _positive_float, lambda _: 10.0),
-    SettingSpec("cache_ttl_s", "TOWER_CACHE_TTL_S", "Seconds a page keeps a query result before asking again.",
-                _non_negative_int, lambda _: 60),
     SettingSpec("use_legacy_stages", "TOWER_USE_LEGACY_STAGES",
                 "Read stages from MLflow's deprecated model-version stages instead of aliases.",
                 _bool, lambda _: False),
@@ -93,7 +91,6 @@ class Settings:
     mlflow_timeout_s: float
     mlflow_max_retries: int
     warehouse_timeout_s: float
-    cache_ttl_s: int
     use_legacy_stages: bool
     config_path: Path | None = None
     models: dict[str, ModelMapping] = field(default_factory=dict)

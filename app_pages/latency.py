@@ -1,0 +1,87 @@
+"""Latency: p50/p95/p99 per version and day against the SLO, error rate and throughput."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app_pages import cached
+from app_pages.notices import show_error
+from app_pages.widgets import model_names, model_picker
+from services.errors import TowerError
+from services.settings import load_settings
+
+QUANTILES = {"p50": "p50_ms", "p95": "p95_ms", "p99": "p99_ms"}
+DEFAULT_DAYS = 21
+
+
+def _window(picked: tuple[date, ...] | date) -> tuple[datetime, datetime] | None:
+    """The [start, end) datetimes of a date-range pick; None while only one end is chosen."""
+    if not isinstance(picked, tuple) or len(picked) != 2:
+        return None
+    return datetime.combine(picked[0], time()), datetime.combine(picked[1] + timedelta(days=1), time())
+
+
+def _quantile_chart(daily: pd.DataFrame, column: str, label: str, slo: float | None):
+    fig = px.line(daily, x="day", y=column, color="version", markers=True,
+                  labels={column: f"{label} latency (ms)", "day": "day (UTC)"})
+    if slo is not None:
+        fig.add_hline(y=slo, line_dash="dash", line_color="crimson", annotation_text=f"SLO {slo:.0f} ms")
+    fig.update_layout(height=360, legend_title_text="version", margin={"t": 30})
+    return fig
+
+
+def render() -> None:
+    st.title("Latency")
+    settings = load_settings()
+    name = model_picker(model_names(settings))
+    if name is None:
+        st.info("No registered models yet. Register a model in MLflow, or run `make seed` for the demo.")
+        return
+    mapping = settings.model(name)
+    if mapping is None:
+        st.warning(f"Model {name!r} has no prediction log mapped in tower.yaml, so there is no latency to show. "
+                   "Add it under `models:` with its table and columns.")
+        return
+    today = datetime.now(UTC).date()
+    picked = st.date_input("Window (UTC days)", (today - timedelta(days=DEFAULT_DAYS - 1), today), max_value=today)
+    window = _window(picked)
+    if window is None:
+        st.info("Pick the last day of the window.")
+        return
+    try:
+        daily = cached.latency_by_day(settings, mapping, *window)
+        by_version = cached.latency_by_version(settings, mapping, *window)
+    except TowerError as err:
+        show_error(err)
+        return
+    if daily.empty:
+        st.info(f"No predictions of {name} were logged between {picked[0]} and {picked[1]}.")
+        return
+
+    label = st.segmented_control("Quantile", list(QUANTILES), default="p95", required=True)
+    st.plotly_chart(_quantile_chart(daily, QUANTILES[label], label, mapping.slo.latency_p95_ms
+                                    if label == "p95" else None))
+    left, right = st.columns(2)
+    errors = px.line(daily, x="day", y="error_rate", color="version", markers=True,
+                     labels={"error_rate": "error rate", "day": "day (UTC)"})
+    if mapping.slo.error_rate is not None:
+        errors.add_hline(y=mapping.slo.error_rate, line_dash="dash", line_color="crimson", annotation_text="SLO")
+    errors.update_layout(height=300, yaxis_tickformat=".1%", margin={"t": 30})
+    left.plotly_chart(errors)
+    throughput = px.bar(daily, x="day", y="requests", color="version", labels={"requests": "requests per day"})
+    throughput.update_layout(height=300, margin={"t": 30})
+    right.plotly_chart(throughput)
+
+    st.subheader("Per version over the window")
+    st.dataframe(by_version, hide_index=True, column_config={
+        "error_rate": st.column_config.NumberColumn("error rate", format="percent"),
+        **{c: st.column_config.NumberColumn(c.replace("_ms", " (ms)"), format="%.1f") for c in QUANTILES.values()},
+    })
+
+
+if __name__ == "__main__":
+    render()

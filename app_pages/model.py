@@ -1,0 +1,107 @@
+"""Model detail: versions, who holds which stage, lineage, and staging against production."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages import cached
+from app_pages.notices import literal, show_error
+from app_pages.widgets import model_names, model_picker
+from services.comparison import compare_metrics
+from services.errors import TowerError
+from services.lineage_graph import LineageGraph, build_lineage_graph
+from services.registry import Lineage, VersionInfo
+from services.settings import Settings, load_settings
+
+KIND_COLOURS = {"dataset": "#4C78A8", "run": "#F58518", "version": "#54A24B", "alias": "#B279A2"}
+
+
+def _versions_table(versions: list[VersionInfo]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "Version": v.version, "Aliases": ", ".join(f"@{a}" for a in v.aliases), "Stage (legacy)": v.stage,
+        "Created": v.created, "Status": v.status, "Run": v.run_id, "Description": v.description,
+    } for v in versions])
+
+
+def _lineage_figure(graph: LineageGraph) -> go.Figure:
+    sources, targets = zip(*graph.edges, strict=True) if graph.edges else ((), ())
+    fig = go.Figure(go.Sankey(
+        arrangement="snap",
+        node={"label": [n.label for n in graph.nodes], "pad": 18, "thickness": 14,
+              "color": [KIND_COLOURS[n.kind] for n in graph.nodes]},
+        link={"source": list(sources), "target": list(targets), "value": [1] * len(sources)},
+    ))
+    fig.update_layout(height=max(260, 34 * len(graph.nodes)), margin={"l": 8, "r": 8, "t": 8, "b": 8})
+    return fig
+
+
+def _lineage_detail(lin: Lineage) -> None:
+    st.markdown(f"**Run** `{lin.run_id}` ({literal(lin.run_name)}) · **git commit** `{lin.git_commit or '—'}`"
+                f" · **model id** `{lin.model_id or '—'}` · **parent run** `{lin.parent_run_id or '—'}`")
+    left, right = st.columns(2)
+    left.dataframe(pd.DataFrame(sorted(lin.params.items()), columns=["param", "value"]), hide_index=True)
+    right.dataframe(pd.DataFrame(sorted(lin.metrics.items()), columns=["metric", "value"]), hide_index=True)
+    st.dataframe(pd.DataFrame([{"dataset": d.name, "digest": d.digest, "source": d.source,
+                                "source type": d.source_type, "context": d.context} for d in lin.datasets]),
+                 hide_index=True)
+    if lin.tags:
+        st.dataframe(pd.DataFrame(sorted(lin.tags.items()), columns=["tag", "value"]), hide_index=True)
+
+
+def _comparison(settings: Settings, name: str, holders: dict[str, VersionInfo | None]) -> None:
+    prod, staging = holders.get("Production"), holders.get("Staging")
+    st.subheader("Staging against production")
+    if prod is None or staging is None:
+        st.info("A comparison needs both a Production and a Staging holder; this model has "
+                f"{'no Production' if prod is None else 'no Staging'} holder.")
+        return
+    table = compare_metrics(cached.lineage(settings, name, staging.version).metrics,
+                            cached.lineage(settings, name, prod.version).metrics)
+    table = table.rename(columns={"candidate": f"staging v{staging.version}",
+                                  "incumbent": f"production v{prod.version}", "candidate is": "staging is"})
+    st.dataframe(table, hide_index=True)
+
+
+def render() -> None:
+    st.title("Model detail")
+    settings = load_settings()
+    name = model_picker(model_names(settings))
+    if name is None:
+        st.info("No registered models yet. Register a model in MLflow, or run `make seed` for the demo.")
+        return
+    try:
+        model = cached.get_model(settings, name)
+        versions = cached.list_versions(settings, name)
+        holders = cached.stage_holders(settings, name)
+    except TowerError as err:
+        show_error(err)
+        return
+
+    st.markdown(literal(model.description) or "_No description._")
+    cols = st.columns(2 + len(holders))
+    cols[0].metric("Owner", model.owner or "—")
+    cols[1].metric("Versions", model.version_count)
+    for col, (stage, holder) in zip(cols[2:], holders.items(), strict=True):
+        col.metric(stage, f"v{holder.version}" if holder else "—")
+
+    st.subheader("Versions")
+    st.dataframe(_versions_table(versions), hide_index=True)
+
+    st.subheader("Lineage")
+    try:
+        lineages = [cached.lineage(settings, name, v.version) for v in versions]
+    except TowerError as err:
+        show_error(err)
+        return
+    st.caption("Training dataset → run → version → alias. Colours: datasets blue, runs orange, "
+               "versions green, aliases purple.")
+    st.plotly_chart(_lineage_figure(build_lineage_graph(lineages)))
+    chosen = st.selectbox("Version details", [v.version for v in versions], format_func=lambda v: f"v{v}")
+    _lineage_detail(next(lin for lin in lineages if lin.version == chosen))
+    _comparison(settings, name, holders)
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,52 @@
+"""Command line of the tower: `python -m services.cli demo seed [--force] [--end-date YYYY-MM-DD]`.
+
+Exit codes: 0 success, 2 bad input or configuration (with a one-line message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+
+from services.errors import TowerError
+from services.settings import load_settings
+
+
+def _demo_seed(args: argparse.Namespace) -> int:
+    from services.demo.seed import seed_demo  # imported here: it pulls in scikit-learn
+
+    summary = seed_demo(load_settings(), end_date=args.end_date, force=args.force,
+                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if summary.skipped:
+        print("The demo is already seeded (use --force to rebuild it).")
+    else:
+        print(f"Seeded {len(summary.models)} models, {summary.versions} versions and "
+              f"{summary.log_rows:,} prediction-log rows in {summary.seconds:.1f} s.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.cli", description="ML Control Tower command line.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="the embedded demo").add_subparsers(dest="demo_command", required=True)
+    seed = demo.add_parser("seed", help="create the demo registry and warehouse if they are not there yet")
+    seed.add_argument("--force", action="store_true", help="delete and rebuild the embedded demo stores")
+    seed.add_argument("--end-date", type=date.fromisoformat, default=None,
+                      help="last day of the demo logs (default: today, UTC)")
+    seed.set_defaults(handler=_demo_seed)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except TowerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The fleet overview: every registered model on one row, from the registry and the warehouse.
+
+The fetchers are passed in, so the page can hand over its cached calls: a failure then is never
+cached, and one model's broken log table costs only that model's row, not the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from services.errors import TowerError
+from services.mapping import ModelMapping
+from services.registry import ModelSummary
+from services.settings import Settings
+from services.warehouse import WindowSummary
+
+# Status words shown in the fleet table, worst first, so sorting by status surfaces problems.
+BREACH, UNAVAILABLE, NO_TRAFFIC, OK, UNMONITORED = "SLO breach", "log unavailable", "no traffic", "ok", "not monitored"
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    model: str
+    owner: str | None
+    description: str
+    production: str | None
+    staging: str | None
+    last_change: datetime | None
+    requests_7d: int | None
+    traffic_by_day: tuple[int, ...]
+    p95_ms: float | None
+    slo_p95_ms: float | None
+    error_rate: float | None
+    slo_error_rate: float | None
+    status: str
+    problem: str | None  # what is wrong with this row's data, in words, if anything
+
+
+@dataclass(frozen=True)
+class FleetOverview:
+    rows: tuple[FleetRow, ...]
+    registry_error: TowerError | None
+
+
+def latency_status(summary: WindowSummary, mapping: ModelMapping) -> str:
+    """Whether a window of traffic meets the model's SLO; no traffic is a status of its own."""
+    if summary.requests == 0:
+        return NO_TRAFFIC
+    slo = mapping.slo
+    if slo.latency_p95_ms is not None and summary.p95_ms is not None and summary.p95_ms > slo.latency_p95_ms:
+        return BREACH
+    if slo.error_rate is not None and summary.error_rate is not None and summary.error_rate > slo.error_rate:
+        return BREACH
+    return OK
+
+
+def _registry_placeholder(name: str) -> ModelSummary:
+    """A row for a configured model when the registry cannot be read: the logs still tell a lot."""
+    return ModelSummary(name=name, description="", owner=None, tags={}, aliases={}, latest_version=None,
+                        version_count=0, last_updated=None)
+
+
+def fleet_overview(
+    settings: Settings,
+    load_models: Callable[[], list[ModelSummary]],
+    load_summary: Callable[[ModelMapping], WindowSummary],
+    load_daily_requests: Callable[[ModelMapping], list[int]],
+) -> FleetOverview:
+    """One row per registered model (plus configured models missing from the registry)."""
+    registry_error: TowerError | None = None
+    try:
+        models = load_models()
+    except TowerError as exc:
+        registry_error = exc
+        models = [_registry_placeholder(name) for name in sorted(settings.models)]
+    known = {m.name for m in models}
+    if registry_error is None:
+        # A mapped model the registry does not know is a configuration mistake worth a row.
+        models += [_registry_placeholder(n) for n in sorted(settings.models) if n not in known]
+
+    prod_alias = settings.stage_aliases.get("Production", "production")
+    staging_alias = settings.stage_aliases.get("Staging", "staging")
+    rows = []
+    for model in models:
+        mapping = settings.model(model.name)
+        summary: WindowSummary | None = None
+        daily: list[int] = []
+        problem: str | None = None
+        if registry_error is None and model.name not in known:
+            problem = f"Configured in tower.yaml but not in the registry ({settings.mlflow_tracking_uri})."
+        if mapping is None:
+            status = UNMONITORED
+        else:
+            try:
+                summary = load_summary(mapping)
+                daily = load_daily_requests(mapping)
+                status = latency_status(summary, mapping)
+            except TowerError as exc:
+                status, problem = UNAVAILABLE, exc.message
+        rows.append(FleetRow(
+            model=model.name,
+            owner=model.owner,
+            description=model.description,
+            production=model.aliases.get(prod_alias),
+            staging=model.aliases.get(staging_alias),
+            last_change=model.last_updated,
+            requests_7d=summary.requests if summary else None,
+            traffic_by_day=tuple(daily),
+            p95_ms=summary.p95_ms if summary else None,
+            slo_p95_ms=mapping.slo.latency_p95_ms if mapping else None,
+            error_rate=summary.error_rate if summary else None,
+            slo_error_rate=mapping.slo.error_rate if mapping else None,
+            status=status,
+            problem=problem,
+        ))
+    return FleetOverview(rows=tuple(rows), registry_error=registry_error)
+
+
+def requests_per_day(traffic: pd.DataFrame, start: datetime, days: int) -> list[int]:
+    """Requests per day over ``days`` days from ``start``, zero-filled, for a sparkline."""
+    per_day = traffic.groupby("day")["requests"].sum() if len(traffic) else pd.Series(dtype="int64")
+    index = pd.date_range(pd.Timestamp(start).normalize(), periods=days, freq="D")
+    return [int(v) for v in per_day.reindex(index, fill_value=0).tolist()]

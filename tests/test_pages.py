@@ -1,0 +1,111 @@
+"""Every page through AppTest on the seeded demo: no exception, the seeded models, right numbers.
+
+Numbers are checked against numpy on the raw rows, read straight from DuckDB (not through our
+warehouse module).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import duckdb
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from services.settings import Settings
+
+DEMO_MODELS = {"credit-risk", "loan-approval", "fraud-detection", "demand-forecast"}
+
+
+def open_page(page: str | None = None, **query: str) -> AppTest:
+    at = AppTest.from_file("app.py", default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def raw_latencies(settings: Settings, model: str, start: datetime, end: datetime) -> dict[str, np.ndarray]:
+    mapping = settings.models[model]
+    ts, version, latency = (mapping.column(c) for c in ("timestamp", "version", "latency_ms"))
+    path = settings.warehouse_url.removeprefix("duckdb:///")
+    with duckdb.connect(path, read_only=True) as con:
+        rows = con.execute(
+            f"SELECT CAST({version} AS VARCHAR), {latency} FROM {mapping.table} "
+            f"WHERE {ts} >= ? AND {ts} < ? AND {latency} IS NOT NULL", [start, end]).fetchall()
+    by_version: dict[str, list[float]] = {}
+    for v, lat in rows:
+        by_version.setdefault(v, []).append(lat)
+    return {v: np.asarray(values) for v, values in by_version.items()}
+
+
+def texts(at: AppTest, kinds: tuple[str, ...] = ("error", "warning", "info", "markdown", "caption")) -> str:
+    """What the page says in words, with the markdown escapes that make registry text inert removed."""
+    return " ".join(str(e.value) for kind in kinds for e in getattr(at, kind)).replace("\\", "")
+
+
+@pytest.mark.parametrize("page", [None, "app_pages/fleet.py", "app_pages/model.py", "app_pages/latency.py"])
+def test_every_page_runs_on_the_demo_without_an_exception(demo_env, page):
+    at = open_page(page)
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_fleet_lists_every_seeded_model_with_its_stage_holders(demo_env):
+    at = open_page("app_pages/fleet.py")
+    table = at.dataframe[0].value.set_index("Model")
+    assert set(table.index) == DEMO_MODELS
+    assert table["Production"].ne("—").all()
+    assert int(table.loc["credit-risk", "Requests (7 d)"]) > 1000
+
+
+def test_fleet_flags_the_latency_regression_and_not_the_healthy_model(demo_env):
+    table = open_page("app_pages/fleet.py").dataframe[0].value.set_index("Model")
+    assert table.loc["fraud-detection", "Status"] == "SLO breach"
+    assert table.loc["demand-forecast", "Status"] == "ok"
+
+
+def test_fleet_p95_matches_numpy_on_the_same_rows(demo_env):
+    at = open_page("app_pages/fleet.py")
+    now = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
+    start = (now - timedelta(days=6)).replace(hour=0, minute=0)
+    table = at.dataframe[0].value.set_index("Model")
+    for model in DEMO_MODELS:
+        all_rows = np.concatenate(list(raw_latencies(demo_env, model, start, now).values()))
+        # The page and this oracle read `now` a moment apart; one row more or less moves p95 < 1 %.
+        assert table.loc[model, "p95 (ms)"] == pytest.approx(np.percentile(all_rows, 95), rel=0.01)
+
+
+def test_latency_page_quantiles_per_version_match_numpy_percentiles(demo_env):
+    at = open_page("app_pages/latency.py", model="fraud-detection")
+    assert at.selectbox(key="model").value == "fraud-detection"
+    today = datetime.now(UTC).date()
+    start = datetime.combine(today - timedelta(days=20), time())
+    end = datetime.combine(today + timedelta(days=1), time())
+    oracle = raw_latencies(demo_env, "fraud-detection", start, end)
+    table = at.dataframe[0].value.set_index("version")
+    assert set(table.index) == set(oracle)
+    for version, values in oracle.items():
+        for q in (50, 95, 99):
+            assert table.loc[version, f"p{q}_ms"] == pytest.approx(np.percentile(values, q), rel=1e-9)
+        assert table.loc[version, "requests"] >= len(values)
+
+
+def test_model_page_shows_versions_aliases_and_the_staging_comparison(demo_env):
+    at = open_page("app_pages/model.py", model="credit-risk")
+    assert not at.exception
+    versions = at.dataframe[0].value
+    assert 3 <= len(versions) <= 6
+    assert versions["Aliases"].str.contains("@production").sum() == 1
+    comparison = at.dataframe[-1].value
+    assert "metric" in comparison.columns and comparison["metric"].str.contains("roc_auc").any()
+
+
+def test_model_page_follows_the_model_in_the_url(demo_env):
+    at = open_page("app_pages/model.py", model="demand-forecast")
+    assert at.selectbox(key="model").value == "demand-forecast"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Production"].startswith("v")
