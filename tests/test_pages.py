@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from services.settings import Settings
+from services.settings import PROJECT_ROOT, Settings
 
 DEMO_MODELS = {"credit-risk", "loan-approval", "fraud-detection", "demand-forecast"}
 
 
 def open_page(page: str | None = None, **query: str) -> AppTest:
-    at = AppTest.from_file("app.py", default_timeout=120)
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
     at.run()
     if page:
         at.switch_page(page)

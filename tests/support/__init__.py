@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: real databases, started and isolated per test."""

@@ -1,0 +1,147 @@
+"""Real warehouses for tests: a DuckDB file, a SQLite file, a PostgreSQL schema of its own.
+
+Tests write prediction logs with ``pandas.to_sql`` through a read-write engine, then read them
+through :func:`services.warehouse.make_engine`, which opens every database read-only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import psycopg.sql
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from services.warehouse import make_engine
+
+POSTGRES_URL = os.environ.get("TOWER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+KINDS = ("duckdb", "sqlite", "postgres")
+_PG_CLUSTERS = Path("/etc/postgresql")
+
+
+def _postgres_error(url: str) -> str | None:
+    """None when ``url`` accepts a connection, else why not."""
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 2}, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.select(1))
+        return None
+    except sa.exc.DBAPIError as exc:
+        return str(exc.orig).strip()
+    finally:
+        engine.dispose()
+
+
+def _create_database(url: str) -> None:
+    """Create the database ``url`` names, through the server's maintenance database."""
+    target = sa.make_url(url)
+    with psycopg.connect(host=target.host, port=target.port, user=target.username, password=target.password,
+                         dbname="postgres", autocommit=True, connect_timeout=5) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(target.database)))
+
+
+def ensure_postgres(url: str = POSTGRES_URL, wait_s: float = 15.0) -> str | None:
+    """The URL of a running PostgreSQL, starting the local cluster if it is down.
+
+    Returns None only when no PostgreSQL is installed here; raises when one is installed but does
+    not accept connections within ``wait_s`` seconds.
+    """
+    error = _postgres_error(url)
+    if error is None:
+        return url
+    if "does not exist" in error and "database" in error:
+        _create_database(url)
+        return url
+    versions = sorted(p.name for p in _PG_CLUSTERS.iterdir()) if _PG_CLUSTERS.is_dir() else []
+    pg_ctlcluster = shutil.which("pg_ctlcluster")
+    if not versions or pg_ctlcluster is None:
+        return None
+    subprocess.run(  # a fixed program; its arguments come from a directory listing
+        [pg_ctlcluster, "--skip-systemctl-redirect", versions[-1], "main", "start"],
+        check=False, capture_output=True, timeout=30,
+    )
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        error = _postgres_error(url)
+        if error is None:
+            return url
+        if "does not exist" in error and "database" in error:
+            _create_database(url)
+            return url
+        time.sleep(0.5)
+    raise RuntimeError(
+        f"PostgreSQL {versions[-1]} is installed but {url} refused connections for {wait_s:.0f} s: {error}"
+    )
+
+
+class ScratchWarehouse:
+    """One throw-away warehouse of a given kind; ``close()`` removes it.
+
+    PostgreSQL warehouses are a schema ``tower_test_<uuid>`` in the test database, so parallel or
+    interrupted runs never see each other's tables; :meth:`table` gives the name to put in a
+    mapping (schema-qualified there).
+    """
+
+    def __init__(self, kind: str, folder: Path, postgres_url: str | None = None) -> None:
+        self.kind = kind
+        self.schema: str | None = None
+        if kind == "duckdb":
+            self.url = f"duckdb:///{folder / 'warehouse.duckdb'}"
+        elif kind == "sqlite":
+            self.url = f"sqlite:///{folder / 'warehouse.db'}"
+        elif kind == "postgres":
+            if postgres_url is None:
+                raise ValueError("a PostgreSQL scratch warehouse needs the server's URL")
+            self.url = postgres_url
+            self.schema = f"tower_test_{uuid.uuid4().hex}"
+        else:
+            raise ValueError(f"unknown warehouse kind {kind!r}")
+        self._writer: Engine | None = sa.create_engine(self.url)
+        self._reader: Engine | None = None
+        if self.schema:
+            with self._writer.begin() as conn:
+                conn.execute(sa.schema.CreateSchema(self.schema))
+
+    def table(self, name: str) -> str:
+        return f"{self.schema}.{name}" if self.schema else name
+
+    def write(self, frame: pd.DataFrame, name: str) -> str:
+        """Write ``frame`` as table ``name`` (replacing it); return its name for a mapping."""
+        if self._reader is not None:  # DuckDB will not open one file read-only and read-write at once
+            self._reader.dispose()
+            self._reader = None
+        if self._writer is None:
+            self._writer = sa.create_engine(self.url)
+        frame.to_sql(name, self._writer, schema=self.schema, index=False, if_exists="replace",
+                     method="multi", chunksize=500)
+        if self.kind == "duckdb":
+            self._writer.dispose()
+            self._writer = None
+        return self.table(name)
+
+    def reader(self) -> Engine:
+        """The engine the tower reads with: services.warehouse.make_engine."""
+        if self._reader is None:
+            if self.kind == "duckdb" and self._writer is not None:
+                self._writer.dispose()
+                self._writer = None
+            self._reader = make_engine(self.url)
+        return self._reader
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.dispose()
+        if self.schema:
+            writer = self._writer or sa.create_engine(self.url)
+            with writer.begin() as conn:
+                conn.execute(sa.schema.DropSchema(self.schema, cascade=True))
+            writer.dispose()
+        elif self._writer is not None:
+            self._writer.dispose()
