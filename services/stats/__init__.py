@@ -1,0 +1,4 @@
+"""Pure statistics over warehouse aggregates: histograms, drift, fairness, performance, quantiles.
+
+Nothing here does I/O or knows about SQL engines; every function takes numpy arrays or counts.
+"""
