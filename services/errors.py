@@ -31,6 +31,18 @@ class WarehouseUnavailable(TowerError):
     """The prediction-log warehouse cannot be reached."""
 
 
+class TowerStateUnavailable(TowerError):
+    """The tower's own database (TOWER_DB_URL) cannot be reached."""
+
+
+class Forbidden(TowerError):
+    """The actor may not perform this action on this resource."""
+
+
+class Conflict(TowerError):
+    """The action collides with one already recorded (e.g. a decision made by someone else first)."""
+
+
 class MappingError(TowerError):
     """A model's mapped table or column does not exist in the warehouse."""
 
