@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from services.errors import ConfigError
+from services.identity import AuthConfig, parse_auth_config
 from services.mapping import ModelMapping, parse_model_mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,7 @@ class Settings:
     config_path: Path | None = None
     models: dict[str, ModelMapping] = field(default_factory=dict)
     stage_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_STAGE_ALIASES))
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     def model(self, name: str) -> ModelMapping | None:
         return self.models.get(name)
@@ -150,4 +152,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         config_path=config_path if config_path.is_file() else None,
         models={str(name): parse_model_mapping(str(name), raw) for name, raw in models_raw.items()},
         stage_aliases={str(k): v for k, v in stages.items()},
+        auth=parse_auth_config(config.get("auth")),
     )
