@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed = demo.add_parser("seed", help="create the demo registry and warehouse if they are not there yet")
     seed.add_argument("--force", action="store_true", help="delete and rebuild the embedded demo stores")
     seed.add_argument("--end-date", type=date.fromisoformat, default=None,
-                      help="last day of the demo logs (default: today, UTC)")
+                      help="last day of the demo logs (default: yesterday, UTC)")
     seed.set_defaults(handler=_demo_seed)
     return parser
 

@@ -138,7 +138,9 @@ def test_no_models_at_all_gives_an_empty_state_not_an_error(empty_stores, page):
 
 
 def test_invalid_configuration_stops_at_the_entry_with_the_reason(monkeypatch, tmp_path):
-    (tmp_path / "tower.yaml").write_text("models:\n  m: {table: 'x; drop'}\n")
+    (tmp_path / "tower.yaml").write_text(
+        "models:\n  m:\n    table: 'x; drop'\n    columns: {timestamp: ts, version: v, prediction: p,"
+        " latency_ms: l, status: s}\n")
     monkeypatch.setenv("TOWER_CONFIG", str(tmp_path / "tower.yaml"))
     at = open_page()
     assert not at.exception

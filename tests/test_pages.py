@@ -6,7 +6,11 @@ warehouse module).
 
 from __future__ import annotations
 
+import functools
+import shutil
+import tempfile
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -28,10 +32,19 @@ def open_page(page: str | None = None, **query: str) -> AppTest:
     return at.run()
 
 
+@functools.cache
+def oracle_copy(path: str) -> str:
+    """A private copy of the warehouse file for the oracle: DuckDB refuses a second in-process
+    connection with another configuration than the app's, and the oracle must not share the app's."""
+    target = Path(tempfile.mkdtemp()) / "oracle.duckdb"
+    shutil.copy(path, target)
+    return str(target)
+
+
 def raw_latencies(settings: Settings, model: str, start: datetime, end: datetime) -> dict[str, np.ndarray]:
     mapping = settings.models[model]
     ts, version, latency = (mapping.column(c) for c in ("timestamp", "version", "latency_ms"))
-    path = settings.warehouse_url.removeprefix("duckdb:///")
+    path = oracle_copy(settings.warehouse_url.removeprefix("duckdb:///"))
     with duckdb.connect(path, read_only=True) as con:
         rows = con.execute(
             f"SELECT CAST({version} AS VARCHAR), {latency} FROM {mapping.table} "

@@ -1,0 +1,5 @@
+"""The embedded demo: four registered models, their versions and 35 days of prediction logs.
+
+``stories`` holds the content as pure data (numpy, pandas, scikit-learn; no I/O);
+``seed`` writes it through the real MLflow API and into a DuckDB file.
+"""
