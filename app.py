@@ -22,9 +22,9 @@ except ConfigError as err:
     st.stop()
 
 pages = [
-    st.Page("app_pages/fleet.py", title="Fleet", icon="🛰️", url_path="fleet", default=True),
-    st.Page("app_pages/model.py", title="Model detail", icon="🧬", url_path="model"),
-    st.Page("app_pages/latency.py", title="Latency", icon="⏱️", url_path="latency"),
+    st.Page("app_pages/fleet.py", title="Fleet", icon=":material/dashboard:", url_path="fleet", default=True),
+    st.Page("app_pages/model.py", title="Model detail", icon=":material/account_tree:", url_path="model"),
+    st.Page("app_pages/latency.py", title="Latency", icon=":material/speed:", url_path="latency"),
 ]
 with st.sidebar:
     st.caption("Demo mode: embedded registry and warehouse." if settings.demo else "")

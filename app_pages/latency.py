@@ -15,6 +15,8 @@ from services.errors import TowerError
 from services.settings import load_settings
 
 QUANTILES = {"p50": "p50_ms", "p95": "p95_ms", "p99": "p99_ms"}
+# Versions are categories: a qualitative palette keeps neighbouring versions apart.
+PALETTE = px.colors.qualitative.Bold
 DEFAULT_DAYS = 21
 
 
@@ -26,7 +28,7 @@ def _window(picked: tuple[date, ...] | date) -> tuple[datetime, datetime] | None
 
 
 def _quantile_chart(daily: pd.DataFrame, column: str, label: str, slo: float | None):
-    fig = px.line(daily, x="day", y=column, color="version", markers=True,
+    fig = px.line(daily, x="day", y=column, color="version", markers=True, color_discrete_sequence=PALETTE,
                   labels={column: f"{label} latency (ms)", "day": "day (UTC)"})
     if slo is not None:
         fig.add_hline(y=slo, line_dash="dash", line_color="crimson", annotation_text=f"SLO {slo:.0f} ms")
@@ -66,13 +68,14 @@ def render() -> None:
     st.plotly_chart(_quantile_chart(daily, QUANTILES[label], label, mapping.slo.latency_p95_ms
                                     if label == "p95" else None))
     left, right = st.columns(2)
-    errors = px.line(daily, x="day", y="error_rate", color="version", markers=True,
+    errors = px.line(daily, x="day", y="error_rate", color="version", markers=True, color_discrete_sequence=PALETTE,
                      labels={"error_rate": "error rate", "day": "day (UTC)"})
     if mapping.slo.error_rate is not None:
         errors.add_hline(y=mapping.slo.error_rate, line_dash="dash", line_color="crimson", annotation_text="SLO")
     errors.update_layout(height=300, yaxis_tickformat=".1%", margin={"t": 30})
     left.plotly_chart(errors)
-    throughput = px.bar(daily, x="day", y="requests", color="version", labels={"requests": "requests per day"})
+    throughput = px.bar(daily, x="day", y="requests", color="version", color_discrete_sequence=PALETTE,
+                        labels={"requests": "requests per day"})
     throughput.update_layout(height=300, margin={"t": 30})
     right.plotly_chart(throughput)
 

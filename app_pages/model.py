@@ -19,10 +19,14 @@ KIND_COLOURS = {"dataset": "#4C78A8", "run": "#F58518", "version": "#54A24B", "a
 
 
 def _versions_table(versions: list[VersionInfo]) -> pd.DataFrame:
-    return pd.DataFrame([{
+    table = pd.DataFrame([{
         "Version": v.version, "Aliases": ", ".join(f"@{a}" for a in v.aliases), "Stage (legacy)": v.stage,
         "Created": v.created, "Status": v.status, "Run": v.run_id, "Description": v.description,
     } for v in versions])
+    # MLflow reports the string 'None' for versions never given a legacy stage.
+    if table.empty or table["Stage (legacy)"].eq("None").all():
+        table = table.drop(columns="Stage (legacy)", errors="ignore")
+    return table
 
 
 def _lineage_figure(graph: LineageGraph) -> go.Figure:
@@ -31,7 +35,8 @@ def _lineage_figure(graph: LineageGraph) -> go.Figure:
         arrangement="snap",
         node={"label": [n.label for n in graph.nodes], "pad": 18, "thickness": 14,
               "color": [KIND_COLOURS[n.kind] for n in graph.nodes]},
-        link={"source": list(sources), "target": list(targets), "value": [1] * len(sources)},
+        link={"source": list(sources), "target": list(targets), "value": [1] * len(sources),
+              "color": "rgba(160, 160, 160, 0.25)"},
     ))
     fig.update_layout(height=max(260, 34 * len(graph.nodes)), margin={"l": 8, "r": 8, "t": 8, "b": 8})
     return fig
