@@ -18,6 +18,7 @@ COPY --chown=tower:tower services ./services
 COPY --chown=tower:tower .streamlit/config.toml ./.streamlit/config.toml
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    MLFLOW_DISABLE_TELEMETRY=true \
     TOWER_DATA_DIR=/data
 RUN mkdir /data && chown tower:tower /data
 USER tower

@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 # The stamp is named after the requirements' content, so editing them reinstalls.
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 PORT   ?= 8501
+# No usage telemetry from MLflow: the registry's users did not ask for it (and this network is closed).
+export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: run test seed reseed lint install
 
