@@ -1,18 +1,19 @@
-"""ML Control Tower: the entry script. Settings, the actor, the pages, st.navigation.
+"""ML Control Tower: the entry script. Settings, the login gate, the actor, the pages, st.navigation.
 
 Pages live in app_pages/ (not pages/, see DESIGN.md §2) and are registered from their files so
-that AppTest and deep links both reach them through this gate.
+that AppTest and deep links both reach them only through this gate.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.notices import show_error
+from app_pages.notices import literal, show_error
+from app_pages.session import current_actor, sign_in
 from services.errors import ConfigError
 from services.settings import load_settings
 
-st.set_page_config(page_title="ML Control Tower", page_icon="🛰️", layout="wide")
+st.set_page_config(page_title="ML Control Tower", page_icon=":material/flight_takeoff:", layout="wide")
 
 try:
     settings = load_settings()
@@ -21,11 +22,27 @@ except ConfigError as err:
     show_error(err)
     st.stop()
 
+actor = current_actor(settings)
+if actor is None:  # sign-in is configured and nobody is signed in: the login page is all there is
+    st.navigation([st.Page("app_pages/login.py", title="Sign in", icon=":material/login:")]).run()
+    st.stop()
+
 pages = [
     st.Page("app_pages/fleet.py", title="Fleet", icon=":material/dashboard:", url_path="fleet", default=True),
     st.Page("app_pages/model.py", title="Model detail", icon=":material/account_tree:", url_path="model"),
     st.Page("app_pages/latency.py", title="Latency", icon=":material/speed:", url_path="latency"),
 ]
 with st.sidebar:
-    st.caption("Demo mode: embedded registry and warehouse." if settings.demo else "")
+    if actor.authenticated:
+        st.markdown(f"Signed in as **{literal(actor.name)}**  \n"
+                    f"Roles: {literal(', '.join(sorted(actor.roles))) or 'none (read-only)'}")
+        if st.button("Sign out", icon=":material/logout:"):
+            st.logout()
+    else:
+        problem = sign_in(settings).problem
+        st.info("Read-only: no identity provider is configured, so nobody can request or approve "
+                "promotions. Add an [auth] section to .streamlit/secrets.toml to enable sign-in."
+                + (f"  \n{literal(problem)}" if problem else ""), icon=":material/lock:")
+    if settings.demo:
+        st.caption("Demo mode: embedded registry and warehouse.")
 st.navigation(pages).run()

@@ -36,15 +36,16 @@ def _table(rows: tuple[fleet.FleetRow, ...]) -> pd.DataFrame:
 def render() -> None:
     st.title("Fleet overview")
     settings = load_settings()
-    now = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
-    start = (now - timedelta(days=WINDOW_DAYS - 1)).replace(hour=0, minute=0)
+    # Complete UTC days only: a partial current day would read as a traffic drop on every model.
+    end = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=WINDOW_DAYS)
     with st.spinner("Reading the registry and the prediction logs…"):
         overview = fleet.fleet_overview(
             settings,
             load_models=lambda: cached.list_models(settings),
-            load_summary=lambda m: cached.window_summary(settings, m, start, now),
+            load_summary=lambda m: cached.window_summary(settings, m, start, end),
             load_daily_requests=lambda m: fleet.requests_per_day(
-                cached.traffic_by_day(settings, m, start, now), start, WINDOW_DAYS),
+                cached.traffic_by_day(settings, m, start, end), start, WINDOW_DAYS),
         )
     if overview.registry_error:
         show_error(overview.registry_error)
@@ -54,7 +55,8 @@ def render() -> None:
                 f"(registry: {literal(settings.mlflow_tracking_uri)}).")
         return
 
-    st.caption(f"Traffic, latency and errors over the last {WINDOW_DAYS} days (UTC), up to {now:%Y-%m-%d %H:%M}.")
+    st.caption(f"Traffic, latency and errors over the {WINDOW_DAYS} complete days from {start:%Y-%m-%d} "
+               f"to {end - timedelta(days=1):%Y-%m-%d} (UTC).")
     table = _table(overview.rows)
     left, middle, right = st.columns([2, 2, 1])
     query = left.text_input("Filter by name or description", placeholder="e.g. credit")

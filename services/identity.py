@@ -111,3 +111,32 @@ def service_actor(account: str, auth: AuthConfig) -> Actor:
         raise ConfigError(f"Service account {account!r} is not declared under auth.service_accounts in tower.yaml.")
     return Actor(issuer=auth.service_issuer, subject=account, name=f"service:{account}",
                  roles=frozenset(auth.service_accounts[account]))
+
+
+# Values of the committed example and the demo: a deployment that still carries one of them has
+# not been configured, and signing in with it would be signing in with a published secret.
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "replace-me", "secret", "xxx", "demo-client-secret"})
+REQUIRED_AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
+
+
+@dataclass(frozen=True)
+class SignInStatus:
+    enabled: bool
+    problem: str | None = None  # why sign-in is off although an [auth] section exists
+
+
+def sign_in_status(auth_section: Mapping[str, Any] | None, *, demo: bool) -> SignInStatus:
+    """Whether the [auth] secrets allow sign-in; placeholder secrets only in demo mode."""
+    if not auth_section:
+        return SignInStatus(enabled=False)
+    missing = [key for key in REQUIRED_AUTH_KEYS if not auth_section.get(key)]
+    if missing:
+        return SignInStatus(False, f"The [auth] secrets are incomplete: missing {', '.join(missing)}.")
+    if not demo:
+        weak = [key for key in ("cookie_secret", "client_secret")
+                if str(auth_section[key]).strip().lower() in PLACEHOLDER_SECRETS]
+        if len(str(auth_section["cookie_secret"])) < 16 and "cookie_secret" not in weak:
+            weak.append("cookie_secret (shorter than 16 characters)")
+        if weak:
+            return SignInStatus(False, f"Placeholder secrets are refused outside demo mode: {', '.join(weak)}.")
+    return SignInStatus(enabled=True)

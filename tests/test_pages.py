@@ -83,13 +83,13 @@ def test_fleet_flags_the_latency_regression_and_not_the_healthy_model(demo_env):
 
 def test_fleet_p95_matches_numpy_on_the_same_rows(demo_env):
     at = open_page("app_pages/fleet.py")
-    now = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
-    start = (now - timedelta(days=6)).replace(hour=0, minute=0)
+    end = datetime.combine(datetime.now(UTC).date(), time())
+    start = end - timedelta(days=7)
     table = at.dataframe[0].value.set_index("Model")
     for model in DEMO_MODELS:
-        all_rows = np.concatenate(list(raw_latencies(demo_env, model, start, now).values()))
-        # The page and this oracle read `now` a moment apart; one row more or less moves p95 < 1 %.
-        assert table.loc[model, "p95 (ms)"] == pytest.approx(np.percentile(all_rows, 95), rel=0.01)
+        all_rows = np.concatenate(list(raw_latencies(demo_env, model, start, end).values()))
+        assert table.loc[model, "p95 (ms)"] == pytest.approx(np.percentile(all_rows, 95), rel=1e-9)
+        assert table.loc[model, "Requests (7 d)"] >= len(all_rows)
 
 
 def test_latency_page_quantiles_per_version_match_numpy_percentiles(demo_env):

@@ -1,0 +1,35 @@
+"""Who is using this session: the signed-in actor, or read-only when sign-in is not configured."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import streamlit as st
+
+from services.identity import ANONYMOUS, Actor, SignInStatus, actor_from_claims, sign_in_status
+from services.settings import Settings
+
+
+def _auth_secrets() -> Mapping[str, Any] | None:
+    try:
+        auth = st.secrets.get("auth")
+    except FileNotFoundError:  # no secrets file at all: sign-in is simply not configured
+        return None
+    return dict(auth) if auth else None
+
+
+def sign_in(settings: Settings) -> SignInStatus:
+    return sign_in_status(_auth_secrets(), demo=settings.demo)
+
+
+def current_actor(settings: Settings) -> Actor | None:
+    """The actor of this session; None when sign-in is configured but nobody has signed in yet.
+
+    Roles are re-read from the ID-token claims on every run, never kept in session state.
+    """
+    if not sign_in(settings).enabled:
+        return ANONYMOUS
+    if not st.user.is_logged_in:
+        return None
+    return actor_from_claims(st.user.to_dict(), settings.auth)
