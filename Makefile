@@ -8,7 +8,7 @@ PORT   ?= 8501
 # No usage telemetry from MLflow: the registry's users did not ask for it (and this network is closed).
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: run test seed reseed lint install
+.PHONY: run test seed reseed lint install browser
 
 install: $(STAMP)
 
@@ -25,10 +25,19 @@ seed: $(STAMP)
 reseed: $(STAMP)
 	$(BIN)/python -m services.cli demo seed --force
 
+# The app on http://localhost:$(PORT), with the demo's local OIDC provider on 127.0.0.1:9400.
 run: seed
-	TOWER_DEMO=1 $(BIN)/streamlit run app.py --server.port $(PORT) --server.address localhost
+	$(BIN)/python -m services.cli demo serve --port $(PORT)
 
-test: $(STAMP)
+# Browser tests drive Debian's Chromium (never a downloaded browser): install it when missing and
+# this user may; otherwise those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is not installed: the browser tests will be skipped"; fi; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

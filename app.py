@@ -27,11 +27,20 @@ if actor is None:  # sign-in is configured and nobody is signed in: the login pa
     st.navigation([st.Page("app_pages/login.py", title="Sign in", icon=":material/login:")]).run()
     st.stop()
 
-pages = [
+monitor = [
     st.Page("app_pages/fleet.py", title="Fleet", icon=":material/dashboard:", url_path="fleet", default=True),
     st.Page("app_pages/model.py", title="Model detail", icon=":material/account_tree:", url_path="model"),
     st.Page("app_pages/latency.py", title="Latency", icon=":material/speed:", url_path="latency"),
 ]
+# Navigation shows each role its pages; the pages check the role again, the services at every write.
+govern = []
+if actor.has_role("model_owner", "admin"):
+    govern.append(st.Page("app_pages/promotions.py", title="Promotions", icon=":material/upgrade:",
+                          url_path="promotions"))
+if actor.has_role("reviewer", "admin"):
+    govern.append(st.Page("app_pages/review.py", title="Review queue", icon=":material/fact_check:",
+                          url_path="review"))
+govern.append(st.Page("app_pages/audit.py", title="Audit trail", icon=":material/history:", url_path="audit"))
 with st.sidebar:
     if actor.authenticated:
         st.markdown(f"Signed in as **{literal(actor.name)}**  \n"
@@ -45,4 +54,4 @@ with st.sidebar:
                 + (f"  \n{literal(problem)}" if problem else ""), icon=":material/lock:")
     if settings.demo:
         st.caption("Demo mode: embedded registry and warehouse.")
-st.navigation(pages).run()
+st.navigation({"Monitor": monitor, "Govern": govern}).run()

@@ -8,6 +8,7 @@ call that ever does must take the role as an argument (DESIGN.md §2).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import pandas as pd
@@ -15,7 +16,11 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from services import warehouse
+from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
+from services.monitoring import report, views
+from services.monitoring.reference import ReferenceProfile, load_or_compute
+from services.monitoring.report import WindowReport
 from services.registry import Lineage, ModelSummary, Registry, VersionInfo
 from services.settings import Settings
 
@@ -83,3 +88,65 @@ def latency_by_day(s: Settings, mapping: ModelMapping, start: datetime, end: dat
 @st.cache_data(ttl=TTL_S, max_entries=128, show_spinner=False)
 def latency_by_version(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
     return warehouse.latency_by_version(engine(s), mapping, start, end)
+
+
+@st.cache_resource(show_spinner=False)
+def governance(s: Settings) -> GovernanceContext:
+    """The governance context (registry, tower state, evidence sources), one per settings.
+
+    Shared by every session: it holds clients, engines and policies, never who is acting.
+    """
+    from services.monitoring.views import TowerMonitoringEvidence
+
+    context = GovernanceContext.from_settings(s)
+    return replace(context, monitoring=TowerMonitoringEvidence(context.engine))
+
+
+def tower(s: Settings) -> Engine:
+    return governance(s).engine
+
+
+# Monitoring: results come from the tower state; a window's report and a feature's distribution are
+# pushed down to the warehouse against the kept reference profile.
+@st.cache_data(ttl=TTL_S, max_entries=32, show_spinner=False)
+def reference_profile(s: Settings, mapping: ModelMapping, start: datetime | None,
+                      end: datetime | None) -> ReferenceProfile:
+    return load_or_compute(tower(s), engine(s), mapping, start, end)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
+                  start: datetime, end: datetime) -> WindowReport:
+    return report.window_report(engine(s), mapping, reference_profile(s, mapping, *ref), start, end,
+                                rules=s.monitoring.rules_for(mapping.name))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def feature_distributions(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
+                          column: str, start: datetime, end: datetime) -> pd.DataFrame:
+    return views.feature_distributions(engine(s), mapping, reference_profile(s, mapping, *ref), column, start, end)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def drift_heatmap(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
+    return views.drift_heatmap(tower(s), model, start, end)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def fairness_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
+    return views.fairness_over_time(tower(s), model, start, end)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def performance_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
+    return views.performance_over_time(tower(s), model, start, end)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def latest_health(s: Settings, model: str) -> views.HealthVerdict:
+    return views.latest_health(tower(s), model)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
+def alerts(s: Settings, model: str | None, active_only: bool) -> pd.DataFrame:
+    return views.open_alerts(tower(s), model) if active_only else views.alert_history(tower(s), model)

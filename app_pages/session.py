@@ -33,3 +33,17 @@ def current_actor(settings: Settings) -> Actor | None:
     if not st.user.is_logged_in:
         return None
     return actor_from_claims(st.user.to_dict(), settings.auth)
+
+
+def require_roles(settings: Settings, *roles: str) -> Actor | None:
+    """The actor if they hold one of ``roles``; otherwise say so and return None.
+
+    Navigation already hides the page from others; this is the page's own check for a deep link or a
+    role lost since the navigation was built. Every write is authorized again by the service.
+    """
+    actor = current_actor(settings)
+    if actor is None or not actor.has_role(*roles):
+        st.error(f"This page is for the roles {', '.join(roles)}; you are signed in without them.",
+                 icon=":material/block:")
+        return None
+    return actor

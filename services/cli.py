@@ -10,6 +10,8 @@ import sys
 from datetime import date
 
 from services.errors import TowerError
+from services.governance.commands import register as register_promote
+from services.monitoring.commands import register as register_monitoring
 from services.settings import load_settings
 
 
@@ -26,6 +28,12 @@ def _demo_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_serve(args: argparse.Namespace) -> int:
+    from services.demo.serve import serve
+
+    return serve(load_settings(), port=args.port, oidc_port=args.oidc_port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.cli", description="ML Control Tower command line.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--end-date", type=date.fromisoformat, default=None,
                       help="last day of the demo logs (default: yesterday, UTC)")
     seed.set_defaults(handler=_demo_seed)
+    serve = demo.add_parser("serve", help="run the app with the demo's local OIDC provider (what `make run` does)")
+    serve.add_argument("--port", type=int, default=8501, help="the app's port (default 8501)")
+    serve.add_argument("--oidc-port", type=int, default=9400, help="the local OIDC provider's port (default 9400)")
+    serve.set_defaults(handler=_demo_serve)
+    register_promote(commands)
+    register_monitoring(commands)
     return parser
 
 

@@ -1,6 +1,8 @@
 """Every MLflow call of the app: registered models, versions, aliases, legacy stages, runs, lineage.
 
-Read-only metadata only. Nothing here loads a model artifact (no ``mlflow.*.load_model``, no
+Metadata only. The only writes are the governance projection's (aliases, legacy stage
+transitions, the tower's audit and state tags); they are called by ``services.governance`` after
+authorization, never by a page. Nothing here loads a model artifact (no ``mlflow.*.load_model``, no
 artifact download): deserializing a model runs its code, and the dashboard must never do that.
 
 Errors reach callers as the typed family of ``services.errors``: a missing model or version is
@@ -15,6 +17,7 @@ import logging
 import math
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -552,3 +555,76 @@ class Registry:
             parent_run_id=all_tags.get("mlflow.parentRunId") or None,
             aliases=aliases,
         )
+
+    # -- governance: reads the projection needs, and the only writes -------------------------
+    def _version_missing(self, name: str, version: str) -> Callable[[], NotFound]:
+        def missing() -> NotFound:
+            self._registered_model(name)  # raises "Model 'x' is not in the registry." if so
+            return NotFound(f"Version '{version}' of model '{name}' is not in the registry.",
+                            "It may have been deleted; reload the page.")
+        return missing
+
+    def _checked_version(self, version: str | int, name: str) -> str:
+        text = str(version).strip()
+        if not text.isdigit():
+            raise NotFound(f"Version '{text}' of model '{name}' is not in the registry: versions are numbers.")
+        return text
+
+    def model_tags(self, name: str) -> dict[str, str]:
+        """The registered model's tags (``owner`` among them)."""
+        return dict(self._registered_model(name).tags or {})
+
+    def model_aliases(self, name: str) -> dict[str, str]:
+        """Alias -> version of the registered model (one call; no version search)."""
+        return {str(k): str(v) for k, v in (self._registered_model(name).aliases or {}).items()}
+
+    def version_tags(self, name: str, version: str) -> dict[str, str]:
+        return dict(self._model_version(name, version).tags or {})
+
+    def version_stage(self, name: str, version: str) -> str:
+        """The legacy (deprecated) stage of a version, 'None' if it has none."""
+        return self._model_version(name, version).current_stage or "None"
+
+    def version_creator(self, name: str, version: str) -> str | None:
+        """Who created the version: MLflow's version user, else the user of its run (None if unknown)."""
+        mv = self._model_version(name, version)
+        if getattr(mv, "user_id", None):
+            return str(mv.user_id)
+        run_id = mv.run_id or None
+        if run_id is None:
+            model_id = _model_id(mv)
+            logged = None if model_id is None else self._optional(lambda c: c.get_logged_model(model_id))
+            run_id = getattr(logged, "source_run_id", None) or None
+        run = None if run_id is None else self._optional(lambda c: c.get_run(run_id))
+        if run is None:
+            return None
+        user = (run.data.tags or {}).get("mlflow.user") or run.info.user_id
+        return None if not user or user == "unknown" else str(user)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        version = self._checked_version(version, name)
+        self._call(lambda c: c.set_registered_model_alias(name, alias, version),
+                   not_found=self._version_missing(name, version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._call(lambda c: c.delete_registered_model_alias(name, alias), not_found=self._model_not_found(name))
+
+    def transition_stage(self, name: str, version: str, stage: str, *, archive_existing_versions: bool = True) -> None:
+        """Legacy stage transition (deprecated by MLflow 2.9, still used by some registries)."""
+        version = self._checked_version(version, name)
+
+        def transition(c: MlflowClient) -> Any:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return c.transition_model_version_stage(name, version, stage,
+                                                        archive_existing_versions=archive_existing_versions)
+
+        self._call(transition, not_found=self._version_missing(name, version))
+
+    def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        version = self._checked_version(version, name)
+        self._call(lambda c: c.set_model_version_tag(name, version, key, value),
+                   not_found=self._version_missing(name, version))
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self._call(lambda c: c.set_registered_model_tag(name, key, value), not_found=self._model_not_found(name))

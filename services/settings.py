@@ -15,8 +15,10 @@ from typing import Any
 import yaml
 
 from services.errors import ConfigError
+from services.governance.policy import Policies, parse_policies
 from services.identity import AuthConfig, parse_auth_config
 from services.mapping import ModelMapping, parse_model_mapping
+from services.monitoring.config import MonitoringConfig, parse_monitoring_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,6 +99,8 @@ class Settings:
     models: dict[str, ModelMapping] = field(default_factory=dict)
     stage_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_STAGE_ALIASES))
     auth: AuthConfig = field(default_factory=AuthConfig)
+    policies: Policies = field(default_factory=Policies)  # promotion policy per model (tower.yaml)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)  # monitoring: section of tower.yaml
 
     def model(self, name: str) -> ModelMapping | None:
         return self.models.get(name)
@@ -147,10 +151,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     stages = config.get("stages") or DEFAULT_STAGE_ALIASES
     if not isinstance(stages, dict) or not all(isinstance(v, str) for v in stages.values()):
         raise ConfigError(f"{config_path}: stages must map stage names to alias names.")
+    models = {str(name): parse_model_mapping(str(name), raw) for name, raw in models_raw.items()}
     return Settings(
         **values,
         config_path=config_path if config_path.is_file() else None,
-        models={str(name): parse_model_mapping(str(name), raw) for name, raw in models_raw.items()},
+        models=models,
         stage_aliases={str(k): v for k, v in stages.items()},
         auth=parse_auth_config(config.get("auth")),
+        policies=parse_policies(config.get("policies"), models),
+        monitoring=parse_monitoring_config(config.get("monitoring"), env, models),
     )

@@ -1,0 +1,87 @@
+"""Promotions: a model owner asks for a version to take a stage, follows and cancels the requests."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages import cached
+from app_pages.governance_views import gates_table, requests_table
+from app_pages.notices import show_error
+from app_pages.session import require_roles
+from services.errors import TowerError
+from services.governance import promotion
+from services.identity import Actor
+from services.settings import Settings, load_settings
+
+
+def _my_models(settings: Settings, actor: Actor) -> list[str]:
+    """Models the actor may ask for: the ones whose owner tag is theirs (all of them for an admin)."""
+    models = cached.list_models(settings)
+    if actor.has_role("admin"):
+        return [m.name for m in models]
+    return [m.name for m in models if m.owner == actor.subject]
+
+
+def _request_form(settings: Settings, actor: Actor) -> None:
+    ctx = cached.governance(settings)
+    names = _my_models(settings, actor)
+    if not names:
+        st.info(f"No registered model names you ({actor.subject}) as its owner (the `owner` tag).")
+        return
+    model = st.selectbox("Model", names, key="promote_model")
+    versions = [v.version for v in cached.list_versions(settings, model)]
+    holders = ctx.current_holders(model)
+    col1, col2 = st.columns(2)
+    version = col1.selectbox("Version", versions, format_func=lambda v: f"v{v}")
+    stage = col2.selectbox("To stage", list(settings.stage_aliases),
+                           format_func=lambda s: f"{s} (now v{holders.get(s)})" if holders.get(s) else s)
+    with st.form("request_promotion", clear_on_submit=True):
+        reason = st.text_area("Justification", max_chars=100_000,
+                              placeholder="Why this version should take the stage; links to the evaluation.")
+        submitted = st.form_submit_button("Request promotion", type="primary")
+    if submitted:
+        with st.spinner("Collecting the evidence and recording the request…"):
+            outcome = promotion.request_promotion(ctx, actor, model, version, stage, reason)
+        st.success(f"Request {outcome.request.id[:12]} recorded: v{version} of {model} → {stage}. "
+                   "A reviewer will see it in the review queue.")
+        evidence = promotion.evidence_snapshot(ctx, outcome.request.evidence_digest or "")
+        if evidence is not None:
+            st.dataframe(gates_table(evidence), hide_index=True)
+
+
+def _my_requests(settings: Settings, actor: Actor) -> None:
+    ctx = cached.governance(settings)
+    mine = [r for r in promotion.list_requests(ctx)
+            if actor.is_same_person(r.requester_issuer, r.requester_subject)]
+    if not mine:
+        st.info("You have not requested any promotion yet.")
+        return
+    st.dataframe(requests_table(mine), hide_index=True)
+    open_ones = {r.id: r for r in mine if r.status == "open"}
+    if open_ones:
+        chosen = st.selectbox("Cancel an open request", list(open_ones),
+                              format_func=lambda i: f"{open_ones[i].model} v{open_ones[i].version} → "
+                                                    f"{open_ones[i].stage} ({i[:12]})")
+        if st.button("Cancel request", icon=":material/cancel:"):
+            promotion.cancel_request(ctx, actor, chosen, "cancelled by the requester")
+            st.success("The request is cancelled.")
+            st.rerun()
+
+
+def render() -> None:
+    st.title("Promotions")
+    settings = load_settings()
+    actor = require_roles(settings, "model_owner", "admin")
+    if actor is None:
+        return
+    for tab, section in zip(st.tabs(["Request a promotion", "My requests"]), (_request_form, _my_requests),
+                            strict=True):
+        with tab:
+            try:
+                section(settings, actor)
+            except TowerError as err:  # one section's failure leaves the other usable
+                show_error(err)
+
+
+if __name__ == "__main__":
+    render()

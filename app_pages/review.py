@@ -1,0 +1,90 @@
+"""Review queue: an authorized reviewer approves or rejects a promotion with the evidence in front."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages import cached
+from app_pages.governance_views import decisions_table, gates_table, metrics_table, requests_table
+from app_pages.notices import literal, show_error
+from app_pages.session import require_roles
+from services.errors import TowerError
+from services.governance import promotion
+from services.governance.authz import Action
+from services.identity import Actor
+from services.settings import load_settings
+
+
+def _decide(request: promotion.PromotionRequest, actor: Actor, failing: list[str]) -> None:
+    ctx = cached.governance(load_settings())
+    allowed = promotion.allowed_actions(ctx, actor, request)
+    if not allowed & {Action.APPROVE, Action.REJECT}:
+        st.info("You may not decide this request (you asked for it, created the version, or the model's "
+                "policy names other approvers).")
+        return
+    with st.form(f"decide_{request.id}"):
+        comment = st.text_area("Comment (required to reject)", max_chars=100_000)
+        override = ""
+        if failing:
+            override = st.text_area(f"Override reason (needed to approve past the failed gates: {', '.join(failing)})",
+                                    max_chars=100_000)
+        approve_col, reject_col = st.columns(2)
+        approve = approve_col.form_submit_button("Approve", type="primary", icon=":material/check:")
+        reject = reject_col.form_submit_button("Reject", icon=":material/close:")
+    if approve or reject:
+        # The service decides again with the actor's current roles; a second click or a rival reviewer
+        # gets the decision that was recorded first.
+        if approve:
+            outcome = promotion.approve(ctx, actor, request.id, comment, override or None)
+        else:
+            outcome = promotion.reject(ctx, actor, request.id, comment)
+        verb = "promoted" if outcome.promoted else ("rejected" if reject else "approved (waiting for more approvals)")
+        st.success(f"Recorded: {literal(request.model)} v{request.version} {verb}.")
+        if outcome.projection_error:
+            st.warning(f"The decision counts, but the registry is behind: {literal(outcome.projection_error)} "
+                       "An administrator's repair pass will apply it.")
+
+
+def render() -> None:
+    st.title("Review queue")
+    settings = load_settings()
+    actor = require_roles(settings, "reviewer", "admin")
+    if actor is None:
+        return
+    try:
+        ctx = cached.governance(settings)
+        waiting = promotion.list_requests(ctx, status="open")
+    except TowerError as err:
+        show_error(err)
+        return
+    if not waiting:
+        st.info("No promotion request is waiting for review.")
+        return
+    st.dataframe(requests_table(waiting), hide_index=True)
+    by_id = {r.id: r for r in waiting}
+    chosen = st.selectbox("Request", list(by_id), key="request",
+                          format_func=lambda i: f"{by_id[i].model} v{by_id[i].version} → {by_id[i].stage} "
+                                                f"by {by_id[i].requester_name} ({i[:12]})")
+    request = by_id[chosen]
+    st.subheader(f"{request.model} v{request.version} → {request.stage}")
+    st.caption(f"Replaces v{request.previous_version or '—'} · requested by {request.requester_name} "
+               f"at {request.created_at:%Y-%m-%d %H:%M} UTC · approvals {len(request.approvals)}/"
+               f"{request.approvals_required}")
+    st.text_area("Justification", request.reason, disabled=True)
+    try:
+        evidence = promotion.evidence_snapshot(ctx, request.evidence_digest or "")
+        failing = []
+        if evidence is not None:
+            st.markdown("**Gates of the model's policy** (evidence snapshotted with the request)")
+            st.dataframe(gates_table(evidence), hide_index=True)
+            st.dataframe(metrics_table(evidence), hide_index=True)
+            failing = [g.name for g in evidence.gates if g.status != "passed"]
+        if request.approvals:
+            st.dataframe(decisions_table(list(request.approvals)), hide_index=True)
+        _decide(request, actor, failing)
+    except TowerError as err:
+        show_error(err)
+
+
+if __name__ == "__main__":
+    render()

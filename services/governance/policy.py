@@ -1,0 +1,240 @@
+"""Promotion policy as code: the ``policies:`` section of tower.yaml, parsed into typed dataclasses.
+
+```yaml
+policies:
+  default:                          # every model without its own entry; each model's keys override it
+    approvals_required: 1           # N distinct approvers (issuer + subject) ...
+    approvers: {roles: [reviewer], subjects: []}   # ... among these (M): roles and/or identities
+    override_roles: [admin]         # who may approve although a gate failed (with a written reason)
+    requesters: ["tower-service|ci-bot"]   # identities that may request besides the model's owner
+    max_drift_share: 0.3            # share of drifted features of the candidate
+    max_fairness_dpd: 0.1           # demographic parity difference of the model
+    # max_latency_p95_ms: absent = the model's SLO (models.<name>.slo.latency_p95_ms); null = no gate
+  credit-risk:
+    approvals_required: 2
+    metrics:
+      - {name: roc_auc, direction: higher, max_regression: 0.01}   # may drop at most 0.01
+```
+
+Identities are written ``"<issuer>|<subject>"`` (split at the first ``|``; subjects such as
+Auth0's ``auth0|123`` keep theirs) or as ``{issuer: ..., subject: ...}``. A bad value raises
+ConfigError naming the field, e.g. ``policies.credit-risk.metrics[0].direction``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.errors import ConfigError
+from services.identity import ROLES
+from services.mapping import ModelMapping
+
+DIRECTIONS = ("higher", "lower")
+_KEYS = {"approvals_required", "approvers", "override_roles", "requesters", "metrics",
+         "max_drift_share", "max_fairness_dpd", "max_latency_p95_ms"}
+_UNSET = object()
+
+Identity = tuple[str, str]  # (issuer, subject)
+
+
+@dataclass(frozen=True)
+class MetricGate:
+    """The candidate's registry metric may be worse than the holder's by at most ``max_regression``."""
+
+    name: str
+    direction: str  # "higher" (is better) or "lower" (is better)
+    max_regression: float
+
+
+@dataclass(frozen=True)
+class Approvers:
+    """Who may approve (M): anyone holding one of ``roles``, or one of the listed identities."""
+
+    roles: frozenset[str] = frozenset({"reviewer"})
+    subjects: frozenset[Identity] = frozenset()
+
+
+@dataclass(frozen=True)
+class Policy:
+    model: str  # the model it applies to ("default" for the fallback itself)
+    approvals_required: int = 1
+    approvers: Approvers = field(default_factory=Approvers)
+    override_roles: frozenset[str] = frozenset({"admin"})
+    requesters: frozenset[Identity] = frozenset()
+    metrics: tuple[MetricGate, ...] = ()
+    max_drift_share: float | None = None
+    max_fairness_dpd: float | None = None
+    max_latency_p95_ms: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (recorded in the evidence snapshot)."""
+        return {
+            "model": self.model,
+            "approvals_required": self.approvals_required,
+            "approvers": {"roles": sorted(self.approvers.roles),
+                          "subjects": sorted(f"{i}|{s}" for i, s in self.approvers.subjects)},
+            "override_roles": sorted(self.override_roles),
+            "requesters": sorted(f"{i}|{s}" for i, s in self.requesters),
+            "metrics": [{"name": g.name, "direction": g.direction, "max_regression": g.max_regression}
+                        for g in self.metrics],
+            "max_drift_share": self.max_drift_share,
+            "max_fairness_dpd": self.max_fairness_dpd,
+            "max_latency_p95_ms": self.max_latency_p95_ms,
+        }
+
+
+@dataclass(frozen=True)
+class Policies:
+    """Every model's policy; ``for_model`` falls back to ``default``."""
+
+    default: dict[str, Any] = field(default_factory=dict)  # the raw, validated default section
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
+    slo_latency: dict[str, float] = field(default_factory=dict)  # model -> SLO p95 from the mapping
+
+    def for_model(self, model: str) -> Policy:
+        merged = {**self.default, **self.per_model.get(model, {})}
+        return _build(model, merged, self.slo_latency.get(model))
+
+    def __hash__(self) -> int:
+        return hash((tuple(sorted(self.per_model)), tuple(sorted(self.slo_latency.items()))))
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing
+# ----------------------------------------------------------------------------------------------
+def parse_identity(value: Any, where: str) -> Identity:
+    if isinstance(value, Mapping):
+        issuer, subject = value.get("issuer"), value.get("subject")
+    elif isinstance(value, str) and "|" in value:
+        issuer, _, subject = value.partition("|")
+    else:
+        raise ConfigError(f"{where}: {value!r} is not an identity; write \"<issuer>|<subject>\" "
+                          "or {issuer: ..., subject: ...}.")
+    if not isinstance(issuer, str) or not isinstance(subject, str) or not issuer or not subject:
+        raise ConfigError(f"{where}: {value!r} needs a non-empty issuer and subject.")
+    return issuer, subject
+
+
+def _roles(value: Any, where: str) -> frozenset[str]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of roles ({', '.join(ROLES)}).")
+    for role in value:
+        if role not in ROLES:
+            raise ConfigError(f"{where}: {role!r} is not a role; roles are {', '.join(ROLES)}.")
+    return frozenset(value)
+
+
+def _identities(value: Any, where: str) -> frozenset[Identity]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of identities (\"<issuer>|<subject>\").")
+    return frozenset(parse_identity(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _limit(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{where} must be a non-negative number (or null for no limit), got {value!r}.")
+    return float(value)
+
+
+def _metric(value: Any, where: str) -> MetricGate:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping {{name, direction, max_regression}}.")
+    unknown = set(value) - {"name", "direction", "max_regression"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}.")
+    name = value.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}.name must name a registry metric (e.g. roc_auc).")
+    direction = value.get("direction")
+    if direction not in DIRECTIONS:
+        raise ConfigError(f"{where}.direction must be 'higher' or 'lower' (which is better), got {direction!r}.")
+    regression = _limit(value.get("max_regression", 0.0), f"{where}.max_regression")
+    return MetricGate(name=name, direction=direction, max_regression=regression or 0.0)
+
+
+def _validate_section(model: str, raw: Any) -> dict[str, Any]:
+    """Check one section's keys and values; the result holds parsed values under the same keys."""
+    where = f"policies.{model}"
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping.")
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                          f"known keys are {', '.join(sorted(_KEYS))}.")
+    parsed: dict[str, Any] = {}
+    if "approvals_required" in raw:
+        n = raw["approvals_required"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"{where}.approvals_required must be a whole number >= 1, got {n!r}.")
+        parsed["approvals_required"] = n
+    if "approvers" in raw:
+        spec = raw["approvers"]
+        if not isinstance(spec, Mapping) or set(spec) - {"roles", "subjects"}:
+            raise ConfigError(f"{where}.approvers must be a mapping with 'roles' and/or 'subjects'.")
+        parsed["approvers"] = Approvers(
+            roles=_roles(spec.get("roles") or [], f"{where}.approvers.roles"),
+            subjects=_identities(spec.get("subjects") or [], f"{where}.approvers.subjects"),
+        )
+        if not parsed["approvers"].roles and not parsed["approvers"].subjects:
+            raise ConfigError(f"{where}.approvers names nobody: list roles and/or subjects.")
+    if "override_roles" in raw:
+        parsed["override_roles"] = _roles(raw["override_roles"] or [], f"{where}.override_roles")
+    if "requesters" in raw:
+        parsed["requesters"] = _identities(raw["requesters"] or [], f"{where}.requesters")
+    if "metrics" in raw:
+        metrics = raw["metrics"] or []
+        if not isinstance(metrics, list):
+            raise ConfigError(f"{where}.metrics must be a list of metric gates.")
+        gates = tuple(_metric(m, f"{where}.metrics[{i}]") for i, m in enumerate(metrics))
+        names = [g.name for g in gates]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}.metrics names a metric twice.")
+        parsed["metrics"] = gates
+    for key in ("max_drift_share", "max_fairness_dpd", "max_latency_p95_ms"):
+        if key in raw:
+            parsed[key] = _limit(raw[key], f"{where}.{key}")
+    for key in ("max_drift_share", "max_fairness_dpd"):
+        if parsed.get(key) is not None and parsed[key] > 1:
+            raise ConfigError(f"{where}.{key} is a share between 0 and 1, got {parsed[key]!r}.")
+    return parsed
+
+
+def _build(model: str, merged: Mapping[str, Any], slo_p95: float | None) -> Policy:
+    approvers = merged.get("approvers", Approvers())
+    n = merged.get("approvals_required", 1)
+    if not approvers.roles and n > len(approvers.subjects):
+        raise ConfigError(f"policies.{model}: approvals_required is {n} but only "
+                          f"{len(approvers.subjects)} approvers are listed.")
+    latency = merged.get("max_latency_p95_ms", _UNSET)
+    return Policy(
+        model=model,
+        approvals_required=n,
+        approvers=approvers,
+        override_roles=merged.get("override_roles", frozenset({"admin"})),
+        requesters=merged.get("requesters", frozenset()),
+        metrics=merged.get("metrics", ()),
+        max_drift_share=merged.get("max_drift_share"),
+        max_fairness_dpd=merged.get("max_fairness_dpd"),
+        max_latency_p95_ms=slo_p95 if latency is _UNSET else latency,
+    )
+
+
+def parse_policies(raw: Any, models: Mapping[str, ModelMapping] | None = None) -> Policies:
+    """The ``policies:`` section; ``models`` (the parsed mapping) gives each model's SLO latency."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("policies must map model names (and 'default') to their promotion policy.")
+    sections = {str(name): _validate_section(str(name), section) for name, section in raw.items()}
+    default = sections.pop("default", {})
+    slo = {name: m.slo.latency_p95_ms for name, m in (models or {}).items() if m.slo.latency_p95_ms is not None}
+    policies = Policies(default=default, per_model=sections, slo_latency=slo)
+    for name in ["default", *sections]:  # refuse impossible N-of-M at load time, not at the first request
+        policies.for_model(name)
+    return policies

@@ -1,0 +1,177 @@
+"""The ledger's projection onto the MLflow registry, written after the ledger commit.
+
+For every decision: one model-version tag ``tower_audit_<decision_id>`` holding the decision as
+JSON (a tag per decision, never a shared tag rewritten). For a promotion that is the latest of its
+stage in the ledger, also the current-state tags (registered-model tag ``tower_<alias>_holder``,
+version tag ``tower_stage``) and then the alias move (or the legacy stage transition, archiving
+the previous holder). Everything is read back; only then is the projection recorded in
+``governance_projections``. Each write is idempotent (same key, same value), so re-applying a
+decision whose projection a crash interrupted loses nothing and doubles nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from services.errors import RegistryUnavailable, TowerError
+from services.governance import ledger
+from services.governance.authz import Action, authorize, write_action, write_step
+from services.governance.authz import Resource as _Resource
+from services.governance.canonical import canonical_json, sha256_hex
+from services.governance.context import GovernanceContext
+from services.governance.ledger import Decision
+from services.identity import Actor
+
+AUDIT_TAG_PREFIX = "tower_audit_"
+STAGE_TAG = "tower_stage"
+TAG_VALUE_LIMIT = 5000  # older MLflow servers keep 5,000 characters per tag value (recent ones 100k)
+_TRUNCATABLE = ("comment", "override_reason", "actor_name")
+_KEY_OK = re.compile(r"^[a-z0-9_]{1,250}$")
+_SYNC_ROUNDS = 3
+
+
+def _key(text: str) -> str:
+    if not _KEY_OK.match(text):
+        raise ValueError(f"registry tag key {text!r} is outside [a-z0-9_]{{1,250}}")
+    return text
+
+
+def audit_tag_key(decision_id: str) -> str:
+    return _key(AUDIT_TAG_PREFIX + decision_id)
+
+
+def holder_tag_key(alias: str) -> str:
+    """``tower_<alias>_holder``, the alias folded into [a-z0-9_]."""
+    return _key(f"tower_{re.sub(r'[^a-z0-9_]', '_', alias.lower())}_holder"[:250])
+
+
+def audit_tag_value(decision: Decision, limit: int = TAG_VALUE_LIMIT) -> str:
+    """The decision as canonical JSON; long texts truncated to fit ``limit`` characters, with
+    their full length and SHA-256 (the ledger keeps the full text)."""
+    payload: dict[str, Any] = {
+        "decision_id": decision.decision_id, "seq": decision.seq, "request_id": decision.request_id,
+        "action": decision.action, "model": decision.model, "version": decision.version,
+        "from_stage": decision.from_stage, "to_stage": decision.to_stage,
+        "previous_version": decision.previous_version, "actor_name": decision.actor_name,
+        "issuer": decision.actor_issuer, "subject": decision.actor_subject, "roles": list(decision.actor_roles),
+        "time": ledger.iso(decision.recorded_at), "comment": decision.comment,
+        "override_reason": decision.override_reason, "overridden_gates": list(decision.overridden_gates),
+        "evidence_digest": decision.evidence_digest, "prev_hash": decision.prev_hash, "hash": decision.hash,
+    }
+    text = canonical_json(payload)
+    for field in _TRUNCATABLE:
+        if len(text) <= limit:
+            break
+        full = payload.get(field)
+        if not full:
+            continue
+        payload.update({f"{field}_truncated": True, f"{field}_length": len(full), f"{field}_sha256": sha256_hex(full)})
+        low, high = 0, len(full)  # the longest prefix that fits
+        while low < high:
+            middle = (low + high + 1) // 2
+            payload[field] = full[:middle]
+            if len(canonical_json(payload)) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        payload[field] = full[:low]
+        text = canonical_json(payload)
+    return text
+
+
+def _stages_held(holders: dict[str, str | None], version: str) -> str:
+    held = [stage for stage, holder in holders.items() if holder == version]
+    return ", ".join(held) if held else "None"
+
+
+@write_step()
+def _move(ctx: GovernanceContext, model: str, stage: str, version: str) -> None:
+    if ctx.settings.use_legacy_stages:
+        ctx.registry.transition_stage(model, version, stage, archive_existing_versions=True)
+    else:
+        ctx.registry.set_alias(model, ctx.settings.stage_aliases[stage], version)
+
+
+@write_step()
+def _sync_stage(ctx: GovernanceContext, decision: Decision) -> dict[str, Any]:
+    """Make the registry's holder of the stage the ledger's; re-check, since a newer promotion of
+    the same stage may be projecting at the same time (the ledger decides who wins)."""
+    model, stage = decision.model, decision.to_stage
+    alias = ctx.settings.stage_aliases[stage]
+    target = decision.version
+    for _ in range(_SYNC_ROUNDS):
+        ctx.registry.set_model_tag(model, holder_tag_key(alias), target)
+        _move(ctx, model, stage, target)
+        holders = ctx.current_holders(model)
+        for version in {target, decision.previous_version} - {None}:
+            ctx.registry.set_version_tag(model, str(version), STAGE_TAG, _stages_held(holders, str(version)))
+        latest = ledger.read(ctx.engine, lambda c: ledger.latest_promotion(c, model, stage))
+        wanted = target if latest is None else latest.version
+        if holders.get(stage) == wanted and wanted == target:
+            return {"stage": stage, "alias": alias, "version": target, "legacy": ctx.settings.use_legacy_stages,
+                    "model_tags": {holder_tag_key(alias): target}, "stage_tag": STAGE_TAG}
+        target = wanted
+    raise RegistryUnavailable(f"The registry's holder of {stage} for '{model}' could not be set to the "
+                              "ledger's; run the repair again.")
+
+
+@dataclass(frozen=True)
+class Projected:
+    decision_id: str
+    tag_key: str
+    moved_stage: bool
+    recorded: bool  # False: another process recorded it first (nothing doubled)
+
+
+@write_step()
+def apply_projection(ctx: GovernanceContext, decision: Decision) -> Projected:
+    """Write the decision's audit tag (and, for the latest promotion of a stage, the state tags
+    and the alias/stage), read it back, record it. Raises a TowerError if the registry fails."""
+    key = audit_tag_key(decision.decision_id)
+    value = audit_tag_value(decision)
+    ctx.registry.set_version_tag(decision.model, decision.version, key, value)
+    applied: dict[str, Any] = {"audit_tag": key, "model": decision.model, "version": decision.version}
+    moved = False
+    if decision.action == ledger.PROMOTE:
+        latest = ledger.read(ctx.engine, lambda c: ledger.latest_promotion(c, decision.model, decision.to_stage))
+        if latest is not None and latest.decision_id == decision.decision_id:
+            applied["stage"] = _sync_stage(ctx, decision)
+            moved = True
+    if ctx.registry.version_tags(decision.model, decision.version).get(key) != value:
+        raise RegistryUnavailable(f"The audit tag of decision {decision.decision_id[:12]} did not read back as "
+                                  "written.", "Run the projection repair.")
+    recorded = ledger.record_projection(ctx.engine, decision.decision_id, key, applied, ctx.now())
+    return Projected(decision.decision_id, key, moved, recorded)
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    applied: tuple[str, ...]  # decision ids projected now
+    failed: tuple[tuple[str, str], ...]  # (decision id, why)
+    already: int  # decisions whose projection was already recorded
+
+
+def pending_projections(ctx: GovernanceContext) -> list[Decision]:
+    """Ledger decisions with no recorded projection, oldest first."""
+    def pending(conn: Any) -> list[Decision]:
+        done = ledger.projected_ids(conn)
+        return [d for d in ledger.decisions(conn) if d.decision_id not in done]
+    return ledger.read(ctx.engine, pending)
+
+
+@write_action(Action.REPAIR_PROJECTION)
+def repair_projections(ctx: GovernanceContext, actor: Actor) -> RepairReport:
+    """Re-apply every decision whose projection is missing (e.g. a crash after the ledger commit)."""
+    authorize(actor, Action.REPAIR_PROJECTION, _Resource())
+    total = ledger.read(ctx.engine, lambda c: len(ledger.projected_ids(c)))
+    applied: list[str] = []
+    failed: list[tuple[str, str]] = []
+    for decision in pending_projections(ctx):
+        try:
+            if apply_projection(ctx, decision).recorded:
+                applied.append(decision.decision_id)
+        except TowerError as exc:
+            failed.append((decision.decision_id, exc.message))
+    return RepairReport(applied=tuple(applied), failed=tuple(failed), already=total)

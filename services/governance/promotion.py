@@ -1,0 +1,449 @@
+"""Promotion requests and decisions: the service functions the review pages and the CLI call.
+
+Every function that writes is a ``@write_action``: it resolves the facts (owner tag, version
+creator, requester, policy), calls ``authorize`` with the actor's current roles, then records
+the decision in the ledger (one serialized transaction) and, after the commit, projects it onto
+the registry. A projection that fails does not undo the decision: the outcome says so
+(``projection_error``) and ``repair_projections`` re-applies it.
+
+Retries and races: one open request per (model, version, stage); an approver counts once; a
+request is resolved (final approval, rejection or cancellation) exactly once. The same actor
+repeating the same decision gets the recorded one back (``created=False``); anyone else gets a
+``DecisionConflict`` naming who decided first and when.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from services.errors import Conflict, NotFound, TowerError
+from services.governance import ledger, projection
+from services.governance.authz import Action, Resource, allowed, authorize, write_action, write_step
+from services.governance.context import GovernanceContext
+from services.governance.evidence import Evidence, collect_evidence
+from services.governance.ledger import Decision, RequestRow
+from services.governance.policy import Policy
+from services.governance.validation import InvalidInput, check_text
+from services.identity import Actor
+
+_log = logging.getLogger(__name__)
+PROMOTION, ROLLBACK = "promotion", "rollback"
+_VERBS = {ledger.PROMOTE: "approved", ledger.REJECT: "rejected", ledger.CANCEL: "cancelled",
+          ledger.APPROVE: "approved", ledger.REQUEST: "requested"}
+
+
+class DecisionConflict(Conflict):
+    """Someone else decided first; ``decision`` is the decision that counts."""
+
+    def __init__(self, message: str, decision: Decision | None = None, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.decision = decision
+
+
+@dataclass(frozen=True)
+class PromotionRequest:
+    id: str
+    kind: str  # promotion / rollback
+    model: str
+    version: str
+    stage: str
+    previous_version: str | None  # holder of the stage when requested
+    requester_issuer: str
+    requester_subject: str
+    requester_name: str
+    reason: str
+    evidence_digest: str | None
+    status: str  # open / approved / rejected / cancelled
+    created_at: datetime  # UTC
+    resolved_at: datetime | None
+    approvals: tuple[Decision, ...]  # approve rows and the final promote row
+    resolution: Decision | None
+    approvals_required: int
+
+    @property
+    def requester_key(self) -> str:
+        return f"{self.requester_issuer}|{self.requester_subject}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == ledger.OPEN
+
+
+@dataclass(frozen=True)
+class Outcome:
+    request: PromotionRequest
+    decision: Decision
+    created: bool  # False: an identical retry; nothing new was recorded
+    projection_error: str | None = None  # the decision counts; the registry is behind until repaired
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision.action == ledger.PROMOTE
+
+
+# ----------------------------------------------------------------------------------------------
+# Reads
+# ----------------------------------------------------------------------------------------------
+def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow],
+              decisions: Sequence[Decision]) -> list[PromotionRequest]:
+    by_request: dict[str, list[Decision]] = {}
+    for d in decisions:
+        by_request.setdefault(d.request_id, []).append(d)
+    result = []
+    for row in rows:
+        mine = by_request.get(row.id, [])
+        resolution = next((d for d in mine if d.decision_id == row.resolution_id), None)
+        result.append(PromotionRequest(
+            id=row.id, kind=row.kind, model=row.model, version=row.version, stage=row.stage,
+            previous_version=row.previous_version, requester_issuer=row.requester_issuer,
+            requester_subject=row.requester_subject, requester_name=row.requester_name, reason=row.reason,
+            evidence_digest=row.evidence_digest, status=row.status, created_at=row.created_at,
+            resolved_at=row.resolved_at,
+            approvals=tuple(d for d in mine if d.action in (ledger.APPROVE, ledger.PROMOTE)),
+            resolution=resolution, approvals_required=ctx.policy(row.model).approvals_required,
+        ))
+    return result
+
+
+def list_requests(ctx: GovernanceContext, status: str | None = None,
+                  model: str | None = None) -> list[PromotionRequest]:
+    """Requests, newest first, optionally of one status (open/approved/rejected/cancelled) and model."""
+    def query(conn: Connection) -> tuple[list[RequestRow], list[Decision]]:
+        conditions = []
+        if status is not None:
+            conditions.append(ledger.REQUESTS.c.status == status)
+        if model is not None:
+            conditions.append(ledger.REQUESTS.c.model == model)
+        rows = [ledger.request_from_row(r) for r in conn.execute(
+            sa.select(ledger.REQUESTS).where(*conditions)
+            .order_by(ledger.REQUESTS.c.created_at.desc(), ledger.REQUESTS.c.id)).mappings()]
+        ids = [r.id for r in rows]
+        found: list[Decision] = []
+        for start in range(0, len(ids), 500):
+            found += ledger.decisions(conn, ledger.LEDGER.c.request_id.in_(ids[start:start + 500]))
+        return rows, found
+    rows, decisions = ledger.read(ctx.engine, query)
+    return _assemble(ctx, rows, decisions)
+
+
+def get_request(ctx: GovernanceContext, request_id: str) -> PromotionRequest:
+    def query(conn: Connection) -> tuple[RequestRow | None, list[Decision]]:
+        return ledger.get_request_row(conn, request_id), ledger.decisions_of_request(conn, request_id)
+    row, decisions = ledger.read(ctx.engine, query)
+    if row is None:
+        raise NotFound(f"Promotion request {request_id!r} does not exist.", "It may have been mistyped.")
+    return _assemble(ctx, [row], decisions)[0]
+
+
+def evidence_snapshot(ctx: GovernanceContext, digest: str) -> Evidence | None:
+    """The evidence recorded under ``digest`` (with a request or a decision)."""
+    body = ledger.read(ctx.engine, lambda c: ledger.load_evidence(c, digest))
+    return None if body is None else Evidence.from_dict(json.loads(body))
+
+
+def review_resource(ctx: GovernanceContext, request: PromotionRequest | RequestRow) -> Resource:
+    """The facts authorization needs about a request: owner tag, version creator, requester, policy."""
+    owner = ctx.registry.model_tags(request.model).get("owner")
+    return Resource(model=request.model, version=request.version, stage=request.stage, owner=owner,
+                    creator=ctx.registry.version_creator(request.model, request.version),
+                    requester=(request.requester_issuer, request.requester_subject),
+                    policy=ctx.policy(request.model))
+
+
+def allowed_actions(ctx: GovernanceContext, actor: Actor, request: PromotionRequest) -> frozenset[Action]:
+    """What ``actor`` may do on ``request`` now (to show controls; the writes check again)."""
+    if not request.is_open:
+        return frozenset()
+    resource = review_resource(ctx, request)
+    return frozenset(a for a in (Action.APPROVE, Action.REJECT, Action.CANCEL_REQUEST, Action.OVERRIDE_GATE)
+                     if allowed(actor, a, resource))
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared pieces
+# ----------------------------------------------------------------------------------------------
+def _stages_of(holders: dict[str, str | None], version: str) -> str | None:
+    held = [stage for stage, holder in holders.items() if holder == version]
+    return ", ".join(held) if held else None
+
+
+def _actor_fields(actor: Actor) -> dict[str, Any]:
+    return {"actor_name": actor.name, "actor_issuer": actor.issuer, "actor_subject": actor.subject,
+            "actor_email": actor.email, "actor_roles": sorted(actor.roles)}
+
+
+def _decided_message(decision: Decision) -> str:
+    verb = _VERBS.get(decision.action, decision.action)
+    return (f"This request was already {verb} by {decision.actor_name} at "
+            f"{ledger.iso(decision.recorded_at)} (decision {decision.decision_id[:12]}).")
+
+
+def _settled(conn: Connection, actor: Actor, request_id: str,
+             actions: tuple[str, ...]) -> tuple[RequestRow, Decision | None]:
+    """The request under the lock, and the decision an identical retry should get back.
+
+    Raises NotFound for an unknown request and DecisionConflict when it was resolved by someone
+    else, or by this actor in another way.
+    """
+    row = ledger.get_request_row(conn, request_id)
+    if row is None:
+        raise NotFound(f"Promotion request {request_id!r} does not exist.")
+    if row.status != ledger.OPEN:
+        resolution = ledger.decision_by_id(conn, row.resolution_id or "")
+        if resolution is None:  # pragma: no cover - resolve_request always names its decision
+            raise Conflict(f"Promotion request {request_id} is {row.status}.")
+        if resolution.action in actions and actor.is_same_person(resolution.actor_issuer, resolution.actor_subject):
+            return row, resolution
+        raise DecisionConflict(_decided_message(resolution), resolution, "Reload the request to see the decision.")
+    if ledger.APPROVE in actions:
+        mine = ledger.decision_by_id(conn, ledger.approval_decision_id(request_id, actor.issuer, actor.subject))
+        if mine is not None:
+            return row, mine
+    return row, None
+
+
+def _request_row(ctx: GovernanceContext, request_id: str) -> RequestRow:
+    row = ledger.read(ctx.engine, lambda c: ledger.get_request_row(c, request_id))
+    if row is None:
+        raise NotFound(f"Promotion request {request_id!r} does not exist.")
+    return row
+
+
+def _retry_answer(ctx: GovernanceContext, actor: Actor, request_id: str, actions: tuple[str, ...]) -> Outcome | None:
+    """Before collecting evidence: an identical retry answers at once, a lost race fails at once."""
+    _, settled = ledger.read(ctx.engine, lambda c: _settled(c, actor, request_id, actions))
+    return None if settled is None else Outcome(get_request(ctx, request_id), settled, created=False)
+
+
+@write_step()
+def _project(ctx: GovernanceContext, decision: Decision) -> str | None:
+    """Project a committed decision; the error text if the registry could not take it."""
+    try:
+        projection.apply_projection(ctx, decision)
+    except TowerError as exc:
+        _log.warning("Projection of decision %s failed: %s", decision.decision_id, exc)
+        return f"{exc.message} The decision is recorded; the registry will be updated by the repair pass."
+    return None
+
+
+@write_step()
+def _finish(ctx: GovernanceContext, request_id: str, decision: Decision, created: bool) -> Outcome:
+    error = _project(ctx, decision) if created else None
+    return Outcome(get_request(ctx, request_id), decision, created, error)
+
+
+# ----------------------------------------------------------------------------------------------
+# Requests
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _RequestPlan:
+    kind: str
+    model: str
+    version: str
+    stage: str
+    holders: dict[str, str | None]
+    reason: str
+    evidence: Evidence
+
+
+def _prepare_request(ctx: GovernanceContext, actor: Actor, action: Action, kind: str, model: str,
+                     version: str, stage: str, reason: str) -> _RequestPlan:
+    stage = ctx.stage_name(stage)
+    version = str(version).strip()
+    owner = ctx.registry.model_tags(model).get("owner")  # NotFound for an unknown model
+    authorize(actor, action, Resource(model=model, version=version, stage=stage, owner=owner,
+                                      policy=ctx.policy(model)))
+    reason = check_text(reason, "reason", required=True)
+    holders = ctx.current_holders(model)
+    if holders.get(stage) == version:
+        raise Conflict(f"Version {version} of '{model}' already holds {stage}.")
+    evidence = collect_evidence(ctx, model, version, stage, holder_version=holders.get(stage), holders_known=True)
+    return _RequestPlan(kind, model, version, stage, holders, reason, evidence)
+
+
+@write_step(Action.REQUEST_PROMOTION, Action.ROLLBACK_REQUEST)
+def _record_request(ctx: GovernanceContext, actor: Actor, plan: _RequestPlan) -> Outcome:
+    request_id = secrets.token_hex(16)
+    body, digest = plan.evidence.to_json(), plan.evidence.digest
+
+    def write(conn: Connection) -> tuple[str, Decision, bool]:
+        existing = ledger.open_request_for(conn, plan.model, plan.version, plan.stage)
+        if existing is not None:
+            if existing.kind == plan.kind and actor.is_same_person(existing.requester_issuer,
+                                                                   existing.requester_subject):
+                first = ledger.decision_by_id(conn, ledger.request_decision_id(existing.id))
+                assert first is not None
+                return existing.id, first, False
+            raise Conflict(
+                f"Request {existing.id} to promote version {plan.version} of '{plan.model}' to {plan.stage} is "
+                f"already open (made by {existing.requester_name} at {ledger.iso(existing.created_at)}).",
+                "Review or cancel that request instead.")
+        now = ctx.now()
+        ledger.store_evidence(conn, body, digest, now)
+        ledger.insert_request(
+            conn, request_id=request_id, kind=plan.kind, model=plan.model, version=plan.version, stage=plan.stage,
+            previous_version=plan.holders.get(plan.stage), requester_issuer=actor.issuer,
+            requester_subject=actor.subject, requester_name=actor.name, reason=plan.reason,
+            evidence_digest=digest, created_at=now)
+        decision = ledger.append_decision(
+            conn, decision_id=ledger.request_decision_id(request_id), request_id=request_id, action=ledger.REQUEST,
+            model=plan.model, version=plan.version, from_stage=_stages_of(plan.holders, plan.version),
+            to_stage=plan.stage, previous_version=plan.holders.get(plan.stage), **_actor_fields(actor),
+            comment=plan.reason, override_reason=None, overridden_gates=(), evidence_digest=digest, recorded_at=now)
+        return request_id, decision, True
+
+    rid, decision, created = ledger.run_locked(ctx.engine, write)
+    return _finish(ctx, rid, decision, created)
+
+
+@write_action(Action.REQUEST_PROMOTION)
+def request_promotion(ctx: GovernanceContext, actor: Actor, model: str, version: str, to_stage: str,
+                      reason: str) -> Outcome:
+    """Ask for ``version`` of ``model`` to hold ``to_stage`` ("Production", "Staging"), with a reason.
+
+    Forbidden unless the actor owns the model (owner tag), is listed in the policy's requesters,
+    or is an admin; Conflict if the version already holds the stage or another request for it is
+    open (the same requester repeating it gets the open request back, ``created=False``).
+    """
+    plan = _prepare_request(ctx, actor, Action.REQUEST_PROMOTION, PROMOTION, model, version, to_stage, reason)
+    return _record_request(ctx, actor, plan)
+
+
+def previous_holder(ctx: GovernanceContext, model: str, stage: str) -> str | None:
+    """The version that held ``stage`` before the current holder, per the ledger."""
+    stage = ctx.stage_name(stage)
+    latest = ledger.read(ctx.engine, lambda c: ledger.latest_promotion(c, model, stage))
+    return None if latest is None else latest.previous_version
+
+
+@write_action(Action.ROLLBACK_REQUEST)
+def rollback_request(ctx: GovernanceContext, actor: Actor, model: str, stage: str, reason: str) -> Outcome:
+    """A new request to give ``stage`` back to the version the tower's last promotion replaced."""
+    stage = ctx.stage_name(stage)
+    target = previous_holder(ctx, model, stage)
+    if target is None:
+        raise NotFound(f"The ledger records no earlier holder of {stage} for '{model}' to roll back to.")
+    plan = _prepare_request(ctx, actor, Action.ROLLBACK_REQUEST, ROLLBACK, model, target, stage, reason)
+    return _record_request(ctx, actor, plan)
+
+
+@write_action(Action.CANCEL_REQUEST)
+def cancel_request(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str = "") -> Outcome:
+    """The requester withdraws an open request."""
+    row = _request_row(ctx, request_id)
+    authorize(actor, Action.CANCEL_REQUEST, Resource(
+        model=row.model, version=row.version, stage=row.stage,
+        requester=(row.requester_issuer, row.requester_subject), policy=ctx.policy(row.model)))
+    comment = check_text(comment, "comment", required=False)
+    return _record_resolution(ctx, actor, row, ledger.CANCEL, comment, row.evidence_digest, None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Decisions
+# ----------------------------------------------------------------------------------------------
+@write_step(Action.REJECT, Action.CANCEL_REQUEST)
+def _record_resolution(ctx: GovernanceContext, actor: Actor, row: RequestRow, action: str, comment: str,
+                       digest: str | None, evidence: Evidence | None) -> Outcome:
+    holders = ctx.current_holders(row.model)
+
+    def write(conn: Connection) -> tuple[Decision, bool]:
+        _, settled = _settled(conn, actor, row.id, (action,))
+        if settled is not None:
+            return settled, False
+        now = ctx.now()
+        if evidence is not None and digest is not None:
+            ledger.store_evidence(conn, evidence.to_json(), digest, now)
+        decision = ledger.append_decision(
+            conn, decision_id=ledger.resolution_decision_id(row.id), request_id=row.id, action=action,
+            model=row.model, version=row.version, from_stage=_stages_of(holders, row.version), to_stage=row.stage,
+            previous_version=holders.get(row.stage), **_actor_fields(actor), comment=comment,
+            override_reason=None, overridden_gates=(), evidence_digest=digest, recorded_at=now)
+        ledger.resolve_request(conn, decision)
+        return decision, True
+
+    decision, created = ledger.run_locked(ctx.engine, write)
+    return _finish(ctx, row.id, decision, created)
+
+
+@write_action(Action.REJECT)
+def reject(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str) -> Outcome:
+    """A reviewer turns the request down; a comment saying why is required."""
+    row = _request_row(ctx, request_id)
+    authorize(actor, Action.REJECT, review_resource(ctx, row))
+    comment = check_text(comment, "comment explaining the rejection", required=True)
+    retry = _retry_answer(ctx, actor, request_id, (ledger.REJECT,))
+    if retry is not None:
+        return retry
+    evidence = collect_evidence(ctx, row.model, row.version, row.stage)
+    return _record_resolution(ctx, actor, row, ledger.REJECT, comment, evidence.digest, evidence)
+
+
+@write_step(Action.APPROVE)
+def _record_approval(ctx: GovernanceContext, actor: Actor, row: RequestRow, policy: Policy, evidence: Evidence,
+                     holders: dict[str, str | None], comment: str, override_reason: str | None,
+                     overridden: tuple[str, ...]) -> Outcome:
+    body, digest = evidence.to_json(), evidence.digest
+
+    def write(conn: Connection) -> tuple[Decision, bool]:
+        _, settled = _settled(conn, actor, row.id, (ledger.APPROVE, ledger.PROMOTE))
+        if settled is not None:
+            return settled, False
+        prior = {d.actor_key for d in ledger.decisions_of_request(conn, row.id) if d.action == ledger.APPROVE}
+        final = len(prior) + 1 >= policy.approvals_required
+        now = ctx.now()
+        ledger.store_evidence(conn, body, digest, now)
+        decision = ledger.append_decision(
+            conn,
+            decision_id=(ledger.resolution_decision_id(row.id) if final
+                         else ledger.approval_decision_id(row.id, actor.issuer, actor.subject)),
+            request_id=row.id, action=ledger.PROMOTE if final else ledger.APPROVE, model=row.model,
+            version=row.version, from_stage=_stages_of(holders, row.version), to_stage=row.stage,
+            previous_version=holders.get(row.stage), **_actor_fields(actor), comment=comment,
+            override_reason=override_reason, overridden_gates=overridden, evidence_digest=digest, recorded_at=now)
+        if final:
+            ledger.resolve_request(conn, decision)
+        return decision, True
+
+    decision, created = ledger.run_locked(ctx.engine, write)
+    return _finish(ctx, row.id, decision, created)
+
+
+@write_action(Action.APPROVE, Action.OVERRIDE_GATE)
+def approve(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str = "",
+            override_reason: str | None = None) -> Outcome:
+    """Approve; the approval completing the policy's quorum promotes (moves the alias/stage).
+
+    Evidence is collected afresh and its digest recorded with the decision. If a gate failed or
+    has no data, approving needs ``override_reason`` and the override_gate permission, and is
+    recorded as an override naming the gates.
+    """
+    row = _request_row(ctx, request_id)
+    resource = review_resource(ctx, row)
+    authorize(actor, Action.APPROVE, resource)
+    comment = check_text(comment, "comment", required=False)
+    override_reason = check_text(override_reason, "override reason", required=False) or None
+    retry = _retry_answer(ctx, actor, request_id, (ledger.APPROVE, ledger.PROMOTE))
+    if retry is not None:
+        return retry
+    holders = ctx.current_holders(row.model)
+    evidence = collect_evidence(ctx, row.model, row.version, row.stage, holder_version=holders.get(row.stage),
+                                holders_known=True)
+    overridden = tuple(g.name for g in evidence.failing)
+    if overridden:
+        if override_reason is None or not override_reason.strip():
+            raise InvalidInput(f"These gates did not pass: {', '.join(overridden)}. Approving anyway is an "
+                               "override and needs a written reason.")
+        authorize(actor, Action.OVERRIDE_GATE, resource)
+    policy = resource.policy
+    assert policy is not None
+    return _record_approval(ctx, actor, row, policy, evidence, holders, comment,
+                            override_reason if overridden else None, overridden)

@@ -1,0 +1,330 @@
+"""Alert episodes from the stored monitoring results, and their one webhook notification each.
+
+The rules (``monitoring.alerts`` of tower.yaml) read the per-window verdicts the job stored in
+``monitoring_results`` for all versions together (``version = '*'``):
+
+============  =====================================  ==============================================
+rule          series (metric, subject)               condition in a window
+============  =====================================  ==============================================
+drift         drift_score per feature                the feature's drift verdict is positive
+latency_p95   p95_ms                                 p95 latency over ``slo.latency_p95_ms``
+error_rate    error_rate                             error rate over ``slo.error_rate``
+fairness_dpd  demographic_parity_difference / attr   over ``fairness.demographic_parity_difference``
+fairness_eod  equalized_odds_difference / attr       over ``fairness.equalized_odds_difference``
+performance   the rule metric (roc_auc, mae, ...)    worse than the reference by over ``max_drop``
+============  =====================================  ==============================================
+
+An **episode** opens in the window where the condition has held for ``consecutive`` windows in a
+row and lasts while it holds; it is resolved by the first window where it no longer does. Windows
+not judged (an empty day, performance still provisional) neither extend nor break a run.
+
+Episodes are derived again from all stored windows on every evaluation, so re-running the job or
+recomputing old windows never doubles them; the ``alert_episodes`` row (unique per model, rule,
+subject and opening window) keeps what only state can know: whether and when it was notified.
+An episode still open after the evaluation is sent once to the webhook (if one is configured):
+a run claims it (``open`` -> ``notifying``) with a conditional UPDATE, so two concurrent runs cannot
+both send it, and marks it ``notified`` on a 2xx answer or releases it for the next run otherwise.
+Episodes that opened and resolved within a backfill are history, never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from services.mapping import ModelMapping
+from services.monitoring.config import AlertRules
+from services.monitoring.store import (
+    ACTIVE_STATUSES,
+    ALL_VERSIONS,
+    NOTIFIED,
+    NOTIFYING,
+    OPEN,
+    RESOLVED,
+    alert_episodes,
+    monitoring_results,
+)
+
+_log = logging.getLogger(__name__)
+CLAIM_TIMEOUT = timedelta(minutes=10)  # a claim older than this (a crashed run) may be taken over
+
+RULE_LABELS = {
+    "drift": "drift", "latency_p95": "p95 latency over SLO", "error_rate": "error rate over SLO",
+    "fairness_dpd": "demographic parity difference over limit",
+    "fairness_eod": "equalized odds difference over limit", "performance": "performance drop vs reference",
+}
+
+
+@dataclass(frozen=True)
+class Series:
+    """One rule's per-window verdicts for one subject, oldest first.
+
+    ``points``: (window start, alert, value, threshold, method) per window.
+    """
+
+    rule: str
+    subject: str
+    metric: str
+    consecutive: int
+    points: tuple[tuple[datetime, bool | None, float | None, float | None, str], ...]
+
+
+@dataclass(frozen=True)
+class Episode:
+    rule: str
+    subject: str
+    metric: str
+    opened_window: datetime
+    last_window: datetime
+    resolved_window: datetime | None
+    value: float | None
+    threshold: float | None
+    method: str
+    consecutive: int
+
+    @property
+    def active(self) -> bool:
+        return self.resolved_window is None
+
+
+@dataclass(frozen=True)
+class AlertSummary:
+    active: int
+    opened: int
+    resolved: int
+    notified: int
+    notify_failed: int
+
+
+# --------------------------------------------------------------------------------------------
+# Deriving episodes
+# --------------------------------------------------------------------------------------------
+def _series_specs(mapping: ModelMapping, rules: AlertRules) -> list[tuple[str, str, int, Callable[[Any], str]]]:
+    """(rule, metric, consecutive, subject-of-row) of every enabled rule."""
+    specs: list[tuple[str, str, int, Callable[[Any], str]]] = []
+    if rules.drift.enabled:
+        specs.append(("drift", "drift_score", rules.drift.consecutive, lambda r: r.column_name))
+    if rules.latency_p95.enabled and mapping.slo.latency_p95_ms is not None:
+        specs.append(("latency_p95", "p95_ms", rules.latency_p95.consecutive, lambda r: ""))
+    if rules.error_rate.enabled and mapping.slo.error_rate is not None:
+        specs.append(("error_rate", "error_rate", rules.error_rate.consecutive, lambda r: ""))
+    if rules.fairness.enabled and rules.fairness.demographic_parity_difference is not None:
+        specs.append(("fairness_dpd", "demographic_parity_difference", rules.fairness.consecutive,
+                      lambda r: r.slice_key))
+    if rules.fairness.enabled and rules.fairness.equalized_odds_difference is not None:
+        specs.append(("fairness_eod", "equalized_odds_difference", rules.fairness.consecutive,
+                      lambda r: r.slice_key))
+    if rules.performance.enabled:
+        metric = rules.performance.metric_for(mapping.task)
+        specs.append(("performance", metric, rules.performance.consecutive, lambda r: r.metric))
+    return specs
+
+
+def load_series(conn: Connection, mapping: ModelMapping, rules: AlertRules) -> list[Series]:
+    """Every rule's series for the model from the stored results (one statement)."""
+    specs = _series_specs(mapping, rules)
+    if not specs:
+        return []
+    r = monitoring_results.c
+    query = (sa.select(r.window_start, r.metric, r.column_name, r.slice_key, r.slice_value, r.method, r.value,
+                       r.threshold, r.alert)
+             .where(r.model == mapping.name, r.version == ALL_VERSIONS, r.metric.in_([s[1] for s in specs]))
+             .order_by(r.window_start))
+    points: dict[tuple[str, str], list] = defaultdict(list)
+    meta: dict[tuple[str, str], tuple[str, int]] = {}
+    for row in conn.execute(query):
+        for rule, metric, consecutive, subject_of in specs:
+            if row.metric != metric:
+                continue
+            if rule.startswith("fairness") and row.slice_value != "":
+                continue  # per-group rows carry no difference
+            key = (rule, subject_of(row))
+            meta[key] = (metric, consecutive)
+            points[key].append((row.window_start, row.alert, row.value, row.threshold, row.method))
+    return [Series(rule, subject, meta[(rule, subject)][0], meta[(rule, subject)][1], tuple(found))
+            for (rule, subject), found in sorted(points.items())]
+
+
+def derive_episodes(series: Series) -> list[Episode]:
+    """The episodes of one series (see the module docstring); the last may still be active."""
+    episodes: list[Episode] = []
+    streak = 0
+    current: dict[str, Any] | None = None
+    for window, alert, value, threshold, method in series.points:
+        if alert is None:
+            continue  # not judged: neither extends nor breaks the run
+        streak = streak + 1 if alert else 0
+        if streak >= series.consecutive:
+            if current is None:
+                current = {"opened_window": window}
+            current.update(last_window=window, value=value, threshold=threshold, method=method)
+        elif current is not None:
+            episodes.append(_episode(series, current, resolved=window))
+            current = None
+    if current is not None:
+        episodes.append(_episode(series, current, resolved=None))
+    return episodes
+
+
+def _episode(series: Series, state: dict[str, Any], resolved: datetime | None) -> Episode:
+    return Episode(rule=series.rule, subject=series.subject, metric=series.metric,
+                   opened_window=state["opened_window"], last_window=state["last_window"], resolved_window=resolved,
+                   value=state["value"], threshold=state["threshold"], method=state["method"],
+                   consecutive=series.consecutive)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def describe(model: str, episode: Episode) -> str:
+    """One line a person can act on."""
+    since = f"{episode.opened_window:%Y-%m-%d}"
+    runs = f" for {episode.consecutive} consecutive daily windows" if episode.consecutive > 1 else ""
+    value, limit = _fmt(episode.value), _fmt(episode.threshold)
+    if episode.rule == "drift":
+        return (f"{model}: feature '{episode.subject}' drifts ({episode.method} {value}, threshold {limit}){runs}, "
+                f"since the window of {since}.")
+    if episode.rule == "latency_p95":
+        return f"{model}: p95 latency {value} ms is over the SLO of {limit} ms{runs}, since {since}."
+    if episode.rule == "error_rate":
+        return f"{model}: error rate {value} is over the SLO of {limit}{runs}, since {since}."
+    if episode.rule.startswith("fairness"):
+        what = "demographic parity difference" if episode.rule == "fairness_dpd" else "equalized odds difference"
+        return f"{model}: {what} by '{episode.subject}' is {value}, over the limit of {limit}{runs}, since {since}."
+    return (f"{model}: {episode.metric} is {value}, worse than the reference allows ({limit}){runs}, "
+            f"since {since}.")
+
+
+# --------------------------------------------------------------------------------------------
+# State and notification
+# --------------------------------------------------------------------------------------------
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def _reconcile(conn: Connection, mapping: ModelMapping, derived: list[Episode], now: datetime) -> tuple[int, int]:
+    """Bring the model's episode rows in line with the derived episodes; (opened, resolved) counts."""
+    e = alert_episodes.c
+    existing = {(row.rule, row.subject, row.opened_window): row
+                for row in conn.execute(sa.select(alert_episodes).where(e.model == mapping.name))}
+    opened = resolved = 0
+    seen = set()
+    for ep in derived:
+        key = (ep.rule, ep.subject, ep.opened_window)
+        seen.add(key)
+        values = {"metric": ep.metric, "last_window": ep.last_window, "resolved_window": ep.resolved_window,
+                  "value": ep.value, "threshold": ep.threshold, "message": describe(mapping.name, ep)}
+        row = existing.get(key)
+        if row is None:
+            status = OPEN if ep.active else RESOLVED
+            conn.execute(sa.insert(alert_episodes).values(
+                model=mapping.name, rule=ep.rule, subject=ep.subject, opened_window=ep.opened_window, status=status,
+                opened_at=now, resolved_at=None if ep.active else now, **values))
+            opened += ep.active
+            continue
+        if ep.active:
+            status = row.status if row.status in ACTIVE_STATUSES else (NOTIFIED if row.notified_at else OPEN)
+            resolved_at = None
+        else:
+            status = RESOLVED
+            resolved_at = row.resolved_at or now
+            resolved += row.status in ACTIVE_STATUSES
+        conn.execute(sa.update(alert_episodes).where(e.id == row.id).values(
+            status=status, resolved_at=resolved_at, **values))
+    for key, row in existing.items():
+        if key in seen:
+            continue
+        if row.notified_at is None:  # never announced and no longer in the data: it did not happen
+            conn.execute(sa.delete(alert_episodes).where(e.id == row.id))
+        elif row.status in ACTIVE_STATUSES:
+            conn.execute(sa.update(alert_episodes).where(e.id == row.id).values(
+                status=RESOLVED, resolved_at=now,
+                message=row.message + " (Withdrawn: the recomputed windows no longer show it.)"))
+            resolved += 1
+    return opened, resolved
+
+
+def evaluate_alerts(tower: Engine, mapping: ModelMapping, rules: AlertRules, *, webhook_url: str | None = None,
+                    timeout_s: float = 5.0, now: datetime | None = None) -> AlertSummary:
+    """Derive the model's episodes from its stored results, store them, notify the new ones once."""
+    now = now or _now()
+    with tower.begin() as conn:
+        derived = [ep for series in load_series(conn, mapping, rules) for ep in derive_episodes(series)]
+        opened, resolved = _reconcile(conn, mapping, derived, now)
+    notified = failed = 0
+    if webhook_url:
+        notified, failed = notify_pending(tower, mapping.name, webhook_url, timeout_s=timeout_s, now=now)
+    return AlertSummary(active=sum(ep.active for ep in derived), opened=opened, resolved=resolved, notified=notified,
+                        notify_failed=failed)
+
+
+def _payload(row: Any) -> dict[str, Any]:
+    return {
+        "text": f"[ML Control Tower] {row.message}",  # what Slack/Teams-style receivers display
+        "episode_id": row.id, "model": row.model, "rule": row.rule, "subject": row.subject, "metric": row.metric,
+        "status": "open", "opened_window": row.opened_window.isoformat(), "last_window": row.last_window.isoformat(),
+        "value": row.value, "threshold": row.threshold, "message": row.message,
+    }
+
+
+def _safe_reason(exc: Exception | None, response: requests.Response | None, url: str) -> str:
+    """Why a delivery failed, without the URL's path or query (they may carry a token)."""
+    host = urlsplit(url).hostname or "?"
+    if response is not None:
+        return f"{host} answered HTTP {response.status_code}"
+    return f"{host}: {type(exc).__name__}"
+
+
+def notify_pending(tower: Engine, model: str | None, url: str, *, timeout_s: float = 5.0,
+                   now: datetime | None = None, post: Callable[..., requests.Response] = requests.post
+                   ) -> tuple[int, int]:
+    """Send every open, not yet notified episode (of ``model``, or all) once; (sent, failed)."""
+    now = now or _now()
+    e = alert_episodes.c
+    query = sa.select(e.id).where(e.status.in_([OPEN, NOTIFYING])).order_by(e.id)
+    if model is not None:
+        query = query.where(e.model == model)
+    with tower.connect() as conn:
+        candidates = [row.id for row in conn.execute(query)]
+    sent = failed = 0
+    for episode_id in candidates:
+        with tower.begin() as conn:
+            claimed = conn.execute(sa.update(alert_episodes).where(
+                e.id == episode_id,
+                sa.or_(e.status == OPEN, sa.and_(e.status == NOTIFYING, e.claimed_at < now - CLAIM_TIMEOUT)),
+            ).values(status=NOTIFYING, claimed_at=now)).rowcount
+            row = conn.execute(sa.select(alert_episodes).where(e.id == episode_id)).one() if claimed else None
+        if row is None:
+            continue  # another run has it
+        response: requests.Response | None = None
+        error: Exception | None = None
+        try:
+            response = post(url, json=_payload(row), timeout=timeout_s)
+            ok = 200 <= response.status_code < 300
+        except requests.RequestException as exc:
+            error, ok = exc, False
+        with tower.begin() as conn:
+            if ok:
+                conn.execute(sa.update(alert_episodes).where(e.id == episode_id).values(
+                    status=NOTIFIED, notified_at=now, notify_attempts=e.notify_attempts + 1, notify_error=None))
+                sent += 1
+            else:
+                reason = _safe_reason(error, response, url)
+                _log.warning("Alert webhook delivery failed for episode %s of %s: %s", episode_id, row.model, reason)
+                conn.execute(sa.update(alert_episodes).where(e.id == episode_id, e.status == NOTIFYING).values(
+                    status=OPEN, claimed_at=None, notify_attempts=e.notify_attempts + 1, notify_error=reason))
+                failed += 1
+    return sent, failed
+

@@ -1,0 +1,216 @@
+"""The ``monitoring:`` section of tower.yaml: the job's defaults and the alert rules per model.
+
+```yaml
+monitoring:
+  backfill_days: 35            # first run: how many days back from the log's last day
+  webhook_timeout_s: 5
+  alerts:                      # every model's rules; a rule's threshold may be overridden below
+    drift: {consecutive: 3}                          # a feature drifted 3 windows in a row
+    latency_p95: {consecutive: 1}                    # p95 over models.<name>.slo.latency_p95_ms
+    error_rate: {consecutive: 1}                     # error rate over models.<name>.slo.error_rate
+    fairness: {demographic_parity_difference: 0.1, equalized_odds_difference: null}
+    performance: {metric: null, max_drop: 0.05, min_label_coverage: 0.9, min_labels: 200}
+  models:
+    demand-forecast:
+      performance: {max_drop: 0.2}
+```
+
+Every rule takes ``enabled`` (default true) and ``consecutive`` (windows in a row the condition must
+hold before an episode opens). The webhook URL is a secret (a Slack or Teams URL carries a token),
+so it comes only from the environment: ``TOWER_ALERT_WEBHOOK_URL``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from services.errors import ConfigError
+
+WEBHOOK_ENV = "TOWER_ALERT_WEBHOOK_URL"
+PERFORMANCE_METRICS = {  # metric -> True when higher is better
+    "accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "mae": False, "rmse": False,
+}
+CLASSIFIER_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+REGRESSOR_METRICS = ("mae", "rmse")
+
+
+@dataclass(frozen=True)
+class DriftRule:
+    """A feature whose drift verdict is positive in ``consecutive`` windows in a row.
+
+    ``threshold``/``method`` None keep Evidently 0.7's default test and threshold per column.
+    """
+
+    enabled: bool = True
+    consecutive: int = 3
+    threshold: float | None = None
+    method: str | None = None
+
+
+@dataclass(frozen=True)
+class SloRule:
+    """p95 latency or error rate over the model's SLO (``models.<name>.slo``)."""
+
+    enabled: bool = True
+    consecutive: int = 1
+
+
+@dataclass(frozen=True)
+class FairnessRule:
+    """A difference over its limit for a sensitive attribute; a limit of None is not alerted on."""
+
+    enabled: bool = True
+    consecutive: int = 1
+    demographic_parity_difference: float | None = 0.1
+    equalized_odds_difference: float | None = None
+
+
+@dataclass(frozen=True)
+class PerformanceRule:
+    """The live metric worse than on the reference by more than ``max_drop`` (relative).
+
+    ``metric`` None: ``roc_auc`` for classifiers, ``mae`` for regressors. Windows whose label coverage
+    is below ``min_label_coverage`` are provisional, and neither they nor windows with fewer than
+    ``min_labels`` labelled rows are judged.
+    """
+
+    enabled: bool = True
+    consecutive: int = 1
+    metric: str | None = None
+    max_drop: float = 0.05
+    min_label_coverage: float = 0.9
+    min_labels: int = 200
+
+    def metric_for(self, task: str) -> str:
+        if self.metric:
+            return self.metric
+        return "roc_auc" if task == "binary_classification" else "mae"
+
+
+@dataclass(frozen=True)
+class AlertRules:
+    drift: DriftRule = field(default_factory=DriftRule)
+    latency_p95: SloRule = field(default_factory=SloRule)
+    error_rate: SloRule = field(default_factory=SloRule)
+    fairness: FairnessRule = field(default_factory=FairnessRule)
+    performance: PerformanceRule = field(default_factory=PerformanceRule)
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    backfill_days: int = 35
+    webhook_url: str | None = None
+    webhook_timeout_s: float = 5.0
+    alerts: AlertRules = field(default_factory=AlertRules)
+    models: dict[str, AlertRules] = field(default_factory=dict)
+
+    def rules_for(self, model: str) -> AlertRules:
+        return self.models.get(model, self.alerts)
+
+    def __hash__(self) -> int:
+        return hash((self.backfill_days, self.webhook_url, self.webhook_timeout_s, self.alerts,
+                     tuple(sorted(self.models.items()))))
+
+
+def _number(value: Any, where: str, *, integer: bool = False, minimum: float = 0.0,
+            optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"{where} must be {kind}, not {value!r}.")
+    if value < minimum:
+        raise ConfigError(f"{where} must be at least {minimum:g}, not {value!r}.")
+    return int(value) if integer else float(value)
+
+
+def _rule(base: Any, raw: Any, where: str) -> Any:
+    """``base`` with the fields ``raw`` (a mapping) sets, each checked."""
+    if raw is None:
+        return base
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping of settings.")
+    known = {f.name for f in fields(base)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys: {', '.join(map(str, unknown))}.",
+                          f"Known keys: {', '.join(sorted(known))}.")
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        at = f"{where}.{key}"
+        if key == "enabled":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{at} must be true or false.")
+            changes[key] = value
+        elif key == "consecutive":
+            changes[key] = _number(value, at, integer=True, minimum=1)
+        elif key in ("threshold", "demographic_parity_difference", "equalized_odds_difference"):
+            changes[key] = _number(value, at, optional=True)
+        elif key in ("max_drop", "min_label_coverage"):
+            changes[key] = _number(value, at)
+        elif key == "min_labels":
+            changes[key] = _number(value, at, integer=True)
+        elif key == "metric":
+            if value is not None and value not in PERFORMANCE_METRICS:
+                raise ConfigError(f"{at} is {value!r}; expected one of {', '.join(PERFORMANCE_METRICS)}.")
+            changes[key] = value
+        elif key == "method":
+            methods = ("wasserstein", "ks", "psi", "jensenshannon", "chisquare", "z")
+            if value is not None and value not in methods:
+                raise ConfigError(f"{at} is {value!r}; expected one of {', '.join(methods)}.")
+            changes[key] = value
+    return replace(base, **changes)
+
+
+def _rules(base: AlertRules, raw: Any, where: str) -> AlertRules:
+    if raw is None:
+        return base
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must map rule names ({', '.join(f.name for f in fields(AlertRules))}) "
+                          "to their settings.")
+    unknown = sorted(set(raw) - {f.name for f in fields(AlertRules)})
+    if unknown:
+        raise ConfigError(f"{where} has unknown rules: {', '.join(map(str, unknown))}.",
+                          f"Known rules: {', '.join(f.name for f in fields(AlertRules))}.")
+    return replace(base, **{name: _rule(getattr(base, name), value, f"{where}.{name}") for name, value in raw.items()})
+
+
+def _webhook_url(env: Mapping[str, str]) -> str | None:
+    url = (env.get(WEBHOOK_ENV) or "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{WEBHOOK_ENV} must be an http(s) URL.")  # never echo it: it may hold a token
+    return url
+
+
+def parse_monitoring_config(raw: Any, env: Mapping[str, str], models: Mapping[str, Any] | None = None
+                            ) -> MonitoringConfig:
+    """Build the monitoring settings from tower.yaml's ``monitoring:`` section and the environment."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("monitoring must be a mapping (backfill_days, webhook_timeout_s, alerts, models).")
+    unknown = sorted(set(raw) - {"backfill_days", "webhook_timeout_s", "alerts", "models"})
+    if unknown:
+        raise ConfigError(f"monitoring has unknown keys: {', '.join(map(str, unknown))}.")
+    alerts = _rules(AlertRules(), raw.get("alerts"), "monitoring.alerts")
+    per_model_raw = raw.get("models") or {}
+    if not isinstance(per_model_raw, Mapping):
+        raise ConfigError("monitoring.models must map model names to their alert rules.")
+    per_model: dict[str, AlertRules] = {}
+    for name, value in per_model_raw.items():
+        if models is not None and str(name) not in models:
+            raise ConfigError(f"monitoring.models.{name}: there is no model '{name}' under models.")
+        per_model[str(name)] = _rules(alerts, value, f"monitoring.models.{name}")
+    return MonitoringConfig(
+        backfill_days=_number(raw.get("backfill_days", 35), "monitoring.backfill_days", integer=True, minimum=1),
+        webhook_url=_webhook_url(env),
+        webhook_timeout_s=_number(raw.get("webhook_timeout_s", 5.0), "monitoring.webhook_timeout_s", minimum=0.1),
+        alerts=alerts,
+        models=per_model,
+    )

@@ -1,0 +1,219 @@
+"""The monitoring job: daily windows of every model, written to ``monitoring_results``, then alerts.
+
+``python -m services.cli monitor run [--model NAME] [--since DATE]`` calls `run_monitoring`. Per model:
+
+1. the reference profile is loaded from tower state (computed and kept the first time);
+2. the days to (re)compute are chosen: from ``--since``, else from the last stored window, or
+   earlier if a stored window is still provisional (labels arriving) or used another reference;
+   on the first run ``backfill_days`` back from the log's last day. Never before the log's first
+   day, never after its last;
+3. the days are aggregated in chunks of ``chunk_days`` with one set of statements per chunk,
+   grouped by day and version (about seven warehouse round trips per chunk, whatever its size);
+4. each chunk's windows are replaced in one transaction (delete, then insert): re-running gives the
+   same rows, never duplicates;
+5. alert episodes are derived again and new ones are notified (``services.monitoring.alerts``).
+
+Windows are UTC days ``[00:00, 24:00)``. Results exist for all versions together (``version = '*'``)
+and for each version that served in the window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+
+from services import warehouse_aggregates as wa
+from services.errors import ConfigError, MappingError, NotFound, TowerStateUnavailable, WarehouseUnavailable
+from services.mapping import ModelMapping
+from services.monitoring.alerts import AlertSummary, evaluate_alerts
+from services.monitoring.config import MonitoringConfig
+from services.monitoring.reference import ReferenceProfile, load_or_compute
+from services.monitoring.report import WindowAggregates, build_report, fetch_aggregates
+from services.monitoring.store import ALL_VERSIONS, monitoring_results
+
+_VERSION_MAX, _SLICE_VALUE_MAX = 255, 1000  # the column sizes of monitoring_results (a log may hold anything)
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(model, days_done, days_total)`` after each chunk."""
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """What one model's run did."""
+
+    model: str
+    first_day: date | None
+    last_day: date | None
+    windows: int
+    results: int
+    seconds: float
+    reference_id: str | None
+    alerts: AlertSummary | None
+    note: str | None = None  # why nothing was computed, if nothing was
+    error: str | None = None  # the model could not be monitored (the others still were)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)
+
+
+def _tower_failed(exc: sa_exc.DBAPIError) -> TowerStateUnavailable:
+    return TowerStateUnavailable(f"The tower state cannot be written: {str(exc.orig).splitlines()[0]}",
+                                 "Check TOWER_DB_URL.")
+
+
+def choose_days(tower: Engine, mapping: ModelMapping, profile: ReferenceProfile, bounds: tuple[datetime, datetime],
+                config: MonitoringConfig, *, since: date | None = None, until: date | None = None
+                ) -> tuple[date, date] | None:
+    """The first and last day to compute (see the module docstring), or None when there is none."""
+    first_log, last_log = bounds[0].date(), bounds[1].date()
+    last = min(until, last_log) if until else last_log
+    if since is None:
+        backfill_start = last - timedelta(days=config.backfill_days - 1)
+        r = monitoring_results.c
+        mine = sa.and_(r.model == mapping.name, r.version == ALL_VERSIONS, r.window_start >= _midnight(backfill_start))
+        with tower.connect() as conn:
+            latest = conn.execute(sa.select(sa.func.max(r.window_start)).where(mine)).scalar()
+            provisional = conn.execute(sa.select(sa.func.min(r.window_start)).where(
+                mine, r.metric == "provisional", r.value == 1.0)).scalar()
+            stale = conn.execute(sa.select(sa.func.min(r.window_start)).where(
+                mine, r.metric == "drift_score", r.reference_id != profile.reference_id)).scalar()
+        candidates = [d.date() if isinstance(d, datetime) else d for d in (latest, provisional, stale) if d is not None]
+        since = min(candidates) if candidates else backfill_start
+    first = max(since, first_log)
+    return None if first > last else (first, last)
+
+
+def _reports_rows(mapping: ModelMapping, profile: ReferenceProfile, config: MonitoringConfig, day: date,
+                  groups: dict[str | None, WindowAggregates]) -> list[dict[str, Any]]:
+    """Result rows of one day: all versions, then each version; a day without traffic gets a zero."""
+    start, end = _midnight(day), _midnight(day + timedelta(days=1))
+    rules = config.rules_for(mapping.name)
+    if None not in groups:
+        base = {"version": ALL_VERSIONS, "slice_key": "", "slice_value": "", "column_name": "", "method": "",
+                "threshold": None, "alert": None, "reference_id": None, "value": 0.0}
+        return [{**base, "metric": "rows"}, {**base, "metric": "requests"}]
+    rows: list[dict[str, Any]] = []
+    for version in sorted(groups, key=lambda v: (v is not None, v or "")):
+        report = build_report(mapping, profile, groups[version], start=start, end=end, version=version, rules=rules)
+        rows += report.result_rows()
+    return rows
+
+
+def write_windows(tower: Engine, model: str, windows: dict[date, list[dict[str, Any]]], computed_at: datetime) -> int:
+    """Replace the results of these daily windows in one transaction; the number of rows written."""
+    r = monitoring_results.c
+    records = [{**row, "model": model, "window_start": _midnight(day), "window_end": _midnight(day + timedelta(days=1)),
+                "computed_at": computed_at, "version": row["version"][:_VERSION_MAX],
+                "slice_value": row["slice_value"][:_SLICE_VALUE_MAX]}
+               for day, rows in windows.items() for row in rows]
+    for attempt in range(3):
+        try:
+            with tower.begin() as conn:
+                conn.execute(sa.delete(monitoring_results).where(
+                    r.model == model, r.window_start.in_([_midnight(d) for d in windows])))
+                if records:
+                    conn.execute(sa.insert(monitoring_results), records)
+            return len(records)
+        except sa_exc.IntegrityError as exc:
+            # Another run wrote the same windows between our delete and insert (PostgreSQL, READ
+            # COMMITTED): delete theirs and insert again; both computed the same numbers.
+            if attempt == 2:
+                raise _tower_failed(exc) from exc
+        except sa_exc.DBAPIError as exc:
+            raise _tower_failed(exc) from exc
+    return len(records)
+
+
+def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: MonitoringConfig, *,
+              since: date | None = None, until: date | None = None, progress: Progress | None = None,
+              chunk_days: int = 7, refresh_reference: bool = False, now: datetime | None = None) -> ModelRun:
+    """Compute, store and alert on one model's daily windows."""
+    started = time.perf_counter()
+    now = now or _now()
+    profile = load_or_compute(tower, warehouse, mapping, refresh=refresh_reference)
+    bounds = wa.log_bounds(warehouse, mapping)
+    rules = config.rules_for(mapping.name)
+
+    def finish(first: date | None, last: date | None, windows: int, results: int, note: str | None) -> ModelRun:
+        alerts = evaluate_alerts(tower, mapping, rules, webhook_url=config.webhook_url,
+                                 timeout_s=config.webhook_timeout_s, now=now)
+        return ModelRun(mapping.name, first, last, windows, results, round(time.perf_counter() - started, 3),
+                        profile.reference_id, alerts, note)
+
+    if bounds is None:
+        return finish(None, None, 0, 0, "the prediction log is empty")
+    days = choose_days(tower, mapping, profile, bounds, config, since=since, until=until)
+    if days is None:
+        return finish(None, None, 0, 0, "no day to compute in the requested range")
+    first, last = days
+    total = (last - first).days + 1
+    done = results = 0
+    if progress:
+        progress(mapping.name, 0, total)
+    chunk_start = first
+    while chunk_start <= last:
+        chunk_end = min(chunk_start + timedelta(days=chunk_days - 1), last)
+        aggregates = fetch_aggregates(warehouse, mapping, profile, _midnight(chunk_start),
+                                      _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True)
+        per_day: dict[date, dict[str | None, WindowAggregates]] = {}
+        for (day, version), agg in aggregates.items():
+            if day is not None:
+                per_day.setdefault(day.date(), {})[version] = agg
+        windows = {}
+        day = chunk_start
+        while day <= chunk_end:
+            windows[day] = _reports_rows(mapping, profile, config, day, per_day.get(day, {}))
+            day += timedelta(days=1)
+        results += write_windows(tower, mapping.name, windows, now)
+        done += len(windows)
+        if progress:
+            progress(mapping.name, done, total)
+        chunk_start = chunk_end + timedelta(days=1)
+    return finish(first, last, done, results, None)
+
+
+def run_monitoring(settings: Any, *, model: str | None = None, since: date | None = None, until: date | None = None,
+                   progress: Progress | None = None, refresh_reference: bool = False,
+                   warehouse: Engine | None = None, tower: Engine | None = None,
+                   now: datetime | None = None) -> list[ModelRun]:
+    """Run the job for one model or every mapped model (engines made from ``settings`` unless given)."""
+    from services.tower_db import create_schema, make_tower_engine
+    from services.warehouse import make_engine
+
+    if model is not None and model not in settings.models:
+        known = ", ".join(sorted(settings.models)) or "none"
+        raise NotFound(f"No monitored model named '{model}'.", f"Models mapped in tower.yaml: {known}.")
+    if since is not None and until is not None and since > until:
+        raise ConfigError(f"--since {since} is after --until {until}.")
+    names = [model] if model is not None else sorted(settings.models)
+    own_warehouse, own_tower = warehouse is None, tower is None
+    warehouse = warehouse or make_engine(settings.warehouse_url, connect_timeout_s=settings.warehouse_timeout_s)
+    tower = tower or make_tower_engine(settings.tower_db_url)
+    try:
+        create_schema(tower)
+        runs = []
+        for name in names:
+            started = time.perf_counter()
+            try:
+                runs.append(run_model(warehouse, tower, settings.models[name], settings.monitoring, since=since,
+                                      until=until, progress=progress, refresh_reference=refresh_reference, now=now))
+            except (MappingError, WarehouseUnavailable) as exc:  # one broken log must not stop the others
+                runs.append(ModelRun(name, None, None, 0, 0, round(time.perf_counter() - started, 3), None, None,
+                                     error=str(exc)))
+        return runs
+    finally:
+        if own_warehouse:
+            warehouse.dispose()
+        if own_tower:
+            tower.dispose()

@@ -1,0 +1,586 @@
+"""One window's monitoring report: the pure statistics of ``services.stats`` over warehouse aggregates.
+
+`fetch_aggregates` asks the warehouse for a window's aggregates (optionally per day and version,
+for backfills); `build_report` composes them with the reference profile into a `WindowReport`
+without any I/O; `window_report` does both for one window. `WindowReport.to_json` is the object the
+``report`` command prints (issue 3, point 4) and `WindowReport.result_rows` the long-format rows the
+job stores (DESIGN.md §3).
+
+Definitions are those of ``services.stats``: drift with Evidently 0.7's default test per column,
+fairness as fairlearn defines it (selection rate over every prediction, TPR/FPR over labelled rows),
+latency quantiles as numpy's linear percentiles, performance over the rows whose label has arrived.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from services import warehouse_aggregates as wa
+from services.mapping import ModelMapping
+from services.monitoring.config import PERFORMANCE_METRICS, AlertRules, DriftRule, PerformanceRule
+from services.monitoring.reference import NumericReference, ReferenceProfile
+from services.monitoring.store import ALL_VERSIONS, MODEL_LEVEL, NO_SLICE
+from services.stats.drift import (
+    DEFAULT_THRESHOLDS,
+    KS_EXACT_MAX_N,
+    LOW_CARDINALITY,
+    STD_FLOOR,
+    NumericalDrift,
+    categorical_drift,
+    is_drifted,
+    jensenshannon_distance,
+    ks_pvalue,
+    ks_statistic,
+    numerical_method,
+    psi,
+    psi_band,
+    wasserstein_1,
+)
+from services.stats.fairness import FOUR_FIFTHS, GroupCounts, fairness_summary
+from services.stats.histogram import BinnedSample, bin_value_counts, coarsen
+from services.stats.performance import classification_metrics, regression_metrics, roc_auc
+
+NUMERICAL_METHODS = ("wasserstein", "ks", "psi", "jensenshannon")
+CATEGORICAL_METHODS = ("jensenshannon", "psi", "chisquare", "z")
+DISTANCE_METHODS = ("wasserstein", "jensenshannon", "psi")
+DRIFT_SHARE_THRESHOLD = 0.5  # Evidently's dataset drift: at least half of the columns drifted
+# The per-window metrics alert rules look at (the `alert` column of other rows is informational).
+RULE_METRICS = {"drift_score": "drift", "p95_ms": "latency_p95", "error_rate": "error_rate",
+                "demographic_parity_difference": "fairness", "equalized_odds_difference": "fairness"}
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregates of one window
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WindowAggregates:
+    """What the warehouse returns for one window (of one version, or of all).
+
+    ``numerical`` holds fine histograms on the reference edges; ``numerical_values`` value counts of
+    the few-valued numerical features; ``latency`` is None for samples without latency (references).
+    """
+
+    rows: int
+    numerical: dict[str, BinnedSample] = field(default_factory=dict)
+    numerical_values: dict[str, dict[float | None, int]] = field(default_factory=dict)
+    categorical: dict[str, dict[str | None, int]] = field(default_factory=dict)
+    fairness: dict[str, tuple[GroupCounts, ...]] = field(default_factory=dict)
+    classification: wa.ClassificationCounts | None = None
+    regression: wa.RegressionSums | None = None
+    latency: wa.LatencySummary | None = None
+
+
+def _add_counts(parts: Iterable[Mapping[Any, int]]) -> dict[Any, int]:
+    total: dict[Any, int] = {}
+    for part in parts:
+        for key, count in part.items():
+            total[key] = total.get(key, 0) + count
+    return total
+
+
+def _add_samples(parts: Sequence[BinnedSample]) -> BinnedSample:
+    first = parts[0]
+    return BinnedSample(edges=first.edges, counts=sum(p.counts for p in parts), sums=sum(p.sums for p in parts),
+                        nulls=sum(p.nulls for p in parts), sum_sq=sum(p.sum_sq for p in parts), shift=first.shift)
+
+
+def _add_groups(parts: Sequence[tuple[GroupCounts, ...]]) -> tuple[GroupCounts, ...]:
+    acc: dict[str, list[int]] = {}
+    for part in parts:
+        for g in part:
+            slot = acc.setdefault(g.group, [0] * 6)
+            for i, value in enumerate((g.n, g.predicted_positive, g.tp, g.fp, g.fn, g.tn)):
+                slot[i] += value
+    return tuple(GroupCounts(name, *values) for name, values in sorted(acc.items()))
+
+
+def combine(parts: Sequence[WindowAggregates], latency: wa.LatencySummary | None) -> WindowAggregates:
+    """All versions of a window from its per-version aggregates (every count and sum adds up).
+
+    Quantiles do not add up, so the window's ``latency`` is given (queried over all versions).
+    """
+    def merged(name: str, add: Any) -> dict[str, Any]:
+        keys = dict.fromkeys(k for p in parts for k in getattr(p, name))
+        return {k: add([getattr(p, name)[k] for p in parts if k in getattr(p, name)]) for k in keys}
+
+    classifications = [p.classification for p in parts if p.classification is not None]
+    regressions = [p.regression for p in parts if p.regression is not None]
+    return WindowAggregates(
+        rows=sum(p.rows for p in parts),
+        numerical=merged("numerical", _add_samples),
+        numerical_values=merged("numerical_values", _add_counts),
+        categorical=merged("categorical", _add_counts),
+        fairness=merged("fairness", _add_groups),
+        classification=_sum(classifications),
+        regression=_sum(regressions),
+        latency=latency,
+    )
+
+
+def _sum(parts: Sequence[Any]) -> Any:
+    if not parts:
+        return None
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def fetch_aggregates(engine: Engine, mapping: ModelMapping, profile: ReferenceProfile, start: datetime,
+                     end: datetime, *, by_day: bool = False, by_version: bool = False
+                     ) -> dict[wa.GroupKey, WindowAggregates]:
+    """Aggregates of the log in ``[start, end)``, per (day, version) group as asked.
+
+    With ``by_version`` the result also holds the all-versions group of each day (version None),
+    combined from the versions' aggregates and the all-versions latency. Groups without rows are
+    absent, except the whole window when nothing is grouped (an empty window gives ``rows == 0``).
+    """
+    rows = wa.log_rows(mapping, start, end)
+    grouping = {"by_day": by_day, "by_version": by_version}
+    histogram_edges = {c: r.edges for c, r in profile.numerical.items() if not r.value_counted}
+    shifts = {c: profile.numerical[c].histogram.shift for c in histogram_edges
+              if profile.numerical[c].histogram is not None}
+    few = [c for c, r in profile.numerical.items() if r.value_counted]
+    numerical = wa.numeric_histograms(engine, mapping, rows, histogram_edges, shifts=shifts, **grouping)
+    values = wa.value_counts(engine, mapping, rows, few, numeric=True, **grouping)
+    categorical = wa.value_counts(engine, mapping, rows, mapping.categorical, numeric=False, **grouping)
+    classifier = mapping.task == "binary_classification"  # group fairness of 0/1 decisions only
+    fairness = wa.fairness_counts(engine, mapping, rows, **grouping) if mapping.sensitive and classifier else {}
+    if mapping.task == "binary_classification":
+        classification, regression = wa.classification_counts(engine, mapping, rows, **grouping), {}
+    else:
+        classification, regression = {}, wa.regression_sums(engine, mapping, rows, **grouping)
+    latency = wa.latency_summaries(engine, mapping, start, end, **grouping)
+
+    keys = set(latency) | set(numerical) | set(categorical) | set(values)
+    if not by_day and not by_version:
+        keys.add(wa.WHOLE)
+    result: dict[wa.GroupKey, WindowAggregates] = {}
+    for key in keys:
+        lat = latency.get(key) or wa.LatencySummary(0, 0, None, None, None)
+        result[key] = WindowAggregates(
+            rows=lat.requests,
+            numerical=numerical.get(key) or _empty_histograms(histogram_edges, shifts),
+            numerical_values=values.get(key) or {c: {} for c in few},
+            categorical=categorical.get(key) or {c: {} for c in mapping.categorical},
+            fairness=fairness.get(key) or ({a: () for a in mapping.sensitive} if classifier else {}),
+            classification=(classification.get(key) or wa.ClassificationCounts.empty("score" in mapping.columns))
+            if mapping.task == "binary_classification" else None,
+            regression=(regression.get(key) or wa.RegressionSums(0, 0, 0.0, 0.0))
+            if mapping.task != "binary_classification" else None,
+            latency=lat,
+        )
+    if by_version:
+        days = sorted({day for day, _ in result}, key=lambda d: (d is None, d))
+        all_latency = wa.latency_summaries(engine, mapping, start, end, by_day=by_day)
+        for day in days:
+            parts = [agg for (d, v), agg in result.items() if d == day and v is not None]
+            result[(day, None)] = combine(parts, all_latency.get((day, None)))
+    return result
+
+
+def _empty_histograms(edges: Mapping[str, np.ndarray], shifts: Mapping[str, float]) -> dict[str, BinnedSample]:
+    return {c: BinnedSample(edges=e, counts=np.zeros(e.size + 1, dtype=np.int64), sums=np.zeros(e.size + 1),
+                            shift=shifts.get(c, 0.0)) for c, e in edges.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DriftResult:
+    column: str
+    kind: str  # "numerical" or "categorical"
+    method: str
+    score: float | None
+    threshold: float
+    drifted: bool | None
+    psi: float | None
+    psi_band: str | None
+    js_distance: float | None
+    wasserstein_normed: float | None  # numerical only
+    ks_statistic: float | None  # numerical only
+    ks_pvalue: float | None  # numerical only
+    chi2_pvalue: float | None  # categorical only
+    null_share: float | None  # current window
+    reference_null_share: float | None
+    unseen_categories: tuple[str, ...]  # categorical only: in the window, not in the reference
+    unseen_share: float | None
+    reference_n: int
+    current_n: int
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    group: str
+    count: int
+    labeled: int
+    selection_rate: float | None
+    tpr: float | None
+    fpr: float | None
+
+
+@dataclass(frozen=True)
+class FairnessResult:
+    sensitive: str
+    groups: tuple[GroupResult, ...]
+    demographic_parity_difference: float | None
+    equalized_odds_difference: float | None
+    disparate_impact_ratio: float | None
+    passes_four_fifths: bool | None
+    dpd_limit: float | None
+    eod_limit: float | None
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    count: int
+    errors: int
+    error_rate: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    slo_p95_ms: float | None
+    slo_error_rate: float | None
+
+
+@dataclass(frozen=True)
+class PerformanceResult:
+    """Live performance over the labelled rows; ``reference`` holds the same metrics on the reference.
+
+    ``limits`` per metric: the value beyond which it counts as a drop (``max_drop`` relative to the
+    reference); ``judged`` is False when the window is provisional or has too few labels.
+    """
+
+    task: str
+    predictions: int
+    labeled: int
+    label_coverage: float | None
+    provisional: bool
+    metrics: dict[str, float | None]
+    reference: dict[str, float | None]
+    limits: dict[str, float | None]
+    judged: bool
+    rule_metric: str
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    model: str
+    version: str  # "*" = all versions
+    start: datetime
+    end: datetime
+    reference_id: str
+    reference_description: str
+    rows_reference: int
+    rows_current: int
+    drift: tuple[DriftResult, ...]
+    drift_share: float | None
+    fairness: tuple[FairnessResult, ...]
+    latency: LatencyResult | None
+    performance: PerformanceResult | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The report command's object (issue 3, point 4): only those keys, None as null."""
+        perf = self.performance
+        if perf is None:
+            performance: dict[str, Any] | None = None
+        else:
+            names = ("accuracy", "precision", "recall", "f1", "roc_auc") if perf.task == "binary_classification" \
+                else ("mae", "rmse")
+            performance = {**{n: _num(perf.metrics.get(n)) for n in names}, "label_coverage": _num(perf.label_coverage)}
+        lat = self.latency
+        return {
+            "model": self.model,
+            "rows": {"reference": self.rows_reference, "current": self.rows_current},
+            "drift": [{
+                "column": d.column, "kind": d.kind, "psi": _num(d.psi), "js_distance": _num(d.js_distance),
+                "wasserstein_normed": _num(d.wasserstein_normed), "ks_statistic": _num(d.ks_statistic),
+                "chi2_pvalue": _num(d.chi2_pvalue), "method": d.method, "score": _num(d.score),
+                "threshold": _num(d.threshold), "drifted": d.drifted,
+            } for d in self.drift],
+            "fairness": [{
+                "sensitive": f.sensitive,
+                "groups": [{"group": g.group, "count": g.count, "selection_rate": _num(g.selection_rate),
+                            "tpr": _num(g.tpr), "fpr": _num(g.fpr)} for g in f.groups],
+                "demographic_parity_difference": _num(f.demographic_parity_difference),
+                "equalized_odds_difference": _num(f.equalized_odds_difference),
+                "disparate_impact_ratio": _num(f.disparate_impact_ratio),
+            } for f in self.fairness],
+            "latency": None if lat is None else {"count": lat.count, "p50_ms": _num(lat.p50_ms),
+                                                 "p95_ms": _num(lat.p95_ms), "p99_ms": _num(lat.p99_ms),
+                                                 "error_rate": _num(lat.error_rate)},
+            "performance": performance,
+        }
+
+    def result_rows(self) -> list[dict[str, Any]]:
+        """Long-format rows (without model, window and computed_at) for ``monitoring_results``."""
+        out: list[dict[str, Any]] = []
+
+        def add(metric: str, value: Any, *, column: str = MODEL_LEVEL, slice_key: str = NO_SLICE,
+                slice_value: str = NO_SLICE, method: str = "", threshold: float | None = None,
+                alert: bool | None = None, reference: bool = True) -> None:
+            out.append({"version": self.version, "slice_key": slice_key, "slice_value": slice_value,
+                        "column_name": column, "metric": metric, "method": method, "value": _num(value),
+                        "threshold": _num(threshold), "alert": alert,
+                        "reference_id": self.reference_id if reference else None})
+
+        add("rows", self.rows_current, reference=False)
+        add("drift_share", self.drift_share, threshold=DRIFT_SHARE_THRESHOLD,
+            alert=None if self.drift_share is None else self.drift_share >= DRIFT_SHARE_THRESHOLD)
+        for d in self.drift:
+            add("drift_score", d.score, column=d.column, method=d.method, threshold=d.threshold, alert=d.drifted)
+            add("psi", d.psi, column=d.column, method="psi")
+            add("js_distance", d.js_distance, column=d.column, method="jensenshannon")
+            if d.kind == "numerical":
+                add("wasserstein_normed", d.wasserstein_normed, column=d.column, method="wasserstein")
+                add("ks_statistic", d.ks_statistic, column=d.column, method="ks")
+                add("ks_pvalue", d.ks_pvalue, column=d.column, method="ks")
+            else:
+                add("chi2_pvalue", d.chi2_pvalue, column=d.column, method="chisquare")
+                add("unseen_share", d.unseen_share, column=d.column)
+            add("null_share", d.null_share, column=d.column)
+            add("count", d.current_n, column=d.column)
+        for f in self.fairness:
+            for g in f.groups:
+                for metric in ("count", "labeled", "selection_rate", "tpr", "fpr"):
+                    add(metric, getattr(g, metric), slice_key=f.sensitive, slice_value=g.group)
+            dpd, eod = f.demographic_parity_difference, f.equalized_odds_difference
+            add("demographic_parity_difference", dpd, slice_key=f.sensitive, threshold=f.dpd_limit,
+                alert=_over(dpd, f.dpd_limit))
+            add("equalized_odds_difference", eod, slice_key=f.sensitive, threshold=f.eod_limit,
+                alert=_over(eod, f.eod_limit))
+            ratio = f.disparate_impact_ratio
+            add("disparate_impact_ratio", ratio, slice_key=f.sensitive, threshold=FOUR_FIFTHS,
+                alert=None if ratio is None else ratio < FOUR_FIFTHS)
+        lat = self.latency
+        if lat is not None:
+            add("requests", lat.count, reference=False)
+            add("errors", lat.errors, reference=False)
+            add("error_rate", lat.error_rate, threshold=lat.slo_error_rate,
+                alert=_over(lat.error_rate, lat.slo_error_rate), reference=False)
+            add("p50_ms", lat.p50_ms, reference=False)
+            add("p95_ms", lat.p95_ms, threshold=lat.slo_p95_ms, alert=_over(lat.p95_ms, lat.slo_p95_ms),
+                reference=False)
+            add("p99_ms", lat.p99_ms, reference=False)
+        perf = self.performance
+        if perf is not None:
+            add("predictions", perf.predictions)
+            add("labeled", perf.labeled)
+            add("label_coverage", perf.label_coverage)
+            add("provisional", 1.0 if perf.provisional else 0.0)
+            for metric, value in perf.metrics.items():
+                limit = perf.limits.get(metric)
+                alert = _worse(metric, value, limit) if perf.judged else None
+                add(metric, value, threshold=limit, alert=alert,
+                    method="rule" if metric == perf.rule_metric else "")
+        return out
+
+
+def _num(value: Any) -> float | int | None:
+    """A JSON-safe number: None for None, NaN and inf."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _over(value: float | None, limit: float | None) -> bool | None:
+    if value is None or limit is None:
+        return None
+    return bool(value > limit)
+
+
+def _worse(metric: str, value: float | None, limit: float | None) -> bool | None:
+    if value is None or limit is None:
+        return None
+    return bool(value < limit) if PERFORMANCE_METRICS[metric] else bool(value > limit)
+
+
+# --- drift ------------------------------------------------------------------------------------
+def _method(rule: DriftRule, allowed: Sequence[str]) -> str | None:
+    return rule.method if rule.method in allowed else None
+
+
+def _with_threshold(result: Any, rule: DriftRule) -> Any:
+    """The verdict against the rule's threshold, which applies to distance methods only (p-values keep 0.05)."""
+    if rule.threshold is None or result.method not in DISTANCE_METHODS:
+        return result
+    return replace(result, threshold=rule.threshold, drifted=is_drifted(result.method, result.score, rule.threshold))
+
+
+def _numerical_drift(reference: BinnedSample, current: BinnedSample, deciles: np.ndarray, method: str | None,
+                     n_distinct: int, values: tuple[dict[str, int], dict[str, int]] | None) -> NumericalDrift:
+    """``services.stats.drift.numerical_drift`` with the distinct count known, minus one cost.
+
+    Same statistics and verdict, but the KS p-value is computed only where it is cheap (asymptotic,
+    above 10 000 rows a side) or is the verdict: scipy's exact p-value takes ~10 ms per column
+    and window, which a 35-day backfill of every version and feature would pay thousands of times.
+    ``values`` are the value counts (keys as ``repr(float)``) of a column with few distinct values.
+    """
+    coarse_ref, coarse_cur = coarsen(reference, deciles), coarsen(current, deciles)
+    psi_value = psi(coarse_ref.counts, coarse_cur.counts)
+    js_value = jensenshannon_distance(coarse_ref.counts, coarse_cur.counts)
+    w1 = wasserstein_1(reference, current)
+    std = reference.std
+    w_normed = None if w1 is None or std is None else w1 / max(std, STD_FLOOR)
+    low_cardinality = method is None and n_distinct <= LOW_CARDINALITY
+    method = method or numerical_method(reference.n, n_distinct)
+    cheap = max(reference.n, current.n) > KS_EXACT_MAX_N
+    p_ks = ks_pvalue(reference, current) if method == "ks" or cheap else None
+    if low_cardinality:
+        score = categorical_drift(*(values or ({}, {})), method=method).score if reference.n and current.n else None
+    else:
+        score = {"wasserstein": w_normed, "ks": p_ks, "psi": psi_value, "jensenshannon": js_value}[method]
+    threshold = DEFAULT_THRESHOLDS[method]
+    return NumericalDrift(
+        method=method, score=score, threshold=threshold, drifted=is_drifted(method, score, threshold),
+        psi=psi_value, psi_band=psi_band(psi_value), js_distance=js_value, wasserstein_normed=w_normed,
+        ks_statistic=ks_statistic(reference, current), ks_pvalue=p_ks, reference_n=reference.n,
+        current_n=current.n, reference_null_share=reference.null_share, current_null_share=current.null_share,
+    )
+
+
+def numerical_column_drift(ref: NumericReference, current: BinnedSample | None,
+                           current_values: Mapping[float | None, int] | None, rule: DriftRule) -> DriftResult:
+    """Drift of one numerical feature (fine histogram, or value counts for few-valued features)."""
+    method = _method(rule, NUMERICAL_METHODS)
+    values = None
+    if ref.value_counted:
+        ref_values = {k: v for k, v in (ref.values or {}).items() if k is not None}
+        cur_values = {k: v for k, v in (current_values or {}).items() if k is not None}
+        distinct = np.union1d(np.array(list(ref_values), dtype=float), np.array(list(cur_values), dtype=float))
+        edges = np.union1d(ref.edges, distinct)
+        reference = bin_value_counts(np.array(list(ref_values), dtype=float),
+                                     np.array(list(ref_values.values()), dtype=np.int64), edges,
+                                     nulls=(ref.values or {}).get(None, 0))
+        current_sample = bin_value_counts(np.array(list(cur_values), dtype=float),
+                                          np.array(list(cur_values.values()), dtype=np.int64), edges,
+                                          nulls=(current_values or {}).get(None, 0))
+        n_distinct = int(distinct.size)
+        values = ({repr(float(k)): c for k, c in ref_values.items() if c},
+                  {repr(float(k)): c for k, c in cur_values.items() if c})
+    else:
+        reference = ref.histogram
+        current_sample = current if current is not None else BinnedSample(
+            edges=ref.edges, counts=np.zeros(ref.edges.size + 1, dtype=np.int64), sums=np.zeros(ref.edges.size + 1),
+            shift=reference.shift)
+        n_distinct = max(ref.distinct, LOW_CARDINALITY + 1)  # more than 5: all the method choice needs
+    result = _with_threshold(_numerical_drift(reference, current_sample, ref.deciles, method, n_distinct, values),
+                             rule)
+    return DriftResult(
+        column=ref.column, kind="numerical", method=result.method, score=result.score, threshold=result.threshold,
+        drifted=result.drifted, psi=result.psi, psi_band=result.psi_band, js_distance=result.js_distance,
+        wasserstein_normed=result.wasserstein_normed, ks_statistic=result.ks_statistic, ks_pvalue=result.ks_pvalue,
+        chi2_pvalue=None, null_share=result.current_null_share, reference_null_share=result.reference_null_share,
+        unseen_categories=(), unseen_share=None, reference_n=result.reference_n, current_n=result.current_n)
+
+
+def categorical_column_drift(column: str, reference: Mapping[str | None, int], current: Mapping[str | None, int],
+                             rule: DriftRule) -> DriftResult:
+    method = _method(rule, CATEGORICAL_METHODS)
+    result = _with_threshold(categorical_drift(reference, current, method=method), rule)
+    return DriftResult(
+        column=column, kind="categorical", method=result.method, score=result.score, threshold=result.threshold,
+        drifted=result.drifted, psi=result.psi, psi_band=result.psi_band, js_distance=result.js_distance,
+        wasserstein_normed=None, ks_statistic=None, ks_pvalue=None, chi2_pvalue=result.chi2_pvalue,
+        null_share=result.current_null_share, reference_null_share=result.reference_null_share,
+        unseen_categories=result.unseen_categories, unseen_share=result.unseen_share,
+        reference_n=result.reference_n, current_n=result.current_n)
+
+
+# --- performance ------------------------------------------------------------------------------
+def _classification_values(counts: wa.ClassificationCounts | None) -> dict[str, float | None]:
+    if counts is None:
+        return {}
+    m = classification_metrics(counts.confusion)
+    return {"accuracy": m.accuracy, "precision": m.precision, "recall": m.recall, "f1": m.f1,
+            "roc_auc": roc_auc(counts.scores) if counts.scores is not None else None}
+
+
+def _regression_values(sums: wa.RegressionSums | None) -> dict[str, float | None]:
+    if sums is None:
+        return {}
+    m = regression_metrics(sums.labeled, sums.sum_abs_error, sums.sum_squared_error)
+    return {"mae": m.mae, "rmse": m.rmse}
+
+
+def _limit(metric: str, reference: float | None, max_drop: float) -> float | None:
+    if reference is None:
+        return None
+    return reference * (1 - max_drop) if PERFORMANCE_METRICS[metric] else reference * (1 + max_drop)
+
+
+def performance_result(mapping: ModelMapping, profile: ReferenceProfile, aggregates: WindowAggregates,
+                       rule: PerformanceRule) -> PerformanceResult:
+    if mapping.task == "binary_classification":
+        counts = aggregates.classification or wa.ClassificationCounts.empty()
+        predictions, labeled = counts.predictions, counts.labeled
+        metrics, reference = _classification_values(counts), _classification_values(profile.classification)
+    else:
+        sums = aggregates.regression or wa.RegressionSums(0, 0, 0.0, 0.0)
+        predictions, labeled = sums.predictions, sums.labeled
+        metrics, reference = _regression_values(sums), _regression_values(profile.regression)
+    coverage = labeled / predictions if predictions else None
+    provisional = coverage is None or coverage < rule.min_label_coverage
+    return PerformanceResult(
+        task=mapping.task, predictions=predictions, labeled=labeled, label_coverage=coverage, provisional=provisional,
+        metrics=metrics, reference=reference,
+        limits={m: _limit(m, reference.get(m), rule.max_drop) for m in metrics},
+        judged=not provisional and labeled >= rule.min_labels, rule_metric=rule.metric_for(mapping.task))
+
+
+# --- composition ------------------------------------------------------------------------------
+def build_report(mapping: ModelMapping, profile: ReferenceProfile, aggregates: WindowAggregates, *,
+                 start: datetime, end: datetime, version: str | None = None,
+                 rules: AlertRules | None = None) -> WindowReport:
+    """Compose a window's report from its aggregates and the reference profile (no I/O)."""
+    rules = rules or AlertRules()
+    drift: list[DriftResult] = []
+    for column in mapping.numerical:
+        ref = profile.numerical[column]
+        drift.append(numerical_column_drift(ref, aggregates.numerical.get(column),
+                                            aggregates.numerical_values.get(column), rules.drift))
+    for column in mapping.categorical:
+        drift.append(categorical_column_drift(column, profile.categorical.get(column, {}),
+                                              aggregates.categorical.get(column, {}), rules.drift))
+    judged = [d.drifted for d in drift if d.drifted is not None]
+    fairness = []
+    for attribute in mapping.sensitive if mapping.task == "binary_classification" else ():
+        summary = fairness_summary(aggregates.fairness.get(attribute, ()))
+        fairness.append(FairnessResult(
+            sensitive=attribute,
+            groups=tuple(GroupResult(g.group, g.count, g.labeled, g.selection_rate, g.tpr, g.fpr)
+                         for g in summary.groups),
+            demographic_parity_difference=summary.demographic_parity_difference,
+            equalized_odds_difference=summary.equalized_odds_difference,
+            disparate_impact_ratio=summary.disparate_impact_ratio, passes_four_fifths=summary.passes_four_fifths,
+            dpd_limit=rules.fairness.demographic_parity_difference, eod_limit=rules.fairness.equalized_odds_difference,
+        ))
+    lat = aggregates.latency
+    latency = None if lat is None else LatencyResult(
+        count=lat.requests, errors=lat.errors, error_rate=lat.error_rate, p50_ms=lat.p50_ms, p95_ms=lat.p95_ms,
+        p99_ms=lat.p99_ms, slo_p95_ms=mapping.slo.latency_p95_ms, slo_error_rate=mapping.slo.error_rate)
+    return WindowReport(
+        model=mapping.name, version=version or ALL_VERSIONS, start=start, end=end, reference_id=profile.reference_id,
+        reference_description=profile.description, rows_reference=profile.rows, rows_current=aggregates.rows,
+        drift=tuple(drift), drift_share=(sum(judged) / len(judged)) if judged else None, fairness=tuple(fairness),
+        latency=latency, performance=performance_result(mapping, profile, aggregates, rules.performance),
+    )
+
+
+def window_report(engine: Engine, mapping: ModelMapping, profile: ReferenceProfile, start: datetime,
+                  end: datetime, *, rules: AlertRules | None = None) -> WindowReport:
+    """The report of ``[start, end)``, all versions together (at most six warehouse statements)."""
+    rows = wa.log_rows(mapping, start, end)
+    aggregates = fetch_aggregates(engine, mapping, profile, rows.start, rows.end)[wa.WHOLE]
+    return build_report(mapping, profile, aggregates, start=rows.start, end=rows.end, rules=rules)
