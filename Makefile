@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 # The stamp is named after the requirements' content, so editing them reinstalls.
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 PORT   ?= 8501
+TOWER_DATA ?= .tower
 # No usage telemetry from MLflow: the registry's users did not ask for it (and this network is closed).
 export MLFLOW_DISABLE_TELEMETRY := true
 
@@ -19,11 +20,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# The demo, then its monitoring results (idempotent: only new or provisional days are recomputed).
 seed: $(STAMP)
 	$(BIN)/python -m services.cli demo seed
+	$(BIN)/python -m services.cli monitor run
 
 reseed: $(STAMP)
 	$(BIN)/python -m services.cli demo seed --force
+	rm -f $(TOWER_DATA)/tower.db
+	$(BIN)/python -m services.cli monitor run
 
 # The app on http://localhost:$(PORT), with the demo's local OIDC provider on 127.0.0.1:9400.
 run: seed

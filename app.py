@@ -31,6 +31,10 @@ monitor = [
     st.Page("app_pages/fleet.py", title="Fleet", icon=":material/dashboard:", url_path="fleet", default=True),
     st.Page("app_pages/model.py", title="Model detail", icon=":material/account_tree:", url_path="model"),
     st.Page("app_pages/latency.py", title="Latency", icon=":material/speed:", url_path="latency"),
+    st.Page("app_pages/drift.py", title="Drift explorer", icon=":material/ssid_chart:", url_path="drift"),
+    st.Page("app_pages/fairness.py", title="Fairness", icon=":material/balance:", url_path="fairness"),
+    st.Page("app_pages/performance.py", title="Performance", icon=":material/trending_up:", url_path="performance"),
+    st.Page("app_pages/alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
 ]
 # Navigation shows each role its pages; the pages check the role again, the services at every write.
 govern = []

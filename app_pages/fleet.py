@@ -13,11 +13,13 @@ from services import fleet
 from services.settings import load_settings
 
 WINDOW_DAYS = 7
+HEALTH_LABELS = {"alert": "🔴 alert", "warning": "🟠 warning", "ok": "🟢 ok", "unknown": "⚪ no results"}
 
 
 def _table(rows: tuple[fleet.FleetRow, ...]) -> pd.DataFrame:
     return pd.DataFrame([{
         "Model": r.model,
+        "Health": HEALTH_LABELS.get(r.health, r.health),
         "Status": r.status,
         "Production": r.production or "—",
         "Staging": r.staging or "—",
@@ -29,6 +31,7 @@ def _table(rows: tuple[fleet.FleetRow, ...]) -> pd.DataFrame:
         "SLO p95 (ms)": r.slo_p95_ms,
         "Error rate": r.error_rate,
         "SLO error rate": r.slo_error_rate,
+        "Why": " ".join(r.health_reasons),
         "Problem": r.problem or "",
     } for r in rows])
 
@@ -46,6 +49,7 @@ def render() -> None:
             load_summary=lambda m: cached.window_summary(settings, m, start, end),
             load_daily_requests=lambda m: fleet.requests_per_day(
                 cached.traffic_by_day(settings, m, start, end), start, WINDOW_DAYS),
+            load_health=lambda name: cached.latest_health(settings, name),
         )
     if overview.registry_error:
         show_error(overview.registry_error)
@@ -69,14 +73,15 @@ def render() -> None:
     if owners:
         keep &= table["Owner"].isin(owners)
     if problems_only:
-        keep &= table["Status"] != fleet.OK
+        keep &= (table["Status"] != fleet.OK) | (table["Health"] != HEALTH_LABELS["ok"])
     shown = table[keep].reset_index(drop=True)
 
     breaches = int((table["Status"] == fleet.BREACH).sum())
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("Models", len(table))
-    c2.metric("Over their SLO", breaches)
-    c3.metric("Requests (7 d)", f"{int(table['Requests (7 d)'].fillna(0).sum()):,}")
+    c2.metric("With open alerts", int((table["Health"] == HEALTH_LABELS["alert"]).sum()))
+    c3.metric("Over their SLO", breaches)
+    c4.metric("Requests (7 d)", f"{int(table['Requests (7 d)'].fillna(0).sum()):,}")
 
     event = st.dataframe(
         shown, hide_index=True, on_select="rerun", selection_mode="single-row", key="fleet_table",

@@ -14,6 +14,7 @@ import pandas as pd
 
 from services.errors import TowerError
 from services.mapping import ModelMapping
+from services.monitoring.views import HealthVerdict
 from services.registry import ModelSummary
 from services.settings import Settings
 from services.warehouse import WindowSummary
@@ -37,6 +38,8 @@ class FleetRow:
     error_rate: float | None
     slo_error_rate: float | None
     status: str
+    health: str  # from the latest monitoring results: ok / warning / alert / unknown
+    health_reasons: tuple[str, ...]
     problem: str | None  # what is wrong with this row's data, in words, if anything
 
 
@@ -69,6 +72,7 @@ def fleet_overview(
     load_models: Callable[[], list[ModelSummary]],
     load_summary: Callable[[ModelMapping], WindowSummary],
     load_daily_requests: Callable[[ModelMapping], list[int]],
+    load_health: Callable[[str], HealthVerdict] | None = None,
 ) -> FleetOverview:
     """One row per registered model (plus configured models missing from the registry)."""
     registry_error: TowerError | None = None
@@ -92,6 +96,13 @@ def fleet_overview(
         problem: str | None = None
         if registry_error is None and model.name not in known:
             problem = f"Configured in tower.yaml but not in the registry ({settings.mlflow_tracking_uri})."
+        health, reasons = "unknown", ()
+        if mapping is not None and load_health is not None:
+            try:
+                verdict = load_health(model.name)
+                health, reasons = verdict.status, verdict.reasons
+            except TowerError as exc:
+                reasons = (exc.message,)
         if mapping is None:
             status = UNMONITORED
         else:
@@ -115,6 +126,8 @@ def fleet_overview(
             error_rate=summary.error_rate if summary else None,
             slo_error_rate=mapping.slo.error_rate if mapping else None,
             status=status,
+            health=health,
+            health_reasons=tuple(reasons),
             problem=problem,
         ))
     return FleetOverview(rows=tuple(rows), registry_error=registry_error)

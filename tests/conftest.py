@@ -24,11 +24,17 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The full demo (registry + warehouse), seeded once for the whole session. Treat as read-only."""
+    """The full demo as `make seed` builds it (registry, warehouse, monitoring results), once per session.
+
+    Treat it as read-only; copy it (``demo_dir``) to change it.
+    """
     from services.demo.seed import seed_demo
+    from services.monitoring.job import run_monitoring
 
     data_dir = tmp_path_factory.mktemp("demo")
-    seed_demo(load_settings({"TOWER_DATA_DIR": str(data_dir)}))
+    settings = load_settings({"TOWER_DATA_DIR": str(data_dir)})
+    seed_demo(settings)
+    run_monitoring(settings)
     return data_dir
 
 
