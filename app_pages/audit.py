@@ -10,7 +10,7 @@ import streamlit as st
 from app_pages import cached
 from app_pages.governance_views import decisions_table
 from app_pages.notices import literal, show_error
-from app_pages.session import current_actor
+from app_pages.session import actor_for_write, current_actor
 from app_pages.widgets import model_names
 from services.errors import TowerError
 from services.governance import audit, promotion
@@ -62,7 +62,7 @@ def _stage_history(settings: Settings, model: str) -> None:
         with st.form("rollback"):
             reason = st.text_input(f"Reason to roll {stage} back to v{previous}")
             if st.form_submit_button("Request rollback", icon=":material/undo:"):
-                outcome = promotion.rollback_request(ctx, actor, model, stage, reason)
+                outcome = promotion.rollback_request(ctx, actor_for_write(settings), model, stage, reason)
                 st.success(f"Rollback request {outcome.request.id[:12]} is in the review queue.")
 
 

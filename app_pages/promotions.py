@@ -7,7 +7,7 @@ import streamlit as st
 from app_pages import cached
 from app_pages.governance_views import gates_table, requests_table
 from app_pages.notices import show_error
-from app_pages.session import require_roles
+from app_pages.session import actor_for_write, require_roles
 from services.errors import TowerError
 from services.governance import promotion
 from services.identity import Actor
@@ -41,7 +41,7 @@ def _request_form(settings: Settings, actor: Actor) -> None:
         submitted = st.form_submit_button("Request promotion", type="primary")
     if submitted:
         with st.spinner("Collecting the evidence and recording the request…"):
-            outcome = promotion.request_promotion(ctx, actor, model, version, stage, reason)
+            outcome = promotion.request_promotion(ctx, actor_for_write(settings), model, version, stage, reason)
         st.success(f"Request {outcome.request.id[:12]} recorded: v{version} of {model} → {stage}. "
                    "A reviewer will see it in the review queue.")
         evidence = promotion.evidence_snapshot(ctx, outcome.request.evidence_digest or "")
@@ -63,7 +63,7 @@ def _my_requests(settings: Settings, actor: Actor) -> None:
                               format_func=lambda i: f"{open_ones[i].model} v{open_ones[i].version} → "
                                                     f"{open_ones[i].stage} ({i[:12]})")
         if st.button("Cancel request", icon=":material/cancel:"):
-            promotion.cancel_request(ctx, actor, chosen, "cancelled by the requester")
+            promotion.cancel_request(ctx, actor_for_write(settings), chosen, "cancelled by the requester")
             st.success("The request is cancelled.")
             st.rerun()
 

@@ -7,7 +7,7 @@ import streamlit as st
 from app_pages import cached
 from app_pages.governance_views import decisions_table, gates_table, metrics_table, requests_table
 from app_pages.notices import literal, show_error
-from app_pages.session import require_roles
+from app_pages.session import actor_for_write, require_roles
 from services.errors import TowerError
 from services.governance import promotion
 from services.governance.authz import Action
@@ -34,10 +34,11 @@ def _decide(request: promotion.PromotionRequest, actor: Actor, failing: list[str
     if approve or reject:
         # The service decides again with the actor's current roles; a second click or a rival reviewer
         # gets the decision that was recorded first.
+        current = actor_for_write(load_settings())  # roles as the identity provider says now
         if approve:
-            outcome = promotion.approve(ctx, actor, request.id, comment, override or None)
+            outcome = promotion.approve(ctx, current, request.id, comment, override or None)
         else:
-            outcome = promotion.reject(ctx, actor, request.id, comment)
+            outcome = promotion.reject(ctx, current, request.id, comment)
         verb = "promoted" if outcome.promoted else ("rejected" if reject else "approved (waiting for more approvals)")
         st.success(f"Recorded: {literal(request.model)} v{request.version} {verb}.")
         if outcome.projection_error:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
 
-from services.identity import ANONYMOUS, Actor, SignInStatus, actor_from_claims, sign_in_status
+from services.errors import Forbidden
+from services.identity import (
+    ANONYMOUS,
+    Actor,
+    SignInStatus,
+    actor_from_claims,
+    refreshed_actor,
+    sign_in_expired,
+    sign_in_status,
+)
+from services.oidc import fetch_userinfo
 from services.settings import Settings
 
 
@@ -46,4 +57,25 @@ def require_roles(settings: Settings, *roles: str) -> Actor | None:
         st.error(f"This page is for the roles {', '.join(roles)}; you are signed in without them.",
                  icon=":material/block:")
         return None
+    return actor
+
+
+def actor_for_write(settings: Settings) -> Actor:
+    """The actor with the roles they hold NOW, asked of the identity provider just before a write.
+
+    With an access token (``expose_tokens = ["access"]``) the provider's userinfo gives the current
+    groups, so a reviewer removed from the group is refused at the next decision. Without one, the
+    ID token's own expiry bounds how long a removed role can last. Raises Forbidden otherwise.
+    """
+    actor = current_actor(settings)
+    if actor is None or not actor.authenticated:
+        return ANONYMOUS  # the services deny every write to it
+    claims = st.user.to_dict()
+    access = st.user.tokens.get("access") if hasattr(st.user, "tokens") else None
+    auth = _auth_secrets() or {}
+    if access:
+        userinfo = fetch_userinfo(str(auth["server_metadata_url"]), access)
+        return refreshed_actor(claims, userinfo, settings.auth)
+    if sign_in_expired(claims, time.time()):
+        raise Forbidden("Your sign-in has expired.", "Sign out and sign in again; nothing was recorded.")
     return actor

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.errors import ConfigError
+from services.errors import ConfigError, Forbidden
 
 ROLES = ("viewer", "data_scientist", "model_owner", "reviewer", "admin")
 
@@ -140,3 +140,21 @@ def sign_in_status(auth_section: Mapping[str, Any] | None, *, demo: bool) -> Sig
         if weak:
             return SignInStatus(False, f"Placeholder secrets are refused outside demo mode: {', '.join(weak)}.")
     return SignInStatus(enabled=True)
+
+
+def refreshed_actor(id_claims: Mapping[str, Any], userinfo: Mapping[str, Any], auth: AuthConfig) -> Actor:
+    """The actor with roles from the provider's current userinfo, for the same person only.
+
+    Issuer and subject stay those of the signed ID token; a userinfo answer for another subject is
+    refused. A roles claim missing from userinfo means no roles (deny by default).
+    """
+    if userinfo.get("sub") != id_claims.get("sub"):
+        raise Forbidden("The identity provider answered for another user.", "Sign out and sign in again.")
+    current = {**id_claims, auth.roles_claim: userinfo.get(auth.roles_claim, [])}
+    return actor_from_claims(current, auth)
+
+
+def sign_in_expired(id_claims: Mapping[str, Any], now_epoch_s: float) -> bool:
+    """True when the ID token's own expiry has passed (Streamlit does not check it)."""
+    exp = id_claims.get("exp")
+    return not isinstance(exp, (int, float)) or exp < now_epoch_s

@@ -4,6 +4,8 @@ refused by the service when they call it anyway."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -21,15 +23,15 @@ from tests.test_sign_in import GOOD_AUTH
 ISSUER = "http://127.0.0.1:9400"
 
 
-def claims(sub: str) -> dict:
+def claims(sub: str, *, expires_in_s: float = 3600) -> dict:
     user = next(u for u in DEMO_USERS if u.sub == sub)
-    return {"is_logged_in": True, "iss": ISSUER, **user.claims()}
+    return {"is_logged_in": True, "iss": ISSUER, "exp": int(time.time() + expires_in_s), **user.claims()}
 
 
-def page(sub: str, path: str | None = None, **query: str) -> AppTest:
+def page(sub: str, path: str | None = None, *, expires_in_s: float = 3600, **query: str) -> AppTest:
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
     at.secrets["auth"] = GOOD_AUTH
-    at.user = claims(sub)
+    at.user = claims(sub, expires_in_s=expires_in_s)
     at.run()
     if path:
         at.switch_page(path)
@@ -177,3 +179,13 @@ def test_only_an_admin_may_approve_past_a_failed_gate_and_must_say_why(demo_poli
     assert alias(settings, "fraud-detection", "production") == "5"
     [promoted] = audit.history(ctx, action="promote")
     assert promoted.is_override and promoted.override_reason == "latency fix outweighs the recall gate"
+
+
+def test_an_expired_sign_in_cannot_decide_and_nothing_is_recorded(stores):
+    settings, ctx = stores
+    request_in_browser("alice", "credit-risk", "4", "Production", "v4")
+    at = page("rita", "app_pages/review.py", expires_in_s=-60)
+    widget(at.text_area, "Comment").input("late")
+    widget(at.button, "Approve").click().run()
+    assert "sign-in has expired" in texts(at, ("error",))
+    assert not audit.history(ctx, action="approve")

@@ -42,7 +42,9 @@ def demo_secrets_file(settings: Settings, *, port: int, oidc_port: int) -> Path:
         f'cookie_secret = "{cookie or secrets.token_urlsafe(32)}"\n'
         f'client_id = "{DEMO_CLIENT_ID}"\n'
         f'client_secret = "{DEMO_CLIENT_SECRET}"\n'
-        f'server_metadata_url = "http://127.0.0.1:{oidc_port}/.well-known/openid-configuration"\n',
+        f'server_metadata_url = "http://127.0.0.1:{oidc_port}/.well-known/openid-configuration"\n'
+        # The access token lets the tower ask the provider for the user's current groups at each write.
+        'expose_tokens = ["access"]\n',
         encoding="utf-8",
     )
     path.chmod(0o600)
