@@ -43,6 +43,10 @@ class Demo:
 def demo(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     data_dir = tmp_path_factory.mktemp("monitored-demo") / "demo"
     shutil.copytree(demo_template, data_dir)
+    # The template already holds monitoring results (as `make seed` leaves them); this module is
+    # about the first, full run over the whole demo, so it starts from an empty tower state.
+    for state in data_dir.glob("tower.db*"):
+        state.unlink()
     receiver = Receiver()
     settings = load_settings({"TOWER_DATA_DIR": str(data_dir), "TOWER_ALERT_WEBHOOK_URL": receiver.url})
     runs = {run.model: run for run in run_monitoring(settings)}
