@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages import cached
 from app_pages.notices import literal, show_error
+from app_pages.probes import recovered
 from app_pages.session import current_actor, sign_in
 from services.errors import ConfigError
 from services.settings import load_settings
@@ -59,3 +61,17 @@ with st.sidebar:
     if settings.demo:
         st.caption("Demo mode: embedded registry and warehouse.")
 st.navigation({"Monitor": monitor, "Govern": govern}).run()
+
+
+@st.fragment(run_every=10)
+def _recover_when_backends_return() -> None:
+    """While a backend is down, look again every 10 s and redraw the page once it answers."""
+    outages = cached.board().current(cached.targets(settings))
+    if not outages:
+        return
+    if recovered(settings, outages):
+        st.rerun(scope="app")
+    st.caption("Waiting for " + ", ".join(o.backend for o in outages) + " to come back…")
+
+
+_recover_when_backends_return()

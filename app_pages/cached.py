@@ -8,8 +8,10 @@ call that ever does must take the role as an argument (DESIGN.md §2).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -21,10 +23,27 @@ from services.mapping import ModelMapping
 from services.monitoring import report, views
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.report import WindowReport
+from services.outages import REGISTRY, TOWER, WAREHOUSE, OutageBoard
 from services.registry import Lineage, ModelSummary, Registry, VersionInfo
 from services.settings import Settings
 
 TTL_S = 60
+T = TypeVar("T")
+
+
+@st.cache_resource(show_spinner=False)
+def board() -> OutageBoard:
+    """One per process: an outage of a store is the same for every session."""
+    return OutageBoard(cooldown_s=10)
+
+
+def targets(s: Settings) -> dict[str, str]:
+    return {REGISTRY: s.mlflow_tracking_uri, WAREHOUSE: s.warehouse_url, TOWER: s.tower_db_url}
+
+
+def guarded(s: Settings, backend: str, fn: Callable[[], T]) -> T:
+    """``fn`` through the outage board: fails at once while its store is known to be down."""
+    return board().call(backend, targets(s), fn)
 
 
 @st.cache_resource(show_spinner=False)
@@ -47,47 +66,47 @@ def engine(s: Settings) -> Engine:
 
 @st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
 def list_models(s: Settings) -> list[ModelSummary]:
-    return registry(s).list_models()
+    return guarded(s, REGISTRY, lambda: registry(s).list_models())
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def get_model(s: Settings, name: str) -> ModelSummary:
-    return registry(s).get_model(name)
+    return guarded(s, REGISTRY, lambda: registry(s).get_model(name))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def list_versions(s: Settings, name: str) -> list[VersionInfo]:
-    return registry(s).list_versions(name)
+    return guarded(s, REGISTRY, lambda: registry(s).list_versions(name))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def stage_holders(s: Settings, name: str) -> dict[str, VersionInfo | None]:
-    return registry(s).stage_holders(name, s.stage_aliases, legacy=s.use_legacy_stages)
+    return guarded(s, REGISTRY, lambda: registry(s).stage_holders(name, s.stage_aliases, legacy=s.use_legacy_stages))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
 def lineage(s: Settings, name: str, version: str) -> Lineage:
-    return registry(s).lineage(name, version)
+    return guarded(s, REGISTRY, lambda: registry(s).lineage(name, version))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
 def window_summary(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> warehouse.WindowSummary:
-    return warehouse.window_summary(engine(s), mapping, start, end)
+    return guarded(s, WAREHOUSE, lambda: warehouse.window_summary(engine(s), mapping, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
 def traffic_by_day(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
-    return warehouse.traffic_by_day(engine(s), mapping, start, end)
+    return guarded(s, WAREHOUSE, lambda: warehouse.traffic_by_day(engine(s), mapping, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=128, show_spinner=False)
 def latency_by_day(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
-    return warehouse.latency_by_day(engine(s), mapping, start, end)
+    return guarded(s, WAREHOUSE, lambda: warehouse.latency_by_day(engine(s), mapping, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=128, show_spinner=False)
 def latency_by_version(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
-    return warehouse.latency_by_version(engine(s), mapping, start, end)
+    return guarded(s, WAREHOUSE, lambda: warehouse.latency_by_version(engine(s), mapping, start, end))
 
 
 @st.cache_resource(show_spinner=False)
@@ -98,7 +117,7 @@ def governance(s: Settings) -> GovernanceContext:
     """
     from services.monitoring.views import TowerMonitoringEvidence
 
-    context = GovernanceContext.from_settings(s)
+    context = guarded(s, TOWER, lambda: GovernanceContext.from_settings(s))
     return replace(context, monitoring=TowerMonitoringEvidence(context.engine))
 
 
@@ -111,42 +130,46 @@ def tower(s: Settings) -> Engine:
 @st.cache_data(ttl=TTL_S, max_entries=32, show_spinner=False)
 def reference_profile(s: Settings, mapping: ModelMapping, start: datetime | None,
                       end: datetime | None) -> ReferenceProfile:
-    return load_or_compute(tower(s), engine(s), mapping, start, end)
+    return guarded(s, WAREHOUSE, lambda: load_or_compute(tower(s), engine(s), mapping, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
                   start: datetime, end: datetime) -> WindowReport:
-    return report.window_report(engine(s), mapping, reference_profile(s, mapping, *ref), start, end,
-                                rules=s.monitoring.rules_for(mapping.name))
+    profile = reference_profile(s, mapping, *ref)
+    return guarded(s, WAREHOUSE, lambda: report.window_report(
+        engine(s), mapping, profile, start, end, rules=s.monitoring.rules_for(mapping.name)))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def feature_distributions(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
                           column: str, start: datetime, end: datetime) -> pd.DataFrame:
-    return views.feature_distributions(engine(s), mapping, reference_profile(s, mapping, *ref), column, start, end)
+    profile = reference_profile(s, mapping, *ref)
+    return guarded(s, WAREHOUSE, lambda: views.feature_distributions(engine(s), mapping, profile, column, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def drift_heatmap(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
-    return views.drift_heatmap(tower(s), model, start, end)
+    return guarded(s, TOWER, lambda: views.drift_heatmap(tower(s), model, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def fairness_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
-    return views.fairness_over_time(tower(s), model, start, end)
+    return guarded(s, TOWER, lambda: views.fairness_over_time(tower(s), model, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def performance_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
-    return views.performance_over_time(tower(s), model, start, end)
+    return guarded(s, TOWER, lambda: views.performance_over_time(tower(s), model, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def latest_health(s: Settings, model: str) -> views.HealthVerdict:
-    return views.latest_health(tower(s), model)
+    return guarded(s, TOWER, lambda: views.latest_health(tower(s), model))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
 def alerts(s: Settings, model: str | None, active_only: bool) -> pd.DataFrame:
-    return views.open_alerts(tower(s), model) if active_only else views.alert_history(tower(s), model)
+    if active_only:
+        return guarded(s, TOWER, lambda: views.open_alerts(tower(s), model))
+    return guarded(s, TOWER, lambda: views.alert_history(tower(s), model))
