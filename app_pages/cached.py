@@ -52,8 +52,8 @@ def _registry(uri: str, timeout_s: float, retries: int) -> Registry:
 
 
 @st.cache_resource(show_spinner=False)
-def _engine(url: str, timeout_s: float) -> Engine:
-    return warehouse.make_engine(url, connect_timeout_s=timeout_s)
+def _engine(url: str, timeout_s: float, statement_timeout_s: float) -> Engine:
+    return warehouse.make_engine(url, connect_timeout_s=timeout_s, statement_timeout_s=statement_timeout_s)
 
 
 def registry(s: Settings) -> Registry:
@@ -61,7 +61,7 @@ def registry(s: Settings) -> Registry:
 
 
 def engine(s: Settings) -> Engine:
-    return _engine(s.warehouse_url, s.warehouse_timeout_s)
+    return _engine(s.warehouse_url, s.warehouse_timeout_s, s.warehouse_statement_timeout_s)
 
 
 @st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)

@@ -70,12 +70,16 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 str, lambda d: f"sqlite:///{d / 'tower.db'}"),
     SettingSpec("demo", "TOWER_DEMO", "Demo mode: embedded stores and demo identities are allowed.",
                 _bool, lambda _: False),
+    # 3 s x (1 retry + 1): a dead or stalled tracking server is reported within 10 s (issue 5, faults).
     SettingSpec("mlflow_timeout_s", "TOWER_MLFLOW_TIMEOUT_S", "Seconds before an MLflow HTTP request gives up.",
-                _positive_float, lambda _: 10.0),
+                _positive_float, lambda _: 3.0),
     SettingSpec("mlflow_max_retries", "TOWER_MLFLOW_MAX_RETRIES", "Retries of a failed MLflow HTTP request.",
                 _non_negative_int, lambda _: 1),
     SettingSpec("warehouse_timeout_s", "TOWER_WAREHOUSE_TIMEOUT_S", "Seconds a warehouse connection may take to open.",
-                _positive_float, lambda _: 10.0),
+                _positive_float, lambda _: 5.0),
+    SettingSpec("warehouse_statement_timeout_s", "TOWER_WAREHOUSE_STATEMENT_TIMEOUT_S",
+                "Seconds a warehouse query may run before the database cancels it (PostgreSQL).",
+                _positive_float, lambda _: 30.0),
     SettingSpec("use_legacy_stages", "TOWER_USE_LEGACY_STAGES",
                 "Read stages from MLflow's deprecated model-version stages instead of aliases.",
                 _bool, lambda _: False),
@@ -94,6 +98,7 @@ class Settings:
     mlflow_timeout_s: float
     mlflow_max_retries: int
     warehouse_timeout_s: float
+    warehouse_statement_timeout_s: float
     use_legacy_stages: bool
     config_path: Path | None = None
     models: dict[str, ModelMapping] = field(default_factory=dict)

@@ -19,6 +19,7 @@ and ``pandas.to_sql`` write them (``YYYY-MM-DD HH:MM:SS.ffffff``).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -43,6 +44,8 @@ QUANTILES = (0.5, 0.95, 0.99)
 QUANTILE_COLUMNS = ("p50_ms", "p95_ms", "p99_ms")
 UNKNOWN_VERSION = "(unknown)"  # how a NULL version is shown
 MISSING_FILE_HINT = "Set WAREHOUSE_URL or run `make seed`."
+STATEMENT_TIMEOUT_S = 30.0  # TOWER_WAREHOUSE_STATEMENT_TIMEOUT_S's default: no page waits minutes for a query
+_QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
 
 _TRAFFIC_COLUMNS = {"day": "datetime64[ns]", "version": "object", "requests": "int64", "errors": "int64"}
 _RATES = {"error_rate": "float64", **dict.fromkeys(QUANTILE_COLUMNS, "float64")}
@@ -76,12 +79,15 @@ class WindowSummary:
 # --------------------------------------------------------------------------------------------
 # Engine
 # --------------------------------------------------------------------------------------------
-def make_engine(url: str, *, connect_timeout_s: float = 10.0) -> Engine:
+def make_engine(url: str, *, connect_timeout_s: float = 10.0,
+                statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> Engine:
     """An engine that only reads the warehouse.
 
     DuckDB files open ``read_only`` (several processes may read one file, none can write);
     SQLite files open with ``mode=ro``; PostgreSQL sessions default to read-only transactions and
-    UTC. A missing DuckDB or SQLite file raises WarehouseUnavailable instead of being created.
+    UTC, and the server cancels any statement running longer than ``statement_timeout_s``. Server
+    databases get a bounded pool (5 + 5 overflow; waiting ``connect_timeout_s`` for a free
+    connection). A missing DuckDB or SQLite file raises WarehouseUnavailable instead of being created.
     """
     try:
         parsed = make_url(url)
@@ -121,7 +127,8 @@ def make_engine(url: str, *, connect_timeout_s: float = 10.0) -> Engine:
             "Install the dialect's driver or check WAREHOUSE_URL.",
         ) from exc
     if backend == "postgresql":
-        event.listen(engine, "connect", _postgres_session)
+        timeout_ms = max(1, math.ceil(statement_timeout_s * 1000))
+        event.listen(engine, "connect", functools.partial(_postgres_session, statement_timeout_ms=timeout_ms))
     return engine
 
 
@@ -138,12 +145,13 @@ def _require_file(path: Path) -> None:
         raise WarehouseUnavailable(f"The warehouse file {path.resolve()} does not exist.", MISSING_FILE_HINT)
 
 
-def _postgres_session(dbapi_connection: Any, _record: Any) -> None:
-    """Every PostgreSQL session of the dashboard reads only, in UTC."""
+def _postgres_session(dbapi_connection: Any, _record: Any, *, statement_timeout_ms: int) -> None:
+    """Every PostgreSQL session of the dashboard reads only, in UTC, with a statement timeout."""
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("SET TIME ZONE 'UTC'")
         cursor.execute("SET default_transaction_read_only = on")
+        cursor.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
     finally:
         cursor.close()
     dbapi_connection.commit()  # or the pool's reset-on-return rollback would undo the SETs
@@ -188,7 +196,13 @@ def _is_missing_object(exc: sa_exc.DBAPIError) -> bool:
 
 
 def _query_failed(engine: Engine, mapping: ModelMapping | None, exc: sa_exc.DBAPIError) -> Exception:
-    """A failed statement: the connection broke (unavailable) or the mapping does not fit."""
+    """A failed statement: too slow, the connection broke (unavailable) or the mapping does not fit."""
+    orig = exc.orig
+    if (getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)) == _QUERY_CANCELED:
+        return WarehouseUnavailable(
+            f"The warehouse at {_safe_url(engine.url)} did not answer in time: {_reason(engine, exc)}.",
+            "The query ran past TOWER_WAREHOUSE_STATEMENT_TIMEOUT_S; the database may be overloaded. Try again later.",
+        )
     connection_problem = exc.connection_invalidated or (
         type(exc) in (sa_exc.OperationalError, sa_exc.DatabaseError, sa_exc.InterfaceError)
         and not _is_missing_object(exc)

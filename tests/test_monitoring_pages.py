@@ -1,5 +1,6 @@
 """The monitoring pages on the seeded demo: the stories are visible, and the numbers shown match
-scipy and fairlearn on the raw rows (read straight from a copy of the DuckDB file)."""
+scipy and fairlearn on the raw rows (read straight from a copy of the DuckDB file; under the
+production backends the pages compute on the PostgreSQL copy of its rows)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 from scipy.stats import ks_2samp, wasserstein_distance
 
+from tests.support.production import warehouse_file
 from tests.test_pages import DEMO_MODELS, open_page, oracle_copy, texts
 
 PAGES = ["app_pages/drift.py", "app_pages/fairness.py", "app_pages/performance.py", "app_pages/alerts.py"]
@@ -22,7 +24,7 @@ def default_window(days: int) -> tuple[datetime, datetime]:
 
 
 def rows(settings, sql: str, params: list) -> list[tuple]:
-    with duckdb.connect(oracle_copy(settings.warehouse_url.removeprefix("duckdb:///")), read_only=True) as con:
+    with duckdb.connect(oracle_copy(str(warehouse_file(settings))), read_only=True) as con:
         return con.execute(sql, params).fetchall()
 
 

@@ -1,7 +1,8 @@
 """Every page through AppTest on the seeded demo: no exception, the seeded models, right numbers.
 
 Numbers are checked against numpy on the raw rows, read straight from DuckDB (not through our
-warehouse module).
+warehouse module). Under the production backends the pages read PostgreSQL while the oracle reads
+the DuckDB file it was loaded from (tests.support.production.warehouse_file).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from services.settings import PROJECT_ROOT, Settings
+from tests.support.production import warehouse_file
 
 DEMO_MODELS = {"credit-risk", "loan-approval", "fraud-detection", "demand-forecast"}
 
@@ -35,7 +37,10 @@ def open_page(page: str | None = None, **query: str) -> AppTest:
 @functools.cache
 def oracle_copy(path: str) -> str:
     """A private copy of the warehouse file for the oracle: DuckDB refuses a second in-process
-    connection with another configuration than the app's, and the oracle must not share the app's."""
+    connection with another configuration than the app's, and the oracle must not share the app's.
+
+    Pass ``str(warehouse_file(settings))``, not WAREHOUSE_URL: under the production backends that
+    is a PostgreSQL URL and the rows come from the DuckDB file it was loaded from."""
     target = Path(tempfile.mkdtemp()) / "oracle.duckdb"
     shutil.copy(path, target)
     return str(target)
@@ -44,7 +49,7 @@ def oracle_copy(path: str) -> str:
 def raw_latencies(settings: Settings, model: str, start: datetime, end: datetime) -> dict[str, np.ndarray]:
     mapping = settings.models[model]
     ts, version, latency = (mapping.column(c) for c in ("timestamp", "version", "latency_ms"))
-    path = oracle_copy(settings.warehouse_url.removeprefix("duckdb:///"))
+    path = oracle_copy(str(warehouse_file(settings)))
     with duckdb.connect(path, read_only=True) as con:
         rows = con.execute(
             f"SELECT CAST({version} AS VARCHAR), {latency} FROM {mapping.table} "
@@ -122,3 +127,19 @@ def test_model_page_follows_the_model_in_the_url(demo_env):
     assert at.selectbox(key="model").value == "demand-forecast"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Production"].startswith("v")
+
+
+def test_error_rates_shown_match_a_count_of_the_raw_rows(demo_env):
+    end = datetime.combine(datetime.now(UTC).date(), time())
+    start = end - timedelta(days=7)
+    fleet_table = open_page("app_pages/fleet.py").dataframe[0].value.set_index("Model")
+    path = oracle_copy(str(warehouse_file(demo_env)))
+    for model in DEMO_MODELS:
+        mapping = demo_env.models[model]
+        ts, status = mapping.column("timestamp"), mapping.column("status")
+        with duckdb.connect(path, read_only=True) as con:
+            total, errors = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE {status} IS DISTINCT FROM 'ok') FROM {mapping.table} "
+                f"WHERE {ts} >= ? AND {ts} < ?", [start, end]).fetchone()
+        assert fleet_table.loc[model, "Error rate"] == pytest.approx(errors / total, rel=1e-12)
+        assert fleet_table.loc[model, "Requests (7 d)"] == total

@@ -54,8 +54,9 @@ class GovernanceContext:
         if create_schema:
             tower_db.create_schema(engine)
         try:
-            warehouse: Engine | None = make_engine(settings.warehouse_url,
-                                                   connect_timeout_s=settings.warehouse_timeout_s)
+            warehouse: Engine | None = make_engine(
+                settings.warehouse_url, connect_timeout_s=settings.warehouse_timeout_s,
+                statement_timeout_s=settings.warehouse_statement_timeout_s)
         except TowerError:
             warehouse = None  # latency evidence says why: "no data"
         registry = Registry(settings.mlflow_tracking_uri, timeout_s=settings.mlflow_timeout_s,

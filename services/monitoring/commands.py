@@ -108,7 +108,8 @@ def _report(args: argparse.Namespace) -> int:
     if args.reference_start is not None and args.reference_start >= args.reference_end:
         raise ConfigError("--reference-start must be before --reference-end.")
     mapping = settings.models[args.model]
-    warehouse = make_engine(settings.warehouse_url, connect_timeout_s=settings.warehouse_timeout_s)
+    warehouse = make_engine(settings.warehouse_url, connect_timeout_s=settings.warehouse_timeout_s,
+                                          statement_timeout_s=settings.warehouse_statement_timeout_s)
     tower = make_tower_engine(settings.tower_db_url)
     try:
         create_schema(tower)

@@ -198,7 +198,8 @@ def run_monitoring(settings: Any, *, model: str | None = None, since: date | Non
         raise ConfigError(f"--since {since} is after --until {until}.")
     names = [model] if model is not None else sorted(settings.models)
     own_warehouse, own_tower = warehouse is None, tower is None
-    warehouse = warehouse or make_engine(settings.warehouse_url, connect_timeout_s=settings.warehouse_timeout_s)
+    warehouse = warehouse or make_engine(settings.warehouse_url, connect_timeout_s=settings.warehouse_timeout_s,
+                                          statement_timeout_s=settings.warehouse_statement_timeout_s)
     tower = tower or make_tower_engine(settings.tower_db_url)
     try:
         create_schema(tower)
