@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow,
 
 def test_two_sessions_sign_in_walk_every_page_and_every_figure_is_reported(demo_template, tmp_path):
     args = load.parse_args(["--sessions", "2", "--walks", "1", "--demo", str(demo_template), "--no-apptest",
-                            "--wait-quiet", "0", "--budget", "120", "--step-timeout", "40",
+                            "--wait-quiet", "0", "--budget", "150", "--step-timeout", "60",
                             "--artifacts", str(tmp_path / "artifacts")])
     report = load.run_load(args, log=lambda _msg: None)
 
