@@ -11,6 +11,8 @@ import pytest
 
 from bench import monitoring as bench
 
+pytestmark = pytest.mark.slow  # five child interpreters (one imports Evidently): ~10 s on an idle machine
+
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bench.SizeResult], str]:
