@@ -9,7 +9,7 @@ TOWER_DATA ?= .tower
 # No usage telemetry from MLflow: the registry's users did not ask for it (and this network is closed).
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: run test seed reseed lint install browser
+.PHONY: run test seed reseed lint install browser bench-smoke
 
 install: $(STAMP)
 
@@ -53,6 +53,10 @@ test: $(STAMP) browser
 	echo "== second pass: production backends (PostgreSQL, MLflow server with basic auth) =="; \
 	$(BIN)/python -m pytest --backend production $(PRODUCTION_TESTS) || status=1; \
 	exit $$status
+
+# The load benchmark's smoke test (2 browser sessions); timing-sensitive, so not part of `make test`.
+bench-smoke: $(STAMP) browser
+	$(BIN)/python -m pytest -m load tests/test_bench_load_smoke.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

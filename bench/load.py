@@ -453,6 +453,28 @@ async def _after_fleet_filter(page: Any) -> None:
     await page.get_by_label("Filter by name or description").press("Enter")
 
 
+# What keeps a page from counting as complete, for the failure reason of a step that timed out.
+DIAGNOSE_JS = """() => {
+  const B = window.__bench || {};
+  const app = document.querySelector("[data-testid='stApp']");
+  const busy = [...document.querySelectorAll("[data-stale='true'],[data-testid='stSkeleton'],"
+      + "[data-testid='stSkeletonElement'],[data-testid='stAppSkeleton'],[data-testid='stSpinner']")]
+    .slice(0, 4).map((e) => (e.getAttribute('data-stale') === 'true' ? 'stale ' : '')
+      + (e.getAttribute('data-testid') || e.tagName) + (e.checkVisibility() ? '' : ' (hidden)')
+      + (e.querySelector('[data-testid]') ? ' > ' + e.querySelector('[data-testid]').getAttribute('data-testid') : ''));
+  return `script ${app && app.getAttribute('data-test-script-state')}, connection `
+    + `${app && app.getAttribute('data-test-connection-state')}, runs ${B.runs}, render ${B.render !== null}, `
+    + `busy: ${busy.join(', ') || 'none'}`;
+}"""
+
+
+async def _diagnose(page: Any) -> str:
+    try:
+        return await asyncio.wait_for(page.evaluate(DIAGNOSE_JS), 10)
+    except Exception as exc:  # the page itself may be what hangs
+        return f"page did not answer ({type(exc).__name__})"
+
+
 def _span(start: float | None, end: float | None) -> float | None:
     return None if start is None or end is None or end < start else (end - start) / 1000
 
@@ -531,6 +553,8 @@ async def run_session(browser: Any, app: Any, index: int, user: str, pace: Pace,
     except Exception as exc:  # every failure is recorded with its step, and its screen kept
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         result.error = f"{step}: {type(exc).__name__}: {message}"[:300]
+        if page is not None:
+            result.error += f" [{await _diagnose(page)}]"
         if page is not None and pace.artifacts is not None:
             try:
                 pace.artifacts.mkdir(parents=True, exist_ok=True)

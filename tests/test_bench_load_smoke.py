@@ -11,7 +11,7 @@ import pytest
 from bench import load
 from tests.support.live_app import chromium_available
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.load,
               pytest.mark.skipif(not chromium_available(),
                                  reason="Debian's chromium is not installed (make test installs it when run as root)")]
 
