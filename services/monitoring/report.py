@@ -28,23 +28,13 @@ from services.monitoring.config import PERFORMANCE_METRICS, AlertRules, DriftRul
 from services.monitoring.reference import NumericReference, ReferenceProfile
 from services.monitoring.store import ALL_VERSIONS, MODEL_LEVEL, NO_SLICE
 from services.stats.drift import (
-    DEFAULT_THRESHOLDS,
-    KS_EXACT_MAX_N,
     LOW_CARDINALITY,
-    STD_FLOOR,
-    NumericalDrift,
     categorical_drift,
     is_drifted,
-    jensenshannon_distance,
-    ks_pvalue,
-    ks_statistic,
-    numerical_method,
-    psi,
-    psi_band,
-    wasserstein_1,
+    numerical_drift,
 )
 from services.stats.fairness import FOUR_FIFTHS, GroupCounts, fairness_summary
-from services.stats.histogram import BinnedSample, bin_value_counts, coarsen
+from services.stats.histogram import BinnedSample, bin_value_counts
 from services.stats.performance import classification_metrics, regression_metrics, roc_auc
 
 NUMERICAL_METHODS = ("wasserstein", "ks", "psi", "jensenshannon")
@@ -418,43 +408,10 @@ def _with_threshold(result: Any, rule: DriftRule) -> Any:
     return replace(result, threshold=rule.threshold, drifted=is_drifted(result.method, result.score, rule.threshold))
 
 
-def _numerical_drift(reference: BinnedSample, current: BinnedSample, deciles: np.ndarray, method: str | None,
-                     n_distinct: int, values: tuple[dict[str, int], dict[str, int]] | None) -> NumericalDrift:
-    """``services.stats.drift.numerical_drift`` with the distinct count known, minus one cost.
-
-    Same statistics and verdict, but the KS p-value is computed only where it is cheap (asymptotic,
-    above 10 000 rows a side) or is the verdict: scipy's exact p-value takes ~10 ms per column
-    and window, which a 35-day backfill of every version and feature would pay thousands of times.
-    ``values`` are the value counts (keys as ``repr(float)``) of a column with few distinct values.
-    """
-    coarse_ref, coarse_cur = coarsen(reference, deciles), coarsen(current, deciles)
-    psi_value = psi(coarse_ref.counts, coarse_cur.counts)
-    js_value = jensenshannon_distance(coarse_ref.counts, coarse_cur.counts)
-    w1 = wasserstein_1(reference, current)
-    std = reference.std
-    w_normed = None if w1 is None or std is None else w1 / max(std, STD_FLOOR)
-    low_cardinality = method is None and n_distinct <= LOW_CARDINALITY
-    method = method or numerical_method(reference.n, n_distinct)
-    cheap = max(reference.n, current.n) > KS_EXACT_MAX_N
-    p_ks = ks_pvalue(reference, current) if method == "ks" or cheap else None
-    if low_cardinality:
-        score = categorical_drift(*(values or ({}, {})), method=method).score if reference.n and current.n else None
-    else:
-        score = {"wasserstein": w_normed, "ks": p_ks, "psi": psi_value, "jensenshannon": js_value}[method]
-    threshold = DEFAULT_THRESHOLDS[method]
-    return NumericalDrift(
-        method=method, score=score, threshold=threshold, drifted=is_drifted(method, score, threshold),
-        psi=psi_value, psi_band=psi_band(psi_value), js_distance=js_value, wasserstein_normed=w_normed,
-        ks_statistic=ks_statistic(reference, current), ks_pvalue=p_ks, reference_n=reference.n,
-        current_n=current.n, reference_null_share=reference.null_share, current_null_share=current.null_share,
-    )
-
-
 def numerical_column_drift(ref: NumericReference, current: BinnedSample | None,
                            current_values: Mapping[float | None, int] | None, rule: DriftRule) -> DriftResult:
     """Drift of one numerical feature (fine histogram, or value counts for few-valued features)."""
     method = _method(rule, NUMERICAL_METHODS)
-    values = None
     if ref.value_counted:
         ref_values = {k: v for k, v in (ref.values or {}).items() if k is not None}
         cur_values = {k: v for k, v in (current_values or {}).items() if k is not None}
@@ -467,16 +424,14 @@ def numerical_column_drift(ref: NumericReference, current: BinnedSample | None,
                                           np.array(list(cur_values.values()), dtype=np.int64), edges,
                                           nulls=(current_values or {}).get(None, 0))
         n_distinct = int(distinct.size)
-        values = ({repr(float(k)): c for k, c in ref_values.items() if c},
-                  {repr(float(k)): c for k, c in cur_values.items() if c})
     else:
         reference = ref.histogram
         current_sample = current if current is not None else BinnedSample(
             edges=ref.edges, counts=np.zeros(ref.edges.size + 1, dtype=np.int64), sums=np.zeros(ref.edges.size + 1),
             shift=reference.shift)
         n_distinct = max(ref.distinct, LOW_CARDINALITY + 1)  # more than 5: all the method choice needs
-    result = _with_threshold(_numerical_drift(reference, current_sample, ref.deciles, method, n_distinct, values),
-                             rule)
+    result = _with_threshold(numerical_drift(reference, current_sample, deciles=ref.deciles, method=method,
+                                             n_distinct=n_distinct, every_pvalue=False), rule)
     return DriftResult(
         column=ref.column, kind="numerical", method=result.method, score=result.score, threshold=result.threshold,
         drifted=result.drifted, psi=result.psi, psi_band=result.psi_band, js_distance=result.js_distance,

@@ -418,7 +418,7 @@ def _distinct_lower_bound(reference: BinnedSample, current: BinnedSample) -> int
 
 def numerical_drift(reference: BinnedSample, current: BinnedSample, *, deciles: np.ndarray,
                     threshold: float | None = None, method: str | None = None,
-                    n_distinct: int | None = None) -> NumericalDrift:
+                    n_distinct: int | None = None, every_pvalue: bool = True) -> NumericalDrift:
     """Drift of a numerical column from two fine histograms on the reference's edges.
 
     Args:
@@ -431,6 +431,9 @@ def numerical_drift(reference: BinnedSample, current: BinnedSample, *, deciles: 
         n_distinct: distinct non-null values in reference and current together (``COUNT(DISTINCT)``;
             capped at 6 is enough). None: inferred from the bins when that is certain (every bin holds
             one value, or more than 5 values are certain), otherwise ValueError asking for it.
+        every_pvalue: False computes the KS p-value only where it is the verdict (method "ks"), else
+            leaves ``ks_pvalue`` None: scipy's exact p-value costs ~10 ms per column and window, which
+            a backfill of every version and feature pays thousands of times for a number nobody reads.
 
     A column with at most 5 distinct values is tested on value counts, like Evidently; the bins
     must then isolate each value (``bin_value_counts`` at the distinct values), else ValueError.
@@ -443,7 +446,6 @@ def numerical_drift(reference: BinnedSample, current: BinnedSample, *, deciles: 
     std = reference.std
     w_normed = None if w1 is None or std is None else w1 / max(std, STD_FLOOR)
     d = ks_statistic(reference, current)
-    p_ks = ks_pvalue(reference, current)
 
     value_counts = None
     low_cardinality = False
@@ -457,6 +459,7 @@ def numerical_drift(reference: BinnedSample, current: BinnedSample, *, deciles: 
                                  "pass n_distinct (COUNT(DISTINCT x) over reference and current)")
         method = numerical_method(reference.n, n_distinct)
         low_cardinality = n_distinct is not None and n_distinct <= LOW_CARDINALITY
+    p_ks = ks_pvalue(reference, current) if every_pvalue or method == "ks" else None
 
     if low_cardinality:
         if value_counts is None and reference.n and current.n:
