@@ -319,33 +319,62 @@ def _grid_plan(edges: np.ndarray) -> _GridPlan | None:
     return best if best is not None and best.steps <= _GRID_MAX_STEPS else None
 
 
+def _binned_duckdb_grid(source: Any, keys: list[str], edges: np.ndarray, param: str, plan: _GridPlan) -> Any:
+    """DuckDB: each value's grid cell joined to a 4096-row table of the cell's first bin and the
+    few edges that may follow it; the bin is the first bin plus how many of those edges are <= x.
+
+    A join rather than list subscripts per value: DuckDB copies a bound list for every vector it
+    subscripts, so a lookup costs in proportion to the list's length (measured: 8 ns per value
+    into 16 entries, 20 ns into 4096; the join probe costs about 3 ns). A NULL x has no cell, so
+    the left join leaves its bin NULL.
+    """
+    x = source.c.x
+    lookup = sa.bindparam(f"{param}_grid", list(plan.starts), type_=sa.ARRAY(sa.BigInteger()))
+    candidates = (1 << plan.steps) - 1  # the edges of the cells before, at and after the value's
+    padded = [float(e) for e in edges] + [math.inf] * candidates  # no subscript past the end
+    array = sa.bindparam(param, padded, type_=sa.ARRAY(sa.Double()))
+    cells = sa.select(sa.func.unnest(lookup).label("start"),
+                      sa.func.generate_subscripts(lookup, 1).label("cell")).subquery()
+    grid = sa.select(cells.c.cell, cells.c.start,
+                     *(array[cells.c.start + _int_literal(j + 1)].label(f"e{j}") for j in range(candidates))
+                     ).subquery()
+    t = sa.func.ln(sa.func.greatest(x, sa.literal(float(edges[0]), sa.Double()))) if plan.log else x
+    cell = sa.func.least(sa.func.greatest(sa.func.floor((t - sa.literal(plan.origin, sa.Double()))
+                                                        * sa.literal(plan.scale, sa.Double())), 0.0),
+                         float(GRID_CELLS - 1))
+    bin_expr = grid.c.start
+    for j in range(candidates):
+        bin_expr = bin_expr + sa.cast(x >= grid.c[f"e{j}"], sa.BigInteger())
+    joined = source.outerjoin(grid, grid.c.cell == sa.cast(cell, sa.BigInteger()) + _int_literal(1))
+    return sa.select(*(source.c[k] for k in keys), x, bin_expr.label("bin")).select_from(joined).subquery()
+
+
+def _binned_duckdb_search(source: Any, keys: list[str], edges: np.ndarray, param: str) -> Any:
+    """DuckDB without a grid (few or clustered edges): binary lifting over one bound array, b grows
+    by `step` while edges[b + step] <= x. The array is padded with +inf so that no subscript runs
+    past its end, and a NULL x gives a NULL bin through the arithmetic alone (no CASE)."""
+    x = source.c.x
+    step = 1 << (int(edges.size).bit_length() - 1)
+    array = sa.bindparam(param, [float(e) for e in edges] + [math.inf] * (2 * step), type_=sa.ARRAY(sa.Double()))
+    level = sa.select(*(source.c[k] for k in keys), x,
+                      sa.cast(x * sa.literal(0.0, sa.Double()), sa.BigInteger()).label("bin")).subquery()
+    while step:
+        b = level.c.bin
+        above = sa.cast(level.c.x >= array[b + _int_literal(step)], sa.BigInteger())
+        level = sa.select(*(level.c[k] for k in keys), level.c.x,
+                          (b + above * _int_literal(step)).label("bin")).subquery()
+        step >>= 1
+    return level
+
+
 def _binned(dialect: str, source: Any, keys: list[str], edges: np.ndarray, param: str) -> Any:
     """A subquery of ``source`` with its keys, ``x`` and ``bin`` (NULL where x is NULL)."""
     x = source.c.x
     keyed = [source.c[k] for k in keys]
     if dialect == "duckdb" and edges.size:
-        # Binary lifting over one bound array: b grows by `step` while edges[b + step] <= x.
-        # Subscripts past the end give NULL, so the CASE leaves b as it is there. A grid over
-        # the edges first puts b just below the value's bin, so two or three steps remain.
-        array = sa.bindparam(param, [float(e) for e in edges], type_=sa.ARRAY(sa.Double()))
         plan = _grid_plan(edges)
-        if plan is None:
-            start, step = _int_literal(0), 1 << (int(edges.size).bit_length() - 1)
-        else:
-            lookup = sa.bindparam(f"{param}_grid", list(plan.starts), type_=sa.ARRAY(sa.BigInteger()))
-            t = sa.func.ln(sa.func.greatest(x, sa.literal(float(edges[0]), sa.Double()))) if plan.log else x
-            cell = sa.func.least(sa.func.greatest(sa.func.floor((t - sa.literal(plan.origin, sa.Double()))
-                                                                * sa.literal(plan.scale, sa.Double())), 0.0),
-                                 float(GRID_CELLS - 1))
-            start, step = lookup[sa.cast(cell, sa.BigInteger()) + _int_literal(1)], 1 << (plan.steps - 1)
-        level = sa.select(*keyed, x, sa.case((x.is_not(None), start), else_=sa.null()).label("bin")).subquery()
-        while step:
-            b = level.c.bin
-            level = sa.select(*(level.c[k] for k in keys), level.c.x,
-                              (b + sa.case((level.c.x >= array[b + _int_literal(step)], _int_literal(step)),
-                                           else_=_int_literal(0))).label("bin")).subquery()
-            step >>= 1
-        return level
+        return _binned_duckdb_grid(source, keys, edges, param, plan) if plan else \
+            _binned_duckdb_search(source, keys, edges, param)
     if dialect == "postgresql" and edges.size:
         from sqlalchemy.dialects import postgresql
 
@@ -517,10 +546,6 @@ def value_counts(engine: Engine, mapping: ModelMapping, rows: Rows, columns: Seq
 # --------------------------------------------------------------------------------------------
 # Fairness: counts per (sensitive group, prediction, label)
 # --------------------------------------------------------------------------------------------
-def _as_int(dialect: str, name: str) -> Any:
-    return sa.cast(_finite(dialect, name), sa.Integer())
-
-
 def fairness_counts(engine: Engine, mapping: ModelMapping, rows: Rows, *, by_day: bool = False,
                     by_version: bool = False) -> dict[GroupKey, dict[str, tuple[GroupCounts, ...]]]:
     """Per group and sensitive attribute, one `GroupCounts` per value of the attribute.

@@ -267,13 +267,22 @@ def test_values_on_edges_beyond_them_and_of_any_sign_fall_in_the_same_bins_as_nu
         np.nextafter(symmetric, -np.inf), [0.0, -0.0, -1.0, -1e300, 1e300, 5e-324, -5e-324, 1e-300],
         rng.lognormal(0, 3, 2000), rng.normal(0, 5, 2000),
     ])
+    # Two far-apart clusters and a handful of edges: DuckDB's plain binary search, not the grid.
+    clusters = reference_edges(np.where(rng.random(5000) < 0.5, rng.normal(-1000, 1, 5000),
+                                        rng.normal(1000, 1, 5000)))
+    few = np.array([-1.0, 0.0, 0.5, 2.0, 1e6])
+    awkward = np.concatenate([awkward, clusters, np.nextafter(clusters, -np.inf), few, np.nextafter(few, np.inf)])
     frame = pd.DataFrame({"ts": pd.Timestamp(data.DAY0), "model_version": "1", "request_id": "r",
-                          "a": awkward, "b": awkward})
-    mapping = data.mapping(scratch.write(frame, "awkward"), features={"numerical": ["a", "b"]})
+                          "a": awkward, "b": awkward, "c": awkward, "d": awkward})
+    frame.loc[::97, ["a", "c"]] = np.nan  # missing values are no bin in every path
+    mapping = data.mapping(scratch.write(frame, "awkward"), features={"numerical": ["a", "b", "c", "d"]})
     got = wa.numeric_histograms(scratch.reader(), mapping, wa.log_rows(mapping, data.day(0), data.day(1)),
-                                {"a": skewed, "b": symmetric})[wa.WHOLE]
-    assert got["a"].counts.tolist() == bin_sample(awkward, skewed).counts.tolist()
-    assert got["b"].counts.tolist() == bin_sample(awkward, symmetric).counts.tolist()
+                                {"a": skewed, "b": symmetric, "c": clusters, "d": few})[wa.WHOLE]
+    for column, edges in {"a": skewed, "b": symmetric, "c": clusters, "d": few}.items():
+        values = frame[column].to_numpy()
+        want = bin_sample(values, edges)
+        assert got[column].counts.tolist() == want.counts.tolist(), column
+        assert got[column].nulls == want.nulls == int(np.isnan(values).sum()), column
 
 
 def test_the_duckdb_search_grid_narrows_to_a_few_steps_or_steps_aside():
