@@ -74,4 +74,7 @@ def _recover_when_backends_return() -> None:
     st.caption("Waiting for " + ", ".join(o.backend for o in outages) + " to come back…")
 
 
-_recover_when_backends_return()
+# Only a page that has just met an outage keeps the timer: a fragment not called in a full run is
+# dropped, so the healthy pages of every open session do not rerun (server and browser) every 10 s.
+if cached.board().current(cached.targets(settings)):
+    _recover_when_backends_return()
