@@ -314,7 +314,7 @@ def _grid_plan(edges: np.ndarray) -> _GridPlan | None:
         reach = int((padded[:-2] + padded[1:-1] + padded[2:]).max())
         steps = max(int(reach).bit_length(), 1)
         if best is None or steps < best.steps:
-            starts = tuple(int(v) for v in np.concatenate([[0], lower[:-1]]))
+            starts = tuple(np.concatenate([[0], lower[:-1]]).astype(np.int64).tolist())
             best = _GridPlan(log, float(points[0]), float(1 / width), starts, steps)
     return best if best is not None and best.steps <= _GRID_MAX_STEPS else None
 
@@ -331,7 +331,7 @@ def _binned_duckdb_grid(source: Any, keys: list[str], edges: np.ndarray, param: 
     x = source.c.x
     lookup = sa.bindparam(f"{param}_grid", list(plan.starts), type_=sa.ARRAY(sa.BigInteger()))
     candidates = (1 << plan.steps) - 1  # the edges of the cells before, at and after the value's
-    padded = [float(e) for e in edges] + [math.inf] * candidates  # no subscript past the end
+    padded = edges.astype(float).tolist() + [math.inf] * candidates  # no subscript past the end
     array = sa.bindparam(param, padded, type_=sa.ARRAY(sa.Double()))
     cells = sa.select(sa.func.unnest(lookup).label("start"),
                       sa.func.generate_subscripts(lookup, 1).label("cell")).subquery()
@@ -355,7 +355,7 @@ def _binned_duckdb_search(source: Any, keys: list[str], edges: np.ndarray, param
     past its end, and a NULL x gives a NULL bin through the arithmetic alone (no CASE)."""
     x = source.c.x
     step = 1 << (int(edges.size).bit_length() - 1)
-    array = sa.bindparam(param, [float(e) for e in edges] + [math.inf] * (2 * step), type_=sa.ARRAY(sa.Double()))
+    array = sa.bindparam(param, edges.astype(float).tolist() + [math.inf] * (2 * step), type_=sa.ARRAY(sa.Double()))
     level = sa.select(*(source.c[k] for k in keys), x,
                       sa.cast(x * sa.literal(0.0, sa.Double()), sa.BigInteger()).label("bin")).subquery()
     while step:
