@@ -1250,6 +1250,37 @@ def _drifting() -> str:
     return f"{len(names)} features ({', '.join(names)})"
 
 
+# The drift-vs-Evidently target of each size (issue 3).
+EVIDENTLY_TARGETS = {1_000_000: 50, 10_000_000: 200}
+
+
+def _evidently_gap(size: SizeResult) -> list[str]:
+    """What separates our warm drift report from its target against Evidently, when it is missed."""
+    target = EVIDENTLY_TARGETS.get(size.rows)
+    evidently, ours = size.median("evidently", "run_s"), size.median("ours_warm", "drift_s")
+    fixed = (size.probe or {}).get("seconds", {}).get("numeric_histograms_empty")
+    if not target or not evidently or not ours or evidently / ours >= target:
+        return []
+    budget = evidently / target
+    return ["", (
+        f"**{size.rows:,} rows — drift report vs Evidently.** The target ({target}×) allows {_s(budget)} s; ours "
+        f"takes {_s(ours)} s ({evidently / ours:.0f}×), {_s(ours - budget)} s over. "
+        + (f"Of ours, {_s(fixed)} s is the fixed cost of the histogram statement, paid even on an empty window "
+           "(SQLAlchemy building and compiling 17 branches with their bound edge and grid arrays, DuckDB parsing, "
+           "binding and planning them); " if fixed else "")
+        + "the rest is the per-value binning and aggregation above, and in a fresh process reading the window's "
+        "columns (this machine keeps only about 2 GB of files cached, so the 10M-row file is partly read from "
+        "disk again by each child). "
+        + ("The gap is smaller than that fixed cost, so the next lever is the statement itself, not the "
+           "per-value work: fewer plan nodes (one scan binning every feature and an UNPIVOT instead of 17 UNION "
+           "branches) and its text built once per reference profile instead of per window. Not built yet."
+           if fixed and fixed > ours - budget else
+           "The gap exceeds that fixed cost, so the per-value work must shrink too: fewer bins than the 1000 "
+           "reference quantiles would do it, at the price of coarser Wasserstein and KS figures than the tests "
+           "hold them to against scipy. Not done.")
+    )]
+
+
 def bound_lines(sizes: list[SizeResult]) -> list[str]:
     probed = [s for s in sizes if s.probe and "seconds" in s.probe]
     lines = ["Measured by the `probe` child on the same window (each query run several times in one process, "
@@ -1257,6 +1288,8 @@ def bound_lines(sizes: list[SizeResult]) -> list[str]:
     lines += probe_table(sizes)
     for size in probed:
         lines += [""] + _bound_text(size)
+    for size in sizes:
+        lines += _evidently_gap(size)
     big = max(sizes, key=lambda s: s.rows) if sizes else None
     if big is not None and big.median("fairlearn", "cpu.run_s") and big.median("ours_warm", "cpu.fairness_s"):
         m = big.median
@@ -1265,8 +1298,11 @@ def bound_lines(sizes: list[SizeResult]) -> list[str]:
         lines += ["", f"**{big.rows:,} rows — fairness.** Ours is one statement: a scan of three columns of the "
                   f"{window:,}-row window and one hash aggregate over (group, prediction, label), "
                   f"{_s(m('ours_warm', 'fairness_s'))} s (CPU {_s(ours_cpu)} s, {_ns(ours_cpu, window)} per row). "
-                  f"fairlearn took {_s(m('fairlearn', 'run_s'))} s (CPU {_s(theirs_cpu)} s; its wall-clock time is "
-                  f"inflated by the machine's load). 500× fairlearn's CPU time would leave "
+                  f"fairlearn took {_s(m('fairlearn', 'run_s'))} s (CPU {_s(theirs_cpu)} s"
+                  + ("; its wall-clock time is inflated by the machine's load" if (m("fairlearn", "run_s") or 0)
+                     > 1.5 * theirs_cpu else "")
+                  + f"). Ours runs on both cores where fairlearn runs on one, so the CPU-time ratio is the "
+                  f"stricter one: 500× fairlearn's CPU time would leave "
                   f"{_ns(theirs_cpu / 500, window)} of CPU per row for the scan and the aggregate together."]
     cold, warm = (big.peak("ours_cold"), big.peak("ours_warm")) if big else (None, None)
     if cold and warm:
