@@ -48,7 +48,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -330,23 +329,13 @@ class Served:
     runlog: Path      # one JSON line per script run
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @contextmanager
 def serve(data_dir: Path) -> Iterator[Served]:
     """The demo's OIDC provider and `streamlit run app.py` on free loopback ports, exactly as
     ``tests.support.live_app.live_app`` starts them, but through SERVER_HOOK and with the pid known."""
     from services.demo.serve import demo_secrets_file, provider_command
     from services.settings import load_settings
-    from tests.support.live_app import free_port, wait_for
+    from tests.support.live_app import free_port, stop_process_group, wait_for
 
     port, oidc_port = free_port(), free_port()
     logs = data_dir / "logs"
@@ -369,8 +358,8 @@ def serve(data_dir: Path) -> Iterator[Served]:
             yield Served(url=f"http://localhost:{port}", oidc_url=f"http://127.0.0.1:{oidc_port}", pid=app.pid,
                          runlog=runlog)
         finally:
-            _stop(app)
-            _stop(provider)
+            stop_process_group(app)
+            stop_process_group(provider)
 
 
 def script_runs(runlog: Path, start: float, end: float) -> dict[str, Any]:

@@ -59,16 +59,22 @@ def provider_command(oidc_port: int) -> list[str]:
     return command
 
 
-def wait_until_up(url: str, timeout_s: float = 20.0) -> None:
+def answers_within(url: str, timeout_s: float) -> bool:
+    """True once ``url`` answers 200, False if it has not within ``timeout_s`` (a server starting up)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
-                    return
+                    return True
         except OSError:
             time.sleep(0.2)
-    raise ConfigError(f"The local OIDC provider did not come up at {url}.", "Is the port taken?")
+    return False
+
+
+def wait_until_up(url: str, timeout_s: float = 20.0) -> None:
+    if not answers_within(url, timeout_s):
+        raise ConfigError(f"The local OIDC provider did not come up at {url}.", "Is the port taken?")
 
 
 def serve(settings: Settings, *, port: int, oidc_port: int) -> int:

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.demo.serve import demo_secrets_file, provider_command
+from services.demo.serve import answers_within, demo_secrets_file, provider_command
 from services.settings import PROJECT_ROOT, load_settings
+from tests.support.mlflow_server import free_port, stop_process_group
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -28,21 +25,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(url: str, timeout_s: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.25)
+    """Wait for a test server; if it never answers, fail with the tail of its log."""
+    if answers_within(url, timeout_s):
+        return
     detail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f} s.\n{detail}")
 
@@ -52,16 +38,6 @@ class LiveApp:
     url: str          # http://localhost:<port>, the host the redirect URI names
     oidc_url: str
     data_dir: Path
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @contextmanager
@@ -87,8 +63,8 @@ def live_app(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[Live
             wait_for(f"http://127.0.0.1:{port}/_stcore/health", 60, app_log)
             yield LiveApp(url=f"http://localhost:{port}", oidc_url=f"http://127.0.0.1:{oidc_port}", data_dir=data_dir)
         finally:
-            _stop(app)
-            _stop(provider)
+            stop_process_group(app)
+            stop_process_group(provider)
 
 
 def chromium_available() -> bool:

@@ -41,8 +41,8 @@ def _log_tail(path: Path) -> str:
     return text[-LOG_TAIL_CHARS:] if text else "<server log empty>"
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it lingers."""
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM a process group started with start_new_session, SIGKILL it if it lingers."""
     if proc.poll() is not None:
         with contextlib.suppress(ProcessLookupError):  # children may outlive the parent
             os.killpg(proc.pid, signal.SIGKILL)
@@ -111,6 +111,6 @@ def run_mlflow_server(
             time.sleep(0.2)
         yield url
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         with contextlib.suppress(OSError):
             log_path.unlink()

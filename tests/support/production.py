@@ -56,7 +56,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from services.settings import Settings, load_settings
-from tests.support.mlflow_server import _log_tail, _stop, free_port
+from tests.support.mlflow_server import _log_tail, free_port, stop_process_group
 
 BACKEND_ENV = "TOWER_TEST_BACKEND"
 PRODUCTION = "production"
@@ -315,7 +315,7 @@ class AuthMlflowServer:
 
     def stop(self) -> None:
         if self._proc is not None:
-            _stop(self._proc)
+            stop_process_group(self._proc)
             self._proc = None
 
     def reset_store(self) -> None:
