@@ -139,32 +139,27 @@ def test_a_tower_state_outage_is_named_and_a_request_meanwhile_is_refused(tower_
 @pytest.mark.skipif(not chromium_available(),
                     reason="Debian's chromium is not installed (make test installs it when run as root)")
 def test_an_open_page_redraws_by_itself_when_the_registry_returns_and_a_healthy_page_keeps_no_timer(
-        demo_dir, tmp_path):
+        demo_dir, registry_proxy):
     from playwright.sync_api import sync_playwright
 
-    with run_mlflow_server(f"sqlite:///{demo_dir / 'mlflow.db'}", demo_dir / "served-artifacts") as url:
-        proxy = FaultyProxy("127.0.0.1", urlparse(url).port)
-        try:
-            with live_app(demo_dir, env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{proxy.port}"}) as app, \
-                    sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1440, "height": 1000})
-                runs: list[str] = []
-                page.on("websocket", lambda ws: ws.on("framesent", lambda frame: runs.append("sent")))
-                sign_in(page, app, "vera")
-                page.goto(app.url + "/model?model=credit-risk")
-                page.get_by_text("Probability that a retail credit applicant").first.wait_for(timeout=30_000)
-                sent = len(runs)
-                page.wait_for_timeout(12_000)  # longer than the watcher's period
-                assert len(runs) == sent, "a healthy page asked the server to rerun on a timer"
+    env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{registry_proxy.port}"}
+    with live_app(demo_dir, env=env) as app, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        runs: list[str] = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda frame: runs.append("sent")))
+        sign_in(page, app, "vera")
+        page.goto(app.url + "/model?model=credit-risk")
+        page.get_by_text("Probability that a retail credit applicant").first.wait_for(timeout=30_000)
+        sent = len(runs)
+        page.wait_for_timeout(12_000)  # longer than the watcher's period
+        assert len(runs) == sent, "a healthy page asked the server to rerun on a timer"
 
-                proxy.down()
-                page.goto(app.url + "/model?model=fraud-detection")  # not cached yet: asks the registry
-                page.get_by_text("Unavailable since").first.wait_for(timeout=30_000)
-                proxy.up()
-                # No click, no reload: the page's own watcher finds the registry back and redraws.
-                page.get_by_text("Scores card transactions for fraud").first.wait_for(timeout=45_000)
-                assert page.get_by_text("Unavailable since").count() == 0
-                browser.close()
-        finally:
-            proxy.close()
+        registry_proxy.down()
+        page.goto(app.url + "/model?model=fraud-detection")  # not cached yet: asks the registry
+        page.get_by_text("Unavailable since").first.wait_for(timeout=30_000)
+        registry_proxy.up()
+        # No click, no reload: the page's own watcher finds the registry back and redraws.
+        page.get_by_text("Scores card transactions for fraud").first.wait_for(timeout=45_000)
+        assert page.get_by_text("Unavailable since").count() == 0
+        browser.close()
