@@ -9,6 +9,7 @@ Counts must be equal; sums agree to floating-point summation order.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from services import warehouse_aggregates as wa
-from services.errors import ConfigError
+from services.errors import ConfigError, MappingError
 from services.mapping import ModelMapping
 from services.stats.drift import category_counts
 from services.stats.fairness import group_counts
@@ -293,3 +294,68 @@ def test_the_duckdb_search_grid_narrows_to_a_few_steps_or_steps_aside():
     mixture = np.where(rng.random(20_000) < 0.5, rng.normal(-1000, 1, 20_000), rng.normal(1000, 1, 20_000))
     assert wa._grid_plan(reference_edges(mixture)) is None  # two far-apart clusters: plain binary search
     assert wa._grid_plan(np.array([1.0, 2.0])) is None
+
+
+def test_concurrent_duckdb_histograms_each_bin_on_their_own_grid(tmp_path):
+    """Each statement lends DuckDB its grids under one name on its own pooled connection: sessions
+    histogramming the same column on different edges at once must not read each other's."""
+    wh = ScratchWarehouse("duckdb", tmp_path)
+    try:
+        rng = np.random.default_rng(11)
+        values = rng.lognormal(0, 1, 20_000)
+        frame = pd.DataFrame({"ts": pd.Timestamp(data.DAY0), "model_version": "1", "request_id": "r", "a": values})
+        mapping = data.mapping(wh.write(frame, "shared"), features={"numerical": ["a"]})
+        engine, rows = wh.reader(), wa.log_rows(mapping, data.day(0), data.day(1))
+        grids = [reference_edges(values * scale) for scale in (0.5, 1.0, 2.0, 4.0)]
+        assert all(wa._grid_plan(edges) is not None for edges in grids)
+
+        def histogram(edges: np.ndarray) -> list[int]:
+            return [wa.numeric_histograms(engine, mapping, rows, {"a": edges})[wa.WHOLE]["a"].counts.tolist()
+                    for _ in range(5)]
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(histogram, grids))
+        for edges, got in zip(grids, results, strict=True):
+            assert got == [bin_sample(values, edges).counts.tolist()] * 5
+    finally:
+        wh.close()
+
+
+def test_fairness_skips_non_finite_predictions_and_refuses_fractions_instead_of_truncating_them(scratch):
+    """Rows are grouped on their plain values: NaN/inf predictions count as no prediction and NaN/inf
+    labels as not yet arrived, as NULL does; a fractional prediction is an error, never rounded into 0/1."""
+    frame = pd.DataFrame({"ts": pd.Timestamp(data.DAY0), "model_version": "1", "request_id": "r",
+                          "gender": ["F", "F", "F", "M", "M", "M"],
+                          "prediction": [1.0, np.nan, np.inf, 0.0, 1.0, 1.0],
+                          "label": [1.0, 1.0, 0.0, -np.inf, np.nan, 0.0]})
+    if scratch.kind == "sqlite":  # SQLite stores NaN as NULL: the same rows then hold NULL
+        frame["prediction"] = frame["prediction"].replace(np.inf, np.nan)
+    mapping = data.mapping(scratch.write(frame, "fair"), features={"numerical": [], "categorical": []},
+                           sensitive=["gender"])
+    rows = wa.log_rows(mapping, data.day(0), data.day(1))
+    got = wa.fairness_counts(scratch.reader(), mapping, rows)[wa.WHOLE]["gender"]
+    labels = np.array([1.0, np.nan, np.nan, 0.0])
+    assert got == group_counts(np.array(["F", "M", "M", "M"]), np.array([1, 0, 1, 1]), labels)
+
+    frame.loc[0, "prediction"] = 0.7
+    fractional = data.mapping(scratch.write(frame, "fair_fraction"), features={"numerical": [], "categorical": []},
+                              sensitive=["gender"])
+    with pytest.raises(MappingError, match="0/1 predictions"):
+        wa.fairness_counts(scratch.reader(), fractional, wa.log_rows(fractional, data.day(0), data.day(1)))
+
+
+def test_classification_counts_skip_non_finite_predictions_and_refuse_fractions(scratch):
+    frame = pd.DataFrame({"ts": pd.Timestamp(data.DAY0), "model_version": "1", "request_id": "r",
+                          "prediction": [1.0, np.nan, 0.0, 1.0, 0.0], "label": [1.0, 1.0, np.inf, 0.0, 0.0],
+                          "score": [0.9, 0.8, 0.2, 0.6, 0.1]})
+    mapping = data.mapping(scratch.write(frame, "perf"), features={"numerical": [], "categorical": []},
+                           sensitive=[])
+    got = wa.classification_counts(scratch.reader(), mapping, wa.log_rows(mapping, data.day(0), data.day(1)))[wa.WHOLE]
+    assert (got.predictions, got.labeled) == (4, 3)
+    assert (got.confusion.tp, got.confusion.fp, got.confusion.fn, got.confusion.tn) == (1, 1, 0, 1)
+
+    frame.loc[0, "prediction"] = 0.7
+    fractional = data.mapping(scratch.write(frame, "perf_fraction"), features={"numerical": [], "categorical": []},
+                              sensitive=[])
+    with pytest.raises(MappingError, match="other than 0 and 1"):
+        wa.classification_counts(scratch.reader(), fractional, wa.log_rows(fractional, data.day(0), data.day(1)))

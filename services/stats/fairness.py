@@ -138,7 +138,8 @@ def group_counts_from_rows(rows: Iterable[tuple[object, object, object, int]]) -
     for group, prediction, label, count in rows:
         if _is_missing(prediction):
             raise ValueError("a prediction is missing; drop or impute such rows in the query")
-        if int(prediction) not in (0, 1) or (not _is_missing(label) and int(label) not in (0, 1)):
+        # Compared as numbers, not truncated: a score of 0.7 logged as the prediction is refused, not read as 0.
+        if prediction not in (0, 1) or (not _is_missing(label) and label not in (0, 1)):
             raise ValueError("predictions and labels must be 0 or 1")
         slot = acc.setdefault(_group_name(group), [0, 0, 0, 0, 0, 0])
         count, pred = int(count), int(prediction)
