@@ -694,7 +694,7 @@ def fairness_counts(engine: Engine, mapping: ModelMapping, rows: Rows, *, by_day
             result[key] = {a: group_counts_from_rows(r) for a, r in per_attribute.items()}
         except ValueError as exc:
             raise MappingError(f"Fairness of model '{mapping.name}' cannot be measured: {exc}.",
-                               "Fairness needs 0/1 predictions and labels (positive = 1).") from exc
+                               _zero_one_hint(mapping)) from exc
     if not result and not by_day and not by_version:
         result[WHOLE] = {a: () for a in attributes}
     return result
@@ -777,6 +777,13 @@ def classification_counts(engine: Engine, mapping: ModelMapping, rows: Rows, *, 
     return result
 
 
+def _zero_one_hint(mapping: ModelMapping) -> str:
+    label = mapping.columns.get("label")
+    return (f"Fairness and performance need 0/1 predictions and labels (positive = 1): map columns.prediction "
+            f"('{mapping.column('prediction')}' now)" + (f" and columns.label ('{label}' now)" if label else "")
+            + f" of models.{mapping.name} in tower.yaml to such columns; a probability belongs in columns.score.")
+
+
 def _classification(mapping: ModelMapping, rows: list[tuple[Any, Any, Any, int]], has_score: bool
                     ) -> ClassificationCounts:
     cells = {(1, 1): 0, (1, 0): 0, (0, 1): 0, (0, 0): 0}
@@ -786,13 +793,14 @@ def _classification(mapping: ModelMapping, rows: list[tuple[Any, Any, Any, int]]
         pred, label = _finite_or_none(pred), _finite_or_none(label)
         if pred is None:  # NaN or +-inf: no prediction, as NULL
             continue
+        if pred not in (0, 1) or (label is not None and label not in (0, 1)):  # refused, never truncated
+            found = f"{pred:g}" if label is None else f"{pred:g}, {label:g}"
+            raise MappingError(f"Model '{mapping.name}' logs predictions or labels other than 0 and 1 ({found}).",
+                               _zero_one_hint(mapping))
         predictions += n
         if label is None:
             continue
-        key = (pred, label)  # floats equal to 0 and 1 find the int keys; a fraction is refused, not truncated
-        if key not in cells:
-            raise MappingError(f"Model '{mapping.name}' logs predictions or labels other than 0 and 1 "
-                               f"({key[0]:g}, {key[1]:g}).", "A binary classifier must log 0/1 predictions and labels.")
+        key = (int(pred), int(label))
         cells[key] += n
         labeled += n
         if score is not None:
