@@ -392,10 +392,8 @@ def _binned_duckdb_grid(source: Any, keys: list[str], edges: np.ndarray, index: 
     """
     x = source.c.x
     candidates = (1 << plan.steps) - 1  # the edges of the cells before, at and after the value's
-    table = sa.table(GRID_TABLE, sa.column("f"), sa.column("cell"), sa.column("start"),
-                     *(sa.column(f"e{j}") for j in range(width)))
-    grid = (sa.select(table.c.cell, table.c.start, *(table.c[f"e{j}"] for j in range(candidates)))
-            .where(table.c.f == _int_literal(index)).subquery())
+    grid = sa.table(GRID_TABLE, sa.column("f"), sa.column("cell"), sa.column("start"),
+                    *(sa.column(f"e{j}") for j in range(width)))
     t = sa.func.ln(sa.func.greatest(x, sa.literal(float(edges[0]), sa.Double()))) if plan.log else x
     cell = sa.func.least(sa.func.greatest(sa.func.floor((t - sa.literal(plan.origin, sa.Double()))
                                                         * sa.literal(plan.scale, sa.Double())), 0.0),
@@ -403,7 +401,8 @@ def _binned_duckdb_grid(source: Any, keys: list[str], edges: np.ndarray, index: 
     bin_expr = grid.c.start
     for j in range(candidates):
         bin_expr = bin_expr + sa.cast(x >= grid.c[f"e{j}"], sa.BigInteger())
-    joined = source.outerjoin(grid, grid.c.cell == sa.cast(cell, sa.BigInteger()))
+    on = sa.and_(grid.c.f == _int_literal(index), grid.c.cell == sa.cast(cell, sa.BigInteger()))
+    joined = source.outerjoin(grid, on)
     return sa.select(*(source.c[k] for k in keys), x, bin_expr.label("bin")).select_from(joined).subquery()
 
 
