@@ -51,7 +51,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from services.errors import ConfigError, MappingError
+from services.errors import ConfigError, MappingError, WarehouseUnavailable
 from services.mapping import ModelMapping
 from services.stats.fairness import GroupCounts, group_counts_from_rows
 from services.stats.histogram import BinnedSample, default_shift, quantile_probabilities
@@ -61,8 +61,10 @@ from services.warehouse import (
     _aggregate,
     _connection,
     _day,
+    _first_line,
     _naive_utc,
     _naive_utc_or_none,
+    _safe_url,
     _split_table,
     _version_str,
 )
@@ -368,11 +370,17 @@ def _duckdb_grids(conn: Any, plans: Mapping[int, _GridPlan], edges: Mapping[int,
     if not plans:
         yield
         return
+    import duckdb
+
     driver = conn.connection.driver_connection
-    # DuckDB 2 refuses to register while an earlier statement's result on this pooled connection
-    # (the pool's ping, a result read with .one()) is unfinished; every statement here only reads.
-    driver.abort()
-    driver.register(GRID_TABLE, _grid_table(plans, edges))
+    try:
+        # DuckDB 2 refuses to register while an earlier statement's result on this pooled connection
+        # (the pool's ping, a result read with .one()) is unfinished; every statement here only reads.
+        driver.abort()
+        driver.register(GRID_TABLE, _grid_table(plans, edges))
+    except duckdb.Error as exc:  # not wrapped by SQLAlchemy: say it as every other warehouse failure
+        raise WarehouseUnavailable(f"The warehouse at {_safe_url(conn.engine.url)} failed to answer: "
+                                   f"{_first_line(exc)}.", "Try again in a moment.") from exc
     try:
         yield
     finally:
