@@ -384,7 +384,10 @@ def _duckdb_grids(conn: Any, plans: Mapping[int, _GridPlan], edges: Mapping[int,
     try:
         yield
     finally:
-        driver.unregister(GRID_TABLE)
+        try:
+            driver.unregister(GRID_TABLE)
+        except duckdb.Error:  # a failed statement aborted the transaction: its own error is the one to raise
+            pass
 
 
 def _binned_duckdb_grid(source: Any, keys: list[str], edges: np.ndarray, index: int, plan: _GridPlan,

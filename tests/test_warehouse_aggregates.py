@@ -359,3 +359,19 @@ def test_classification_counts_skip_non_finite_predictions_and_refuse_fractions(
                               sensitive=[])
     with pytest.raises(MappingError, match="other than 0 and 1"):
         wa.classification_counts(scratch.reader(), fractional, wa.log_rows(fractional, data.day(0), data.day(1)))
+
+
+def test_a_duckdb_histogram_of_a_column_the_log_lacks_is_a_mapping_error(tmp_path):
+    """The failed statement aborts DuckDB's transaction; lending the grid table must not hide its error."""
+    wh = ScratchWarehouse("duckdb", tmp_path)
+    try:
+        frame = pd.DataFrame({"ts": pd.Timestamp(data.DAY0), "model_version": "1", "request_id": "r",
+                              "a": np.arange(100.0)})
+        mapping = data.mapping(wh.write(frame, "lacking"), features={"numerical": ["a", "gone"]})
+        edges = reference_edges(np.arange(100.0))
+        assert wa._grid_plan(edges) is not None
+        with pytest.raises(MappingError, match="gone"):
+            wa.numeric_histograms(wh.reader(), mapping, wa.log_rows(mapping, data.day(0), data.day(1)),
+                                  {"a": edges, "gone": edges})
+    finally:
+        wh.close()
