@@ -48,7 +48,8 @@ def render() -> None:
             c3.metric("Disparate impact ratio", f"{ratio:.3f}" if ratio is not None else "—",
                       delta="passes four-fifths" if ratio is not None and ratio >= 0.8 else
                       ("fails four-fifths" if ratio is not None else None),
-                      delta_color="normal" if ratio is not None and ratio >= 0.8 else "inverse")
+                      delta_color="normal" if ratio is not None and ratio >= 0.8 else "inverse",
+                      delta_arrow="off")  # a verdict, not a change: an up arrow beside "fails" misleads
             st.dataframe(_groups_table(result), hide_index=True, column_config={
                 c: st.column_config.NumberColumn(format="%.3f") for c in ("selection rate", "TPR", "FPR")})
             st.caption("Selection rate over all rows; TPR and FPR over the rows whose label has arrived. "
