@@ -9,7 +9,6 @@ call that ever does must take the role as an argument (DESIGN.md §2).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -17,7 +16,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from services import warehouse
+from services import warehouse, wiring
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
 from services.monitoring import report, views
@@ -115,10 +114,7 @@ def governance(s: Settings) -> GovernanceContext:
 
     Shared by every session: it holds clients, engines and policies, never who is acting.
     """
-    from services.monitoring.views import TowerMonitoringEvidence
-
-    context = guarded(s, TOWER, lambda: GovernanceContext.from_settings(s))
-    return replace(context, monitoring=TowerMonitoringEvidence(context.engine))
+    return guarded(s, TOWER, lambda: wiring.governance_context(s))
 
 
 def tower(s: Settings) -> Engine:

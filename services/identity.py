@@ -1,19 +1,50 @@
 """Who is acting: a person signed in through OIDC, a service account (CI), or nobody (read-only).
 
 People are identified by issuer + subject, the only pair an identity provider promises to keep
-unique and stable; e-mail addresses change and can be reused, so they are shown, never compared.
-Roles come from one ID-token claim (e.g. ``groups``) mapped to tower roles in tower.yaml.
+unique and stable. Roles come from one ID-token claim (e.g. ``groups``) mapped to tower roles in
+tower.yaml. For the four-eyes rule a person is also *recognised* by every name they go by
+(subject, ``preferred_username``, e-mail), compared normalised (NFKC + casefold): refusing a
+look-alike errs on the safe side. An optional ``auth.person_claim`` (e.g. a verified ``email``)
+joins one person's accounts under several issuers into one :attr:`Actor.person_key`.
+
+Service accounts (the CLI, CI) prove who they are with a secret token, checked against a salted
+hash in tower.yaml (``auth.service_accounts.<name>.token_hash``) or in the secrets file
+(``[service_accounts]``). They hold at most viewer, data_scientist and model_owner: service
+accounts request; people decide.
 """
 
 from __future__ import annotations
 
+import hmac
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.errors import ConfigError, Forbidden
+from services.service_tokens import parse_token_hash, verify_token
 
 ROLES = ("viewer", "data_scientist", "model_owner", "reviewer", "admin")
+SERVICE_ROLES = ("viewer", "data_scientist", "model_owner")  # never reviewer or admin
+CAPABILITIES = ("repair",)  # what a service account may be granted besides its roles
+TOKEN_ENV = "TOWER_SERVICE_TOKEN"
+# The demo's published token of ci-bot (its hash is in the committed tower.yaml): refused outside
+# demo mode, like the other placeholder secrets.
+DEMO_SERVICE_TOKEN = "tower-demo-ci-bot-token"
+
+
+def normalize_name(text: str) -> str:
+    """A name as compared: Unicode NFKC (fullwidth and compatibility forms folded), casefolded, stripped."""
+    return unicodedata.normalize("NFKC", text).casefold().strip()
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    """One entry of ``auth.service_accounts``."""
+
+    roles: tuple[str, ...] = ()
+    token_hash: str | None = None  # salted hash from tower.yaml (the secrets file may give one instead)
+    capabilities: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -23,12 +54,14 @@ class AuthConfig:
     roles_claim: str = "groups"
     # value found in the roles claim -> tower role
     role_mapping: dict[str, str] = field(default_factory=dict)
-    # service-account name -> its roles (used by the CLI under TOWER_SERVICE_ACCOUNT)
-    service_accounts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # service-account name -> its roles, token hash and capabilities (the CLI, TOWER_SERVICE_ACCOUNT)
+    service_accounts: dict[str, ServiceAccount] = field(default_factory=dict)
     service_issuer: str = "tower-service"
+    person_claim: str | None = None  # claim naming the person across accounts, e.g. "email"
 
     def __hash__(self) -> int:
-        return hash((self.roles_claim, tuple(sorted(self.role_mapping.items()))))
+        return hash((self.roles_claim, tuple(sorted(self.role_mapping.items())), self.service_issuer,
+                     self.person_claim))
 
 
 @dataclass(frozen=True)
@@ -38,15 +71,41 @@ class Actor:
     name: str
     email: str | None = None
     roles: frozenset[str] = frozenset()
+    kind: str = "person"  # "person" | "service"
+    username: str | None = None  # the OIDC preferred_username
+    person: str | None = None  # normalised value of auth.person_claim, when the token carries it
+    capabilities: frozenset[str] = frozenset()  # of a service account, e.g. "repair"
 
     @property
     def key(self) -> str:
-        """The identity compared everywhere (four-eyes, requester, ledger)."""
+        """The identity recorded everywhere (ledger, requester)."""
         return f"{self.issuer}|{self.subject}"
+
+    @property
+    def person_key(self) -> str:
+        """The person behind the account: the person claim if known, else issuer + subject."""
+        return f"person:{self.person}" if self.person else self.key
 
     @property
     def authenticated(self) -> bool:
         return bool(self.issuer and self.subject)
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind == "service"
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every name this actor goes by, normalised (subject, username, e-mail)."""
+        values = (self.subject, self.username, self.email)
+        return frozenset(n for n in (normalize_name(v) for v in values if isinstance(v, str)) if n)
+
+    def answers_to(self, name: str | None) -> bool:
+        """Whether ``name`` (an MLflow user, an on-behalf-of name) is one of this actor's names."""
+        if not isinstance(name, str):
+            return False
+        wanted = normalize_name(name)
+        return bool(wanted) and wanted in self.names
 
     def is_same_person(self, issuer: str, subject: str) -> bool:
         return self.authenticated and (self.issuer, self.subject) == (issuer, subject)
@@ -64,6 +123,37 @@ def _role(value: Any, where: str) -> str:
     return str(value)
 
 
+_ACCOUNT_KEYS = {"roles", "token_hash", "repair"}
+
+
+def _service_account(name: str, spec: Any) -> ServiceAccount:
+    where = f"auth.service_accounts.{name}"
+    roles = spec.get("roles") if isinstance(spec, dict) else None
+    if not isinstance(roles, list):
+        raise ConfigError(f"{where} needs a list of roles.")
+    unknown = set(spec) - _ACCOUNT_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                          f"known keys are {', '.join(sorted(_ACCOUNT_KEYS))}.")
+    parsed = tuple(_role(r, where) for r in roles)
+    deciding = [r for r in parsed if r not in SERVICE_ROLES]
+    if deciding:
+        raise ConfigError(f"{where}: a service account may not hold {', '.join(deciding)}. Service accounts "
+                          "request; people decide.",
+                          f"Give it one of {', '.join(SERVICE_ROLES)}; for repairs declare `repair: true`.")
+    token_hash = spec.get("token_hash")
+    if token_hash is not None:
+        try:
+            parse_token_hash(token_hash)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.token_hash: {exc}.") from None
+    repair = spec.get("repair", False)
+    if not isinstance(repair, bool):
+        raise ConfigError(f"{where}.repair must be true or false, got {repair!r}.")
+    return ServiceAccount(roles=parsed, token_hash=token_hash,
+                          capabilities=frozenset({"repair"}) if repair else frozenset())
+
+
 def parse_auth_config(raw: Any) -> AuthConfig:
     if raw is None:
         return AuthConfig()
@@ -73,17 +163,18 @@ def parse_auth_config(raw: Any) -> AuthConfig:
     accounts = raw.get("service_accounts") or {}
     if not isinstance(mapping, dict) or not isinstance(accounts, dict):
         raise ConfigError("auth.roles and auth.service_accounts must be mappings.")
-    parsed_accounts = {}
-    for name, spec in accounts.items():
-        roles = (spec or {}).get("roles") if isinstance(spec, dict) else None
-        if not isinstance(roles, list):
-            raise ConfigError(f"auth.service_accounts.{name} needs a list of roles.")
-        parsed_accounts[str(name)] = tuple(_role(r, f"auth.service_accounts.{name}") for r in roles)
+    person_claim = raw.get("person_claim")
+    if person_claim is not None and (not isinstance(person_claim, str) or not person_claim.strip()):
+        raise ConfigError(f"auth.person_claim must name an ID-token claim (e.g. email), got {person_claim!r}.")
+    service_issuer = raw.get("service_issuer", "tower-service")
+    if not isinstance(service_issuer, str) or not service_issuer.strip():
+        raise ConfigError(f"auth.service_issuer must be a non-empty string, got {service_issuer!r}.")
     return AuthConfig(
         roles_claim=str(raw.get("roles_claim", "groups")),
         role_mapping={str(k): _role(v, f"auth.roles.{k}") for k, v in mapping.items()},
-        service_accounts=parsed_accounts,
-        service_issuer=str(raw.get("service_issuer", "tower-service")),
+        service_accounts={str(name): _service_account(str(name), spec) for name, spec in accounts.items()},
+        service_issuer=service_issuer,
+        person_claim=person_claim,
     )
 
 
@@ -94,23 +185,66 @@ def roles_from_claims(claims: Mapping[str, Any], auth: AuthConfig) -> frozenset[
     return frozenset(auth.role_mapping[v] for v in values if isinstance(v, str) and v in auth.role_mapping)
 
 
+def _text(claims: Mapping[str, Any], key: str) -> str | None:
+    value = claims.get(key)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _person(claims: Mapping[str, Any], auth: AuthConfig) -> str | None:
+    if not auth.person_claim:
+        return None
+    value = _text(claims, auth.person_claim)
+    if value is None or (auth.person_claim == "email" and claims.get("email_verified") is not True):
+        return None  # an unverified e-mail address names nobody
+    return normalize_name(value) or None
+
+
 def actor_from_claims(claims: Mapping[str, Any], auth: AuthConfig) -> Actor:
     """The actor of a signed-in user from the ID-token claims (``st.user``)."""
     issuer, subject = claims.get("iss"), claims.get("sub")
     if not isinstance(issuer, str) or not isinstance(subject, str) or not issuer or not subject:
         return ANONYMOUS
-    email = claims.get("email") if isinstance(claims.get("email"), str) else None
-    name = claims.get("name") if isinstance(claims.get("name"), str) else None
+    if issuer == auth.service_issuer:  # a token may not pass for a service account (or vice versa)
+        return ANONYMOUS
+    email, name = _text(claims, "email"), _text(claims, "name")
     return Actor(issuer=issuer, subject=subject, name=name or email or subject, email=email,
-                 roles=roles_from_claims(claims, auth))
+                 roles=roles_from_claims(claims, auth), kind="person",
+                 username=_text(claims, "preferred_username"), person=_person(claims, auth))
 
 
-def service_actor(account: str, auth: AuthConfig) -> Actor:
-    """The actor of a service account (CI) named in the environment; ConfigError if unknown."""
-    if account not in auth.service_accounts:
+def service_actor(account: str, auth: AuthConfig, token: str | None, *, demo: bool,
+                  secret_hashes: Mapping[str, str] | None = None) -> Actor:
+    """The actor of a service account that proved itself with ``token``.
+
+    The stored hash comes from ``secret_hashes`` (the secrets file's ``[service_accounts]``) if it
+    names the account, else from tower.yaml. ConfigError for an undeclared account, a missing
+    token or a missing hash; Forbidden for a wrong token (without saying which part is wrong) and
+    for the published demo token outside demo mode.
+    """
+    spec = auth.service_accounts.get(account)
+    if spec is None:
         raise ConfigError(f"Service account {account!r} is not declared under auth.service_accounts in tower.yaml.")
+    if not token:
+        raise ConfigError(f"{TOKEN_ENV} is not set: naming the account is not enough to act as it.",
+                          f"Set {TOKEN_ENV} to the token of {account!r} (kept in your CI's secret store).")
+    stored = (secret_hashes or {}).get(account) or spec.token_hash
+    if not stored:
+        raise ConfigError(f"Service account {account!r} has no token hash configured, so nobody can act as it.",
+                          "Run `python -m services.cli token new`, keep the token secret and put the hash under "
+                          f"auth.service_accounts.{account}.token_hash in tower.yaml or under "
+                          "[service_accounts] in the secrets file.")
+    try:
+        parse_token_hash(stored)
+    except ValueError as exc:
+        raise ConfigError(f"The token hash of service account {account!r} is malformed: {exc}.") from None
+    if not demo and hmac.compare_digest(token.encode("utf-8"), DEMO_SERVICE_TOKEN.encode("utf-8")):
+        raise Forbidden("The published demo token is refused outside demo mode.",
+                        "Make a token of your own with `python -m services.cli token new`.")
+    if not verify_token(token, stored):
+        raise Forbidden("The service account and token do not match: refused.",
+                        f"Check TOWER_SERVICE_ACCOUNT and {TOKEN_ENV}.")
     return Actor(issuer=auth.service_issuer, subject=account, name=f"service:{account}",
-                 roles=frozenset(auth.service_accounts[account]))
+                 roles=frozenset(spec.roles), kind="service", capabilities=spec.capabilities)
 
 
 # Values of the committed example and the demo: a deployment that still carries one of them has

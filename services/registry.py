@@ -565,10 +565,10 @@ class Registry:
         return missing
 
     def _checked_version(self, version: str | int, name: str) -> str:
-        text = str(version).strip()
-        if not text.isdigit():
-            raise NotFound(f"Version '{text}' of model '{name}' is not in the registry: versions are numbers.")
-        return text
+        # Refused, never repaired: "03" must not reach MLflow as a second spelling of version 3.
+        from services.governance.validation import canonical_version
+
+        return canonical_version(version)
 
     def model_tags(self, name: str) -> dict[str, str]:
         """The registered model's tags (``owner`` among them)."""

@@ -157,12 +157,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not isinstance(stages, dict) or not all(isinstance(v, str) for v in stages.values()):
         raise ConfigError(f"{config_path}: stages must map stage names to alias names.")
     models = {str(name): parse_model_mapping(str(name), raw) for name, raw in models_raw.items()}
+    auth = parse_auth_config(config.get("auth"))
     return Settings(
         **values,
         config_path=config_path if config_path.is_file() else None,
         models=models,
         stage_aliases={str(k): v for k, v in stages.items()},
-        auth=parse_auth_config(config.get("auth")),
-        policies=parse_policies(config.get("policies"), models),
+        auth=auth,
+        policies=parse_policies(config.get("policies"), models, service_issuer=auth.service_issuer),
         monitoring=parse_monitoring_config(config.get("monitoring"), env, models),
     )

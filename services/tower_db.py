@@ -21,6 +21,9 @@ from services.errors import TowerStateUnavailable
 METADATA = sa.MetaData()
 # Modules that declare tables on METADATA; imported lazily so a subsystem can be absent.
 TABLE_MODULES = ("services.monitoring.store", "services.governance.ledger")
+# Upgrades of existing databases (new nullable columns, new triggers), registered by the modules that
+# own the tables; each is idempotent and runs after create_all.
+UPGRADES: list[Any] = []
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -60,6 +63,8 @@ def create_schema(engine: Engine) -> None:
                 raise
     try:
         METADATA.create_all(engine)
+        for upgrade in UPGRADES:
+            upgrade(engine)
     except sa.exc.OperationalError as exc:
         raise TowerStateUnavailable(
             f"The tower state database cannot be reached: {str(exc.orig).splitlines()[0]}",

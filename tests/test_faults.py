@@ -16,9 +16,9 @@ import streamlit as st
 from services.demo.identities import DEMO_USERS
 from services.errors import TowerError
 from services.governance import promotion
-from services.governance.context import GovernanceContext
 from services.identity import actor_from_claims
 from services.settings import load_settings
+from services.wiring import governance_context
 from tests.support.databases import POSTGRES_URL, ensure_postgres
 from tests.support.live_app import CHROMIUM, CHROMIUM_ARGS, chromium_available, live_app
 from tests.support.mlflow_server import run_mlflow_server
@@ -83,7 +83,7 @@ def test_pages_keep_what_they_can_and_recover_when_the_registry_returns(registry
 
 def test_a_decision_during_a_registry_outage_is_refused_and_not_recorded(registry_proxy):
     settings = load_settings()
-    ctx = GovernanceContext.from_settings(settings)
+    ctx = governance_context(settings)
     outcome = promotion.request_promotion(ctx, actor("carol", settings), "fraud-detection", "5", "Production",
                                           "restores latency")
     registry_proxy.down()
@@ -118,7 +118,7 @@ def tower_proxy(demo_dir, monkeypatch) -> Iterator[FaultyProxy]:
 
 def test_a_tower_state_outage_is_named_and_a_request_meanwhile_is_refused(tower_proxy):
     settings = load_settings()
-    ctx = GovernanceContext.from_settings(settings)
+    ctx = governance_context(settings)
     at, _ = timed_page("app_pages/alerts.py")
     assert not at.exception and not at.error
     tower_proxy.down()

@@ -7,12 +7,13 @@ from __future__ import annotations
 import ast
 import dataclasses
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from services.errors import Forbidden
+from services.errors import ConfigError, Forbidden
 from services.governance import ledger, projection, promotion
 from services.governance.authz import (
     WRITE_ACTIONS,
@@ -24,7 +25,7 @@ from services.governance.authz import (
     authorize,
     write_action,
 )
-from services.governance.policy import Approvers, Policy
+from services.governance.policy import Approvers, Policy, parse_policies
 from services.identity import ANONYMOUS, Actor
 from services.settings import PROJECT_ROOT
 from tests.support.governance import ADA, ALICE, BOB, CARL, ISSUER, OTHER_ISSUER, RITA, VIC, World, open_world, person
@@ -157,6 +158,161 @@ def test_four_eyes_same_email_with_another_subject_is_another_person() -> None:
     _approve(lookalike, requester=(ALICE.issuer, ALICE.subject))
     other_issuer = person("alice", "reviewer", issuer=OTHER_ISSUER)
     _approve(other_issuer, requester=(ALICE.issuer, ALICE.subject))
+
+
+def _bot(*roles: str, capabilities: frozenset[str] = frozenset()) -> Actor:
+    return Actor(issuer="tower-service", subject="ci-bot", name="service:ci-bot", roles=frozenset(roles),
+                 kind="service", capabilities=capabilities)
+
+
+# ----------------------------------------------------------------------------------------------
+# Service accounts request; people decide
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("action", [Action.APPROVE, Action.REJECT, Action.OVERRIDE_GATE])
+def test_a_service_account_never_decides_whatever_roles_it_claims(action: Action) -> None:
+    # the attack: a bot built (or configured before the load-time check) with reviewer/admin
+    policy = Policy(model="credit-risk", override_roles=frozenset({"admin", "reviewer"}),
+                    approvers=Approvers(roles=frozenset({"reviewer", "admin"}),
+                                        subjects=frozenset({("tower-service", "ci-bot")})))
+    resource = Resource(model="credit-risk", version="3", requester=SOMEONE, creator="carl", policy=policy)
+    bot = _bot("reviewer", "admin", "model_owner")
+    with pytest.raises(Forbidden, match="Service accounts request; people decide"):
+        authorize(bot, action, resource)
+    assert not allowed(bot, action, resource)
+    # the same roles on a person decide
+    authorize(dataclasses.replace(bot, issuer=ISSUER, kind="person"), action, resource)
+
+
+def test_a_service_account_holds_no_admin_rights_even_if_given_the_role() -> None:
+    bot = _bot("admin")
+    with pytest.raises(Forbidden, match="only its owner or an admin"):
+        authorize(bot, Action.REQUEST_PROMOTION, Resource(model="credit-risk", owner="alice", policy=POLICY))
+    with pytest.raises(Forbidden, match="repair"):
+        authorize(bot, Action.REPAIR_PROJECTION, Resource())
+
+
+def test_a_service_account_may_still_request_and_cancel() -> None:
+    bot = _bot("model_owner")
+    policy = Policy(model="credit-risk", requesters=frozenset({("tower-service", "ci-bot")}))
+    authorize(bot, Action.REQUEST_PROMOTION, Resource(model="credit-risk", owner="alice", policy=policy))
+    authorize(bot, Action.CANCEL_REQUEST, Resource(model="credit-risk", requester=("tower-service", "ci-bot")))
+
+
+def test_repair_is_for_admins_and_service_accounts_declared_repair() -> None:
+    authorize(_bot("viewer", capabilities=frozenset({"repair"})), Action.REPAIR_PROJECTION, Resource())
+    authorize(ADA, Action.REPAIR_PROJECTION, Resource())
+    with pytest.raises(Forbidden, match="repair: true"):
+        authorize(_bot("model_owner"), Action.REPAIR_PROJECTION, Resource())
+    # the capability means nothing on a person, and gives a bot no other right
+    with pytest.raises(Forbidden, match="admins only"):
+        authorize(dataclasses.replace(RITA, capabilities=frozenset({"repair"})), Action.REPAIR_PROJECTION, Resource())
+    with pytest.raises(Forbidden):
+        authorize(_bot("viewer", capabilities=frozenset({"repair"})), Action.REQUEST_PROMOTION,
+                  Resource(model="credit-risk", owner="ci-bot", policy=POLICY))
+
+
+def test_a_policy_may_not_name_a_service_account_as_approver() -> None:
+    with pytest.raises(ConfigError, match=r"policies.default.approvers.subjects names service account.*"
+                                          r"tower-service\|ci-bot.*people decide"):
+        parse_policies({"default": {"approvers": {"roles": ["reviewer"], "subjects": ["tower-service|ci-bot"]}}})
+    with pytest.raises(ConfigError, match="bots\\|ci-bot"):
+        parse_policies({"m": {"approvers": {"subjects": [{"issuer": "bots", "subject": "ci-bot"}]}}},
+                       service_issuer="bots")
+    # another issuer's "ci-bot" is a person; a bot may still be a requester
+    parse_policies({"default": {"approvers": {"subjects": ["tower-service|rob"]},
+                                "requesters": ["tower-service|ci-bot"]}}, service_issuer="bots")
+
+
+def test_settings_refuse_a_service_approver_under_a_custom_service_issuer(tmp_path: Path) -> None:
+    from services.settings import load_settings
+
+    config = tmp_path / "tower.yaml"
+    config.write_text("auth: {service_issuer: ci-robots}\n"
+                      "policies: {default: {approvers: {subjects: ['ci-robots|deployer']}}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="ci-robots\\|deployer"):
+        load_settings({"TOWER_CONFIG": str(config)})
+
+
+def test_service_accounts_with_deciding_roles_are_refused_at_load(tmp_path: Path) -> None:
+    from services.settings import load_settings
+
+    config = tmp_path / "tower.yaml"
+    config.write_text("auth: {service_accounts: {ops-bot: {roles: [admin]}}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="may not hold admin"):
+        load_settings({"TOWER_CONFIG": str(config)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Four-eyes on people, not strings
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("creator", ["alice", "Alice", "ALICE", " alice ", "alice@example.test",
+                                     "Alice@Example.TEST", "\uff41\uff4c\uff49\uff43\uff45", "ali"])
+def test_four_eyes_the_creator_is_recognised_by_any_of_their_names(creator: str) -> None:
+    reviewer = person("alice", "reviewer", username="ali", email="alice@example.test")
+    with pytest.raises(Forbidden, match="created version 3"):
+        _approve(reviewer, creator=creator)
+
+
+def test_four_eyes_the_creator_check_does_not_refuse_someone_else() -> None:
+    _approve(person("alice", "reviewer"), creator="alice2")
+    _approve(person("alice", "reviewer"), creator="bob@example.test")
+
+
+@pytest.mark.parametrize("name", ["rita", "Rita", "RITA", "rita@example.test", "\uff52\uff49\uff54\uff41"])
+def test_four_eyes_the_person_a_bot_requested_for_may_not_approve(name: str) -> None:
+    resource = Resource(model="credit-risk", version="3", requester=("tower-service", "ci-bot"), creator="carl",
+                        policy=POLICY, on_behalf_of=name)
+    with pytest.raises(Forbidden, match="triggered this request"):
+        authorize(RITA, Action.APPROVE, resource)
+    with pytest.raises(Forbidden, match="triggered this request"):
+        authorize(person("rita", "admin"), Action.OVERRIDE_GATE, resource)
+    authorize(RITA, Action.REJECT, resource)  # rejecting is not four-eyes
+    authorize(person("rob", "reviewer"), Action.APPROVE, resource)
+
+
+def test_four_eyes_the_same_person_under_another_account_is_still_the_requester() -> None:
+    # alice requested under one issuer; the person claim (a verified e-mail) joins her accounts
+    other_account = person("a-123", "reviewer", issuer=OTHER_ISSUER, person="alice@example.test")
+    resource = Resource(model="credit-risk", version="3", requester=(ALICE.issuer, ALICE.subject), creator="carl",
+                        policy=POLICY, requester_person="person:alice@example.test")
+    with pytest.raises(Forbidden, match="requested this promotion"):
+        authorize(other_account, Action.APPROVE, resource)
+    authorize(person("rob", "reviewer", person="rob@example.test"), Action.APPROVE, resource)
+    # without a person claim the key is issuer + subject
+    keyed = dataclasses.replace(resource, requester=SOMEONE, requester_person=ALICE.key)
+    with pytest.raises(Forbidden, match="requested this promotion"):
+        authorize(person("alice", "admin"), Action.APPROVE, keyed)
+
+
+def test_a_policy_may_require_a_known_creator() -> None:
+    strict = Policy(model="credit-risk", require_known_creator=True)
+    unknown = Resource(model="credit-risk", version="5", requester=SOMEONE, creator=None, policy=strict)
+    for action in (Action.APPROVE, Action.OVERRIDE_GATE):
+        with pytest.raises(Forbidden, match=r"creator of version 5 of 'credit-risk' is unknown \(no run, no user "
+                                            r"tag\) and the policy requires a known creator"):
+            authorize(ADA, action, unknown)
+    authorize(RITA, Action.REJECT, unknown)
+    authorize(RITA, Action.APPROVE, dataclasses.replace(unknown, creator="carl"))
+    authorize(RITA, Action.APPROVE, dataclasses.replace(unknown, policy=POLICY))  # off by default
+
+
+def test_policy_parses_require_known_creator_and_evidence_max_age() -> None:
+    policies = parse_policies({"default": {"require_known_creator": True, "evidence_max_age": 2.5},
+                               "m": {"evidence_max_age": None}})
+    default = policies.for_model("other")
+    assert default.require_known_creator and default.evidence_max_age == timedelta(days=2.5)
+    assert default.as_dict()["evidence_max_age"] == 2.5 and default.as_dict()["require_known_creator"] is True
+    unlimited = policies.for_model("m")
+    assert unlimited.evidence_max_age is None and unlimited.as_dict()["evidence_max_age"] is None
+    plain = parse_policies({}).for_model("x")
+    assert plain.evidence_max_age == timedelta(days=7) and not plain.require_known_creator
+    for bad, match in (({"require_known_creator": "yes"}, "require_known_creator must be true or false"),
+                       ({"evidence_max_age": -1}, "evidence_max_age must be a non-negative number"),
+                       ({"evidence_max_age": 0}, "evidence_max_age is a number of days > 0"),
+                       ({"evidence_max_age": "7d"}, "evidence_max_age must be"),
+                       ({"evidence_max_age": 1e12}, "evidence_max_age is too large")):
+        with pytest.raises(ConfigError, match=match):
+            parse_policies({"default": bad})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -306,6 +462,8 @@ def test_every_registered_write_action_refuses_an_actor_without_the_right(world:
             lambda: promotion.approve(ctx, VIC, open_request, "viewer"),
         "services.governance.promotion.reject":
             lambda: promotion.reject(ctx, person("dan", "data_scientist"), open_request, "no"),
+        "services.governance.promotion.refresh_evidence":
+            lambda: promotion.refresh_evidence(ctx, VIC, open_request),
         "services.governance.projection.repair_projections":
             lambda: projection.repair_projections(ctx, RITA),
     }

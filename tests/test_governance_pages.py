@@ -14,9 +14,9 @@ from streamlit.testing.v1 import AppTest
 from services.demo.identities import DEMO_USERS
 from services.errors import Forbidden
 from services.governance import audit, promotion
-from services.governance.context import GovernanceContext
 from services.identity import actor_from_claims
 from services.settings import PROJECT_ROOT, load_settings
+from services.wiring import governance_context
 from tests.test_pages import texts
 from tests.test_sign_in import GOOD_AUTH
 
@@ -62,7 +62,7 @@ def use_stores(demo_dir, monkeypatch, policies: dict | None = None):
         (demo_dir / "tower.yaml").write_text(yaml.safe_dump(config))
         monkeypatch.setenv("TOWER_CONFIG", str(demo_dir / "tower.yaml"))
     settings = load_settings()
-    return settings, GovernanceContext.from_settings(settings)
+    return settings, governance_context(settings)
 
 
 @pytest.fixture

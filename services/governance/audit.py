@@ -16,9 +16,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from services.governance import ledger
+from services.errors import NotFound, TowerError
+from services.governance import ledger, projection
+from services.governance.canonical import sha256_hex
 from services.governance.context import GovernanceContext
 from services.governance.ledger import LEDGER, Decision
+from services.governance.validation import InvalidInput, canonical_version
 from services.identity import Actor
 
 
@@ -60,6 +63,182 @@ def verify_chain(ctx: GovernanceContext) -> ChainReport:
             expected_seq, prev_hash = expected_seq + 1, row["hash"]
         return ChainReport(True, count, None, None, None, None if count == 0 else prev_hash)
     return ledger.read(ctx.engine, check)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``verify_all`` found wrong, with the first row or tag at fault."""
+
+    kind: str  # chain / request / evidence / missing_tag / extra_tag / forged_tag / short_ledger / head
+    message: str
+    seq: int | None = None
+    decision_id: str | None = None
+    model: str | None = None
+    version: str | None = None
+
+    @property
+    def where(self) -> str:
+        parts = [f"row {self.seq}" if self.seq is not None else "",
+                 f"decision {self.decision_id[:12]}" if self.decision_id else "",
+                 f"'{self.model}' v{self.version}" if self.model and self.version else
+                 (f"'{self.model}'" if self.model else "")]
+        return ", ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    rows: int
+    findings: tuple[Finding, ...]
+    registry_checked: bool  # False: the registry could not be read, only the tower database was checked
+    registry_problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and self.registry_checked
+
+    @property
+    def summary(self) -> str:
+        if self.ok:
+            return f"All {self.rows} ledger rows verify, and the registry's audit tags and anchors agree with them."
+        if not self.findings:
+            return (f"The {self.rows} ledger rows verify, but the registry could not be compared: "
+                    f"{self.registry_problem}")
+        first = self.findings[0]
+        more = f" ({len(self.findings) - 1} more finding(s))" if len(self.findings) > 1 else ""
+        return f"{first.where}: {first.message}{more}" if first.where else first.message + more
+
+
+def _tower_findings(conn: Connection) -> tuple[int, list[Finding], dict[int, Any], set[str]]:
+    """Chain, request rows and evidence bodies; also the rows by seq and the projected ids."""
+    findings: list[Finding] = []
+    rows = {int(r["seq"]): dict(r) for r in conn.execute(sa.select(LEDGER).order_by(LEDGER.c.seq)).mappings()}
+    expected, prev = 1, ledger.GENESIS_HASH
+    for seq in sorted(rows):
+        row = rows[seq]
+        if seq != expected:
+            findings.append(Finding("chain", f"sequence number {seq} where {expected} was expected (a row is missing)",
+                                    seq, row["decision_id"]))
+        elif row["prev_hash"] != prev:
+            findings.append(Finding("chain", "its prev_hash is not the hash of the row before it", seq,
+                                    row["decision_id"]))
+        elif ledger.row_hash(row) != row["hash"]:
+            findings.append(Finding("chain", "its content does not match its hash (the row was altered)", seq,
+                                    row["decision_id"]))
+        if findings:
+            break
+        expected, prev = seq + 1, row["hash"]
+    for seq in sorted(rows):  # rows written before versions were canonical (they cannot be rewritten)
+        try:
+            canonical_version(rows[seq]["version"])
+        except InvalidInput:
+            findings.append(Finding("version", f"it names version {rows[seq]['version']!r}, which is not canonical; "
+                                    "cancel or reject its request and file a new one", seq, rows[seq]["decision_id"],
+                                    rows[seq]["model"]))
+    by_decision = {r["decision_id"]: r for r in rows.values()}
+    for request in conn.execute(sa.select(ledger.REQUESTS).order_by(ledger.REQUESTS.c.created_at)).mappings():
+        first = by_decision.get(ledger.request_decision_id(request["id"]))
+        if first is None:
+            findings.append(Finding("request", "a request row has no request decision in the ledger (it was inserted "
+                                    "or its ledger row deleted)", None, None, request["model"], request["version"]))
+            continue
+        for name, ledger_name in ledger.REQUEST_IMMUTABLE.items():
+            if name != "id" and request[name] != first[ledger_name]:
+                findings.append(Finding("request", f"request {request['id'][:12]}: its {name} differs from the "
+                                        "ledger's record of the request (the request row was edited)",
+                                        int(first["seq"]), first["decision_id"], request["model"], request["version"]))
+                break
+        resolution = by_decision.get(ledger.resolution_decision_id(request["id"]))
+        if (resolution is None) != (request["status"] == ledger.OPEN):
+            findings.append(Finding("request", f"request {request['id'][:12]} is '{request['status']}' but the ledger "
+                                    f"{'has no' if resolution is None else 'has a'} resolution for it",
+                                    None if resolution is None else int(resolution["seq"]), None,
+                                    request["model"], request["version"]))
+    digests = {r["evidence_digest"] for r in rows.values() if r["evidence_digest"]}
+    for digest in sorted(digests):
+        body = conn.execute(sa.select(ledger.EVIDENCE.c.body).where(ledger.EVIDENCE.c.digest == digest)).scalar()
+        user = next(r for r in sorted(rows.values(), key=lambda r: r["seq"]) if r["evidence_digest"] == digest)
+        if body is None:
+            findings.append(Finding("evidence", f"the evidence snapshot {digest[:12]} it refers to is missing",
+                                    int(user["seq"]), user["decision_id"]))
+        elif sha256_hex(body) != digest:
+            findings.append(Finding("evidence", f"the evidence snapshot {digest[:12]} it refers to was altered (its "
+                                    "body no longer matches its digest)", int(user["seq"]), user["decision_id"]))
+    return len(rows), findings, rows, ledger.projected_ids(conn)
+
+
+def _registry_findings(ctx: GovernanceContext, rows: dict[int, Any], projected: set[str],
+                       models: set[str]) -> list[Finding]:
+    findings: list[Finding] = []
+    by_decision = {r["decision_id"]: r for r in rows.values()}
+    tagged: set[str] = set()
+    newest = max(rows) if rows else 0
+    for model in sorted(models):
+        try:
+            versions = ctx.registry.list_versions(model)
+            model_tags = ctx.registry.model_tags(model)
+        except NotFound:
+            if any(r["model"] == model for r in rows.values()):
+                findings.append(Finding("missing_tag", "the ledger has decisions on a model the registry no longer has",
+                                        model=model))
+            continue
+        head = model_tags.get(projection.HEAD_TAG)
+        if head is not None:
+            try:
+                anchor = json.loads(head)
+                seq, digest = int(anchor["seq"]), str(anchor["hash"])
+            except (ValueError, KeyError, TypeError):
+                findings.append(Finding("head", "its chain-head anchor tag is not readable", model=model))
+            else:
+                if seq > newest:
+                    findings.append(Finding("short_ledger", f"the registry anchors chain row {seq}, but the ledger "
+                                            f"ends at row {newest} (rows were deleted)", seq, model=model))
+                elif rows.get(seq, {}).get("hash") != digest:
+                    findings.append(Finding("head", f"the registry's anchor of row {seq} does not match that row's "
+                                            "hash (the ledger was rewritten)", seq, model=model))
+        for info in versions:
+            for key, value in info.tags.items():
+                if not key.startswith(projection.AUDIT_TAG_PREFIX):
+                    continue
+                decision_id = key[len(projection.AUDIT_TAG_PREFIX):]
+                tagged.add(decision_id)
+                row = by_decision.get(decision_id)
+                try:
+                    payload = json.loads(value)
+                    seq = int(payload.get("seq"))
+                except (ValueError, TypeError, AttributeError):
+                    payload, seq = {}, None
+                if row is None:
+                    kind = "short_ledger" if seq is not None and seq > newest else "extra_tag"
+                    findings.append(Finding(kind, "the registry carries an audit tag for a decision the ledger does "
+                                            "not have" + (f" (row {seq}, beyond the ledger's last row {newest})"
+                                                          if kind == "short_ledger" else ""),
+                                            seq, decision_id, info.model, info.version))
+                elif (seq != int(row["seq"]) or payload.get("hash") != row["hash"]
+                      or (info.model, info.version) != (row["model"], row["version"])):
+                    findings.append(Finding("forged_tag", "its audit tag in the registry does not match the ledger row "
+                                            "(forged or edited)", int(row["seq"]), decision_id, info.model,
+                                            info.version))
+    for seq in sorted(rows):
+        row = rows[seq]
+        if row["decision_id"] in projected and row["decision_id"] not in tagged and row["model"] in models:
+            findings.append(Finding("missing_tag", "its audit tag is missing from the registry (deleted)", seq,
+                                    row["decision_id"], row["model"], row["version"]))
+    return findings
+
+
+def verify_all(ctx: GovernanceContext) -> AuditReport:
+    """The chain, the request rows and the evidence bodies against the ledger, then the ledger
+    against the registry in both directions (missing, extra or forged audit tags; a ledger shorter
+    than the registry's anchors; an empty ledger while tags exist; a head that does not match)."""
+    count, findings, rows, projected = ledger.read(ctx.engine, _tower_findings)
+    models = {r["model"] for r in rows.values()}
+    try:
+        models |= {m.name for m in ctx.registry.list_models()}
+        findings += _registry_findings(ctx, rows, projected, models)
+    except TowerError as exc:
+        return AuditReport(count, tuple(findings), False, exc.message)
+    findings.sort(key=lambda f: (f.seq is None, f.seq or 0))
+    return AuditReport(count, tuple(findings), True)
 
 
 # ----------------------------------------------------------------------------------------------

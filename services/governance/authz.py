@@ -17,13 +17,21 @@ The rules (roles from ``services.identity.ROLES``; admin holds every right of re
 | request_promotion, | model_owner whose subject is the model's ``owner`` tag, or an identity    |
 | rollback_request   | in the policy's ``requesters``; admin                                     |
 | cancel_request     | the requester (same issuer + subject), still model_owner or admin         |
-| approve            | reviewer/admin allowed by the policy's approvers; never the requester or  |
-|                    | the version's creator (four-eyes, even for admins)                        |
-| reject             | reviewer/admin allowed by the policy's approvers                          |
+| approve            | a *person*, reviewer/admin allowed by the policy's approvers; never the   |
+|                    | requester, the person a bot requested for, or the version's creator       |
+|                    | (four-eyes, even for admins)                                              |
+| reject             | a person, reviewer/admin allowed by the policy's approvers                |
 | override_gate      | as approve, and holding one of the policy's ``override_roles``            |
-| repair_projection  | admin                                                                     |
+| repair_projection  | a person holding admin, or a service account declared ``repair: true``    |
 
-viewer and data_scientist read only; an unknown action or role gives nothing.
+viewer and data_scientist read only; an unknown action or role gives nothing. Service accounts
+request; people decide: a service actor never approves, rejects or overrides, whatever roles it
+claims, and holds at most viewer, data_scientist and model_owner.
+
+Four-eyes compares people, not strings: the requester is the same issuer + subject or the same
+person key (``auth.person_claim``); the creator (an MLflow user name) and the on-behalf-of name
+match any of the approver's names (subject, username, e-mail) normalised with NFKC + casefold.
+A policy with ``require_known_creator`` refuses approval while the creator is unknown.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from typing import Any, TypeVar
 
 from services.errors import Forbidden
 from services.governance.policy import Policy
-from services.identity import ROLES, Actor
+from services.identity import ROLES, SERVICE_ROLES, Actor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,6 +71,8 @@ class Resource:
     creator: str | None = None  # who created the version in MLflow (version user, else run user)
     requester: tuple[str, str] | None = None  # (issuer, subject) of the request's author
     policy: Policy | None = None
+    on_behalf_of: str | None = None  # the person a service account requested for (a name)
+    requester_person: str | None = None  # the requester's person key (Actor.person_key)
 
 
 # Roles an admin holds implicitly: "everything a reviewer and an owner can".
@@ -70,7 +80,8 @@ _IMPLIED = {"admin": frozenset({"reviewer", "model_owner"})}
 
 
 def effective_roles(actor: Actor) -> frozenset[str]:
-    known = frozenset(r for r in actor.roles if r in ROLES)  # an unknown role gives nothing
+    allowed_roles = SERVICE_ROLES if actor.is_service else ROLES  # a bot never holds reviewer or admin
+    known = frozenset(r for r in actor.roles if r in allowed_roles)  # an unknown role gives nothing
     implied = frozenset().union(*(_IMPLIED.get(r, frozenset()) for r in known))
     return known | implied
 
@@ -110,14 +121,27 @@ def _may_review(actor: Actor, roles: frozenset[str], resource: Resource, verb: s
     return policy
 
 
-def _four_eyes(actor: Actor, resource: Resource) -> None:
+def _is_requester(actor: Actor, resource: Resource) -> bool:
     if resource.requester is not None and actor.is_same_person(*resource.requester):
+        return True
+    return resource.requester_person is not None and resource.requester_person in (actor.person_key, actor.key)
+
+
+def _four_eyes(actor: Actor, resource: Resource) -> None:
+    if _is_requester(actor, resource):
         raise _deny(f"{_who(actor)} requested this promotion and may not approve it (four-eyes rule).")
-    # MLflow records the creator as a user name without issuer: matched on the subject, whatever
-    # the issuer (errs towards refusing).
-    if resource.creator is not None and resource.creator == actor.subject:
+    if resource.on_behalf_of is not None and actor.answers_to(resource.on_behalf_of):
+        raise _deny(f"{_who(actor)} triggered this request (a service account requested on their behalf) "
+                    "and may not approve it (four-eyes rule).")
+    # MLflow records the creator as a user name without issuer: matched on any of the actor's
+    # names, normalised, whatever the issuer (errs towards refusing).
+    if resource.creator is not None and actor.answers_to(resource.creator):
         raise _deny(f"{_who(actor)} created version {resource.version} of '{resource.model}' and may not "
                     "approve its promotion (four-eyes rule).")
+    if resource.creator is None and resource.policy is not None and resource.policy.require_known_creator:
+        raise _deny(f"The creator of version {resource.version} of '{resource.model}' is unknown (no run, no "
+                    "user tag) and the policy requires a known creator.",
+                    "Record who created the version (its MLflow user or run), then decide.")
 
 
 def authorize(actor: Actor, action: Action | str, resource: Resource) -> None:
@@ -129,6 +153,10 @@ def authorize(actor: Actor, action: Action | str, resource: Resource) -> None:
     if not actor.authenticated:
         raise _deny("You are not signed in: the tower is read-only.", "Sign in to request or decide.")
     roles = effective_roles(actor)
+    if actor.is_service and action in (Action.APPROVE, Action.REJECT, Action.OVERRIDE_GATE):
+        raise _deny(f"{_who(actor)} is a service account and may not {action.value.replace('_', ' ')}. "
+                    "Service accounts request; people decide.",
+                    "A reviewer decides in the tower's Promotions page.")
     if action in (Action.REQUEST_PROMOTION, Action.ROLLBACK_REQUEST):
         _may_request(actor, roles, resource, "request promotion of" if action == Action.REQUEST_PROMOTION
                      else "request a rollback of")
@@ -150,7 +178,10 @@ def authorize(actor: Actor, action: Action | str, resource: Resource) -> None:
             raise _deny(f"{_who(actor)} may not override a failed gate of '{resource.model}': that needs "
                         f"one of the roles {', '.join(sorted(policy.override_roles)) or '(none)'}.")
     elif action == Action.REPAIR_PROJECTION:
-        if "admin" not in roles:
+        if actor.is_service and "repair" not in actor.capabilities:
+            raise _deny(f"{_who(actor)} may not repair the registry projection: admins only, or a service "
+                        "account declared with `repair: true`.")
+        if not actor.is_service and "admin" not in roles:
             raise _deny(f"{_who(actor)} may not repair the registry projection: admins only.")
     else:  # pragma: no cover - every Action is handled above; kept so a new one is denied
         raise _deny(f"Action {action} has no rule: refused.")

@@ -1,12 +1,16 @@
 """The ``promote`` command group of ``python -m services.cli`` (CI and scripts).
 
-    python -m services.cli promote request --model NAME --version V --to STAGE --reason TEXT
+    python -m services.cli promote request --model NAME --version V --to STAGE --reason TEXT [--on-behalf-of NAME]
     python -m services.cli promote list [--status open] [--model NAME]
     python -m services.cli promote repair
+    python -m services.cli token new           # a new random service token and its hash
+    python -m services.cli token hash < FILE   # the hash of a token read from stdin
 
 Writes run under the service account named by ``TOWER_SERVICE_ACCOUNT`` (declared in tower.yaml
-under ``auth.service_accounts``) and go through the same authorization as the browser. Errors
-(unset or unknown account, forbidden, conflict) exit with status 2 and one line on stderr.
+under ``auth.service_accounts``), which proves itself with ``TOWER_SERVICE_TOKEN`` (checked
+against the account's salted hash in tower.yaml or the secrets file), and go through the same
+authorization as the browser. Errors (unset or unknown account, missing or wrong token,
+forbidden, conflict) exit with status 2 and one line on stderr.
 """
 
 from __future__ import annotations
@@ -20,16 +24,20 @@ from services.errors import ConfigError
 from services.identity import Actor
 
 ACCOUNT_ENV = "TOWER_SERVICE_ACCOUNT"
+TOKEN_ENV = "TOWER_SERVICE_TOKEN"
 
 
 def _actor(settings: Any) -> Actor:
     from services.identity import service_actor
+    from services.secrets_file import service_account_hashes
 
     account = os.environ.get(ACCOUNT_ENV, "").strip()
     if not account:
         raise ConfigError(f"{ACCOUNT_ENV} is not set: the CLI acts as a service account.",
-                          f"Set {ACCOUNT_ENV} to an account declared under auth.service_accounts in tower.yaml.")
-    return service_actor(account, settings.auth)
+                          f"Set {ACCOUNT_ENV} to an account declared under auth.service_accounts in tower.yaml "
+                          f"and {TOKEN_ENV} to its token.")
+    token = os.environ.get(TOKEN_ENV, "").strip() or None
+    return service_actor(account, settings.auth, token, demo=settings.demo, secret_hashes=service_account_hashes())
 
 
 def _settings() -> Any:
@@ -39,9 +47,9 @@ def _settings() -> Any:
 
 
 def _context(settings: Any) -> Any:
-    from services.governance.context import GovernanceContext
+    from services.wiring import governance_context
 
-    return GovernanceContext.from_settings(settings)
+    return governance_context(settings)  # the same context as the browser's (drift, fairness evidence)
 
 
 def _request(args: argparse.Namespace) -> int:
@@ -50,7 +58,8 @@ def _request(args: argparse.Namespace) -> int:
     settings = _settings()
     actor = _actor(settings)  # before touching any store
     ctx = _context(settings)
-    outcome = request_promotion(ctx, actor, args.model, args.version, args.to, args.reason)
+    outcome = request_promotion(ctx, actor, args.model, args.version, args.to, args.reason,
+                                on_behalf_of=args.on_behalf_of)
     print(outcome.request.id)
     for gate in _gates(ctx, outcome.request.evidence_digest):
         print(f"  {gate.status:8} {gate.name}: {gate.detail}", file=sys.stderr)
@@ -100,6 +109,8 @@ def register(subparsers: Any) -> None:
     request.add_argument("--version", required=True)
     request.add_argument("--to", required=True, help="target stage, e.g. Production or Staging")
     request.add_argument("--reason", required=True, help="why (recorded in the ledger)")
+    request.add_argument("--on-behalf-of", default=None, metavar="NAME",
+                         help="the person who triggered this request (e.g. the commit author); they may not approve it")
     request.set_defaults(handler=_request)
     listing = commands.add_parser("list", help="list promotion requests")
     listing.add_argument("--status", choices=("open", "approved", "rejected", "cancelled"), default=None)
@@ -107,3 +118,33 @@ def register(subparsers: Any) -> None:
     listing.set_defaults(handler=_list)
     repair = commands.add_parser("repair", help="re-apply registry projections a crash interrupted (admin)")
     repair.set_defaults(handler=_repair)
+
+
+def _token_new(args: argparse.Namespace) -> int:
+    from services.service_tokens import hash_token, new_token
+
+    token = new_token()
+    print(f"token: {token}")
+    print(f"token_hash: {hash_token(token)}")
+    print("Keep the token in your CI's secret store (as TOWER_SERVICE_TOKEN); put only the hash under "
+          "auth.service_accounts.<name>.token_hash in tower.yaml or [service_accounts] in the secrets file.",
+          file=sys.stderr)
+    return 0
+
+
+def _token_hash(args: argparse.Namespace) -> int:
+    from services.service_tokens import hash_token
+
+    token = sys.stdin.read().strip()
+    if not token:
+        raise ConfigError("No token on stdin.", "Pipe the token in, e.g. `printf %s \"$TOKEN\" | ... token hash`.")
+    print(hash_token(token))
+    return 0
+
+
+def register_token(subparsers: Any) -> None:
+    """Add ``token new|hash`` (service-account tokens) to the CLI's subcommands."""
+    token = subparsers.add_parser("token", help="service-account tokens (TOWER_SERVICE_TOKEN)")
+    commands = token.add_subparsers(dest="token_command", required=True)
+    commands.add_parser("new", help="print a new random token and its hash").set_defaults(handler=_token_new)
+    commands.add_parser("hash", help="print the hash of a token read from stdin").set_defaults(handler=_token_hash)

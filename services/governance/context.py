@@ -1,7 +1,8 @@
 """What the governance services work on: settings, the registry, the tower state, the evidence sources.
 
-Build one per process (``GovernanceContext.from_settings``; a page keeps it in
-``st.cache_resource``) and pass it as the first argument of every governance service function.
+Build one per process with ``services.wiring.governance_context`` (the app and the CLI both do; a
+page keeps it in ``st.cache_resource``) and pass it as the first argument of every governance
+service function.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Protocol
 
 from sqlalchemy.engine import Engine
 
-from services.errors import TowerError
 from services.governance.policy import Policy
 from services.governance.validation import InvalidInput
 from services.registry import Registry
@@ -43,25 +43,6 @@ class GovernanceContext:
     warehouse: Engine | None = None  # prediction logs, for latency evidence (None: no data)
     monitoring: MonitoringEvidence | None = None  # drift and fairness (None: no data)
     clock: Callable[[], datetime] = field(default=utc_now)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, monitoring: MonitoringEvidence | None = None,
-                      create_schema: bool = True) -> GovernanceContext:
-        from services import tower_db
-        from services.warehouse import make_engine
-
-        engine = tower_db.make_tower_engine(settings.tower_db_url)
-        if create_schema:
-            tower_db.create_schema(engine)
-        try:
-            warehouse: Engine | None = make_engine(
-                settings.warehouse_url, connect_timeout_s=settings.warehouse_timeout_s,
-                statement_timeout_s=settings.warehouse_statement_timeout_s)
-        except TowerError:
-            warehouse = None  # latency evidence says why: "no data"
-        registry = Registry(settings.mlflow_tracking_uri, timeout_s=settings.mlflow_timeout_s,
-                            max_retries=settings.mlflow_max_retries)
-        return cls(settings=settings, registry=registry, engine=engine, warehouse=warehouse, monitoring=monitoring)
 
     def stage_name(self, text: str) -> str:
         """The configured stage a user typed ("production", "Production" or its alias)."""

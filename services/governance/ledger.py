@@ -24,12 +24,16 @@ re-run on a lock timeout, a deadlock or a unique violation, a bounded number of 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import random
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -39,7 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 from services.errors import ConfigError, TowerError, TowerStateUnavailable
 from services.governance.authz import Action, require_authorized, write_step
 from services.governance.canonical import canonical_json, sha256_hex
-from services.tower_db import METADATA
+from services.tower_db import METADATA, UPGRADES
 
 T = TypeVar("T")
 GENESIS_HASH = "0" * 64
@@ -48,7 +52,8 @@ _ATTEMPTS = 6
 
 # Ledger actions (what a row records).
 REQUEST, APPROVE, PROMOTE, REJECT, CANCEL = "request", "approve", "promote", "reject", "cancel"
-LEDGER_ACTIONS = (REQUEST, APPROVE, PROMOTE, REJECT, CANCEL)
+REFRESH = "refresh"  # a reviewer re-snapshotted the evidence: earlier approvals no longer count
+LEDGER_ACTIONS = (REQUEST, APPROVE, PROMOTE, REJECT, CANCEL, REFRESH)
 # Request status.
 OPEN, APPROVED, REJECTED, CANCELLED = "open", "approved", "rejected", "cancelled"
 _RESOLVED_STATUS = {PROMOTE: APPROVED, REJECT: REJECTED, CANCEL: CANCELLED}
@@ -59,6 +64,7 @@ _ROW_ACTIONS: dict[str, tuple[Action, ...]] = {
     PROMOTE: (Action.APPROVE,),
     REJECT: (Action.REJECT,),
     CANCEL: (Action.CANCEL_REQUEST,),
+    REFRESH: (Action.REJECT,),  # the reviewer's right: it can only delay a promotion, never grant one
 }
 
 LEDGER = sa.Table(
@@ -84,6 +90,8 @@ LEDGER = sa.Table(
     sa.Column("recorded_at", sa.String(32), nullable=False),  # ISO 8601 UTC, microseconds, "Z"
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # Added later (nullable; hashed only when set, so rows written before them still verify).
+    sa.Column("on_behalf_of", sa.Text, nullable=True),  # the person a service account acted for
 )
 REQUESTS = sa.Table(
     "governance_requests", METADATA,
@@ -103,6 +111,7 @@ REQUESTS = sa.Table(
     sa.Column("resolved_at", sa.String(32), nullable=True),
     sa.Column("resolution_id", sa.String(64), nullable=True),
     sa.Column("open_key", sa.String(64), nullable=True, unique=True),  # NULL once resolved
+    sa.Column("on_behalf_of", sa.Text, nullable=True),
 )
 EVIDENCE = sa.Table(
     "governance_evidence", METADATA,
@@ -118,7 +127,14 @@ PROJECTIONS = sa.Table(
     sa.Column("applied", sa.Text, nullable=False),  # JSON: the tags and the alias/stage written
 )
 TABLES = (LEDGER, REQUESTS, EVIDENCE, PROJECTIONS)
-HASHED_COLUMNS = tuple(c.name for c in LEDGER.columns if c.name != "hash")
+OPTIONAL_COLUMNS = ("on_behalf_of",)  # hashed only when not NULL (see row_hash)
+HASHED_COLUMNS = tuple(c.name for c in LEDGER.columns if c.name != "hash" and c.name not in OPTIONAL_COLUMNS)
+# The request row's fields that never change; each must equal its ``request`` ledger row's (audit).
+REQUEST_IMMUTABLE = {"id": "request_id", "model": "model", "version": "version", "stage": "to_stage",
+                     "previous_version": "previous_version", "requester_issuer": "actor_issuer",
+                     "requester_subject": "actor_subject", "requester_name": "actor_name", "reason": "comment",
+                     "evidence_digest": "evidence_digest", "created_at": "recorded_at",
+                     "on_behalf_of": "on_behalf_of"}
 
 # Append-only, enforced by the database as well: UPDATE and DELETE of a ledger row are refused.
 _APPEND_ONLY = "the governance ledger is append-only"
@@ -132,12 +148,41 @@ event.listen(LEDGER, "after_create", sa.DDL(
 event.listen(LEDGER, "after_create", sa.DDL(
     "CREATE TRIGGER governance_ledger_append_only BEFORE UPDATE OR DELETE ON governance_ledger "
     "FOR EACH ROW EXECUTE FUNCTION governance_ledger_append_only()").execute_if(dialect="postgresql"))
+# TRUNCATE fires no row trigger: it needs a statement-level one (PostgreSQL; SQLite has no TRUNCATE).
+_NO_TRUNCATE = ("CREATE TRIGGER governance_ledger_no_truncate BEFORE TRUNCATE ON governance_ledger "
+                "FOR EACH STATEMENT EXECUTE FUNCTION governance_ledger_append_only()")
+
+
+def upgrade_tables(engine: Engine) -> None:
+    """Bring an existing database up to date: new nullable columns, the TRUNCATE trigger (idempotent).
+
+    Run by the role that owns the tables (``create_schema``); the app's own role cannot alter them.
+    """
+    inspector = sa.inspect(engine)
+    with engine.begin() as conn:
+        for table in (LEDGER, REQUESTS):
+            if not inspector.has_table(table.name):
+                continue
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
+                                         f"{column.type.compile(engine.dialect)}"))
+        if engine.dialect.name == "postgresql" and inspector.has_table(LEDGER.name):
+            exists = conn.execute(sa.text("SELECT 1 FROM pg_trigger WHERE tgname = 'governance_ledger_no_truncate' "
+                                          "AND tgrelid = 'governance_ledger'::regclass")).first()
+            if exists is None:
+                conn.execute(sa.text(_NO_TRUNCATE))
+
+
+UPGRADES.append(upgrade_tables)
 
 
 def create_tables(engine: Engine) -> None:
     """Create the governance tables only (``services.tower_db.create_schema`` creates every table)."""
     try:
         METADATA.create_all(engine, tables=list(TABLES))
+        upgrade_tables(engine)
     except sa.exc.OperationalError as exc:
         raise TowerStateUnavailable(f"The tower state database cannot be reached: {_first_line(exc)}",
                                     "Check TOWER_DB_URL.") from exc
@@ -165,8 +210,14 @@ def request_decision_id(request_id: str) -> str:
     return _id("request", request_id)
 
 
-def approval_decision_id(request_id: str, issuer: str, subject: str) -> str:
-    return _id("approve", request_id, issuer, subject)
+def approval_decision_id(request_id: str, issuer: str, subject: str, round_: int = 0) -> str:
+    """One approval per approver and evidence round (round 0 keeps the ids written before refreshes)."""
+    return _id("approve", request_id, issuer, subject) if round_ == 0 else \
+        _id("approve", request_id, issuer, subject, f"round-{round_}")
+
+
+def refresh_decision_id(request_id: str, round_: int) -> str:
+    return _id("refresh", request_id, str(round_))
 
 
 def resolution_decision_id(request_id: str) -> str:
@@ -203,6 +254,7 @@ class Decision:
     recorded_at: datetime
     prev_hash: str
     hash: str
+    on_behalf_of: str | None = None
 
     @property
     def actor_key(self) -> str:
@@ -222,7 +274,7 @@ class Decision:
             "actor_email": self.actor_email, "actor_roles": list(self.actor_roles), "comment": self.comment,
             "override_reason": self.override_reason, "overridden_gates": list(self.overridden_gates),
             "evidence_digest": self.evidence_digest, "recorded_at": iso(self.recorded_at),
-            "prev_hash": self.prev_hash, "hash": self.hash,
+            "prev_hash": self.prev_hash, "hash": self.hash, "on_behalf_of": self.on_behalf_of,
         }
 
 
@@ -243,11 +295,18 @@ class RequestRow:
     created_at: datetime
     resolved_at: datetime | None
     resolution_id: str | None
+    on_behalf_of: str | None = None
 
 
 def row_hash(values: Mapping[str, Any]) -> str:
-    """SHA-256 over the canonical JSON of the row's fields (prev_hash included, hash excluded)."""
-    return sha256_hex(canonical_json({name: values[name] for name in HASHED_COLUMNS}))
+    """SHA-256 over the canonical JSON of the row's fields (prev_hash included, hash excluded).
+
+    A column added later is hashed only when set: rows written before it verify unchanged, and
+    setting or clearing it on a row written after it breaks that row's hash.
+    """
+    fields = {name: values[name] for name in HASHED_COLUMNS}
+    fields.update({name: values[name] for name in OPTIONAL_COLUMNS if values.get(name) is not None})
+    return sha256_hex(canonical_json(fields))
 
 
 def decision_from_row(row: Mapping[str, Any]) -> Decision:
@@ -259,7 +318,7 @@ def decision_from_row(row: Mapping[str, Any]) -> Decision:
         actor_roles=tuple(json.loads(row["actor_roles"])), comment=row["comment"],
         override_reason=row["override_reason"], overridden_gates=tuple(json.loads(row["overridden_gates"])),
         evidence_digest=row["evidence_digest"], recorded_at=parse_iso(row["recorded_at"]),  # type: ignore[arg-type]
-        prev_hash=row["prev_hash"], hash=row["hash"],
+        prev_hash=row["prev_hash"], hash=row["hash"], on_behalf_of=row.get("on_behalf_of"),
     )
 
 
@@ -271,6 +330,7 @@ def request_from_row(row: Mapping[str, Any]) -> RequestRow:
         evidence_digest=row["evidence_digest"], status=row["status"],
         created_at=parse_iso(row["created_at"]),  # type: ignore[arg-type]
         resolved_at=parse_iso(row["resolved_at"]), resolution_id=row["resolution_id"],
+        on_behalf_of=row.get("on_behalf_of"),
     )
 
 
@@ -339,6 +399,58 @@ def run_locked(engine: Engine, fn: Callable[[Connection], T]) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_PROJECTION_LOCK_KEY = 0x746F776572_5052  # "towerPR": registry projections and repairs, one at a time
+PROJECTION_LOCK_WAIT_S = 30.0
+
+
+@contextmanager
+def projection_lock(engine: Engine, wait_s: float = PROJECTION_LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the registry-projection lock of this tower state, across threads and processes.
+
+    Projections write to MLflow, which takes seconds; holding the ledger's write lock that long
+    would stall every decision, so they have a lock of their own: a session advisory lock on
+    PostgreSQL, an exclusive ``flock`` on a file beside the SQLite database. TowerStateUnavailable
+    after ``wait_s`` (the decision stays recorded; the repair applies it).
+    """
+    deadline = time.monotonic() + wait_s
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(_PROJECTION_LOCK_KEY))).scalar():
+                if time.monotonic() > deadline:
+                    raise TowerStateUnavailable("Another projection of decisions onto the registry is still running.",
+                                                "The decision is recorded; run `promote repair` later.")
+                time.sleep(0.05)
+            try:
+                yield
+            finally:
+                conn.execute(sa.select(sa.func.pg_advisory_unlock(_PROJECTION_LOCK_KEY)))
+        return
+    database = engine.url.database
+    path = Path(database + ".projection.lock") if database and database != ":memory:" else None
+    if path is None:
+        with _MEMORY_LOCK:
+            yield
+        return
+    with open(path, "a+b") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TowerStateUnavailable("Another projection of decisions onto the registry is still running.",
+                                                "The decision is recorded; run `promote repair` later.") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+_MEMORY_LOCK = threading.Lock()
+
+
 def read(engine: Engine, fn: Callable[[Connection], T]) -> T:
     """Run a read; an unreachable database is TowerStateUnavailable."""
     try:
@@ -357,7 +469,8 @@ def append_decision(conn: Connection, *, decision_id: str, request_id: str, acti
                     from_stage: str | None, to_stage: str, previous_version: str | None, actor_name: str,
                     actor_issuer: str, actor_subject: str, actor_email: str | None, actor_roles: Iterable[str],
                     comment: str, override_reason: str | None, overridden_gates: Sequence[str],
-                    evidence_digest: str | None, recorded_at: datetime) -> Decision:
+                    evidence_digest: str | None, recorded_at: datetime,
+                    on_behalf_of: str | None = None) -> Decision:
     """Append one row at the head of the chain (call inside ``run_locked``)."""
     if action not in _ROW_ACTIONS:
         raise ValueError(f"unknown ledger action {action!r}")
@@ -372,7 +485,7 @@ def append_decision(conn: Connection, *, decision_id: str, request_id: str, acti
         "actor_roles": canonical_json(sorted(set(actor_roles))), "comment": comment,
         "override_reason": override_reason, "overridden_gates": canonical_json(list(overridden_gates)),
         "evidence_digest": evidence_digest, "recorded_at": iso(recorded_at),
-        "prev_hash": GENESIS_HASH if head is None else head.hash,
+        "prev_hash": GENESIS_HASH if head is None else head.hash, "on_behalf_of": on_behalf_of,
     }
     values["hash"] = row_hash(values)
     conn.execute(LEDGER.insert().values(**values))
@@ -382,13 +495,14 @@ def append_decision(conn: Connection, *, decision_id: str, request_id: str, acti
 @write_step(Action.REQUEST_PROMOTION, Action.ROLLBACK_REQUEST)
 def insert_request(conn: Connection, *, request_id: str, kind: str, model: str, version: str, stage: str,
                    previous_version: str | None, requester_issuer: str, requester_subject: str,
-                   requester_name: str, reason: str, evidence_digest: str | None, created_at: datetime) -> RequestRow:
+                   requester_name: str, reason: str, evidence_digest: str | None, created_at: datetime,
+                   on_behalf_of: str | None = None) -> RequestRow:
     values = {
         "id": request_id, "kind": kind, "model": model, "version": version, "stage": stage,
         "previous_version": previous_version, "requester_issuer": requester_issuer,
         "requester_subject": requester_subject, "requester_name": requester_name, "reason": reason,
         "evidence_digest": evidence_digest, "status": OPEN, "created_at": iso(created_at), "resolved_at": None,
-        "resolution_id": None, "open_key": open_key(model, version, stage),
+        "resolution_id": None, "open_key": open_key(model, version, stage), "on_behalf_of": on_behalf_of,
     }
     conn.execute(REQUESTS.insert().values(**values))
     return request_from_row(values)
@@ -470,8 +584,52 @@ def latest_promotion(conn: Connection, model: str, stage: str, *, until: datetim
     return found[0] if found else None
 
 
+class TamperedRecord(TowerError):
+    """A stored record does not match the hash that the ledger holds for it."""
+
+
 def load_evidence(conn: Connection, digest: str) -> str | None:
-    return conn.execute(sa.select(EVIDENCE.c.body).where(EVIDENCE.c.digest == digest)).scalar()
+    """The evidence body stored under ``digest``, verified against it (TamperedRecord if edited)."""
+    body = conn.execute(sa.select(EVIDENCE.c.body).where(EVIDENCE.c.digest == digest)).scalar()
+    if body is not None and sha256_hex(body) != digest:
+        raise TamperedRecord(f"The evidence snapshot {digest[:12]} was altered after it was recorded: its content "
+                             "no longer matches its digest.", "Run `audit verify`; do not decide on it.")
+    return body
+
+
+def verified_request_decision(conn: Connection, request_id: str) -> Decision:
+    """The request's own ledger row, its hash checked: the facts authorization trusts (requester,
+    holder at request time, on-behalf-of) come from here, never from the editable request table."""
+    row = conn.execute(sa.select(LEDGER).where(LEDGER.c.decision_id == request_decision_id(request_id))
+                       ).mappings().first()
+    if row is None or row_hash(row) != row["hash"]:
+        raise TamperedRecord(f"The ledger row of request {request_id[:12]} is missing or altered.",
+                             "Run `audit verify`; nobody may decide on this request until it is resolved.")
+    decision = decision_from_row(row)
+    stored = get_request_row(conn, request_id)
+    if stored is not None:
+        for field_name, ledger_field in REQUEST_IMMUTABLE.items():
+            mine = getattr(stored, field_name)
+            theirs = getattr(decision, ledger_field)
+            if field_name in ("id",):
+                continue
+            if field_name == "created_at":
+                mine, theirs = iso(mine), iso(theirs)
+            if mine != theirs:
+                raise TamperedRecord(f"Request {request_id[:12]} was altered: its {field_name} no longer matches "
+                                     "the ledger.", "Run `audit verify`; nobody may decide on it.")
+    return decision
+
+
+def head(conn: Connection) -> Decision | None:
+    found = decisions(conn, descending=True, limit=1)
+    return found[0] if found else None
+
+
+def promoted_stages(conn: Connection) -> set[tuple[str, str]]:
+    """(model, stage) pairs the tower has ever promoted: the ones the registry must follow."""
+    rows = conn.execute(sa.select(LEDGER.c.model, LEDGER.c.to_stage).where(LEDGER.c.action == PROMOTE).distinct())
+    return {(r.model, r.to_stage) for r in rows}
 
 
 def projected_ids(conn: Connection) -> set[str]:

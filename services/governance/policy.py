@@ -9,6 +9,8 @@ policies:
     requesters: ["tower-service|ci-bot"]   # identities that may request besides the model's owner
     max_drift_share: 0.3            # share of drifted features of the candidate
     max_fairness_dpd: 0.1           # demographic parity difference of the model
+    require_known_creator: false    # true: no approval while the version's creator is unknown
+    evidence_max_age: 7             # days a request's evidence stays fresh for a decision; null = no limit
     # max_latency_p95_ms: absent = the model's SLO (models.<name>.slo.latency_p95_ms); null = no gate
   credit-risk:
     approvals_required: 2
@@ -18,13 +20,16 @@ policies:
 
 Identities are written ``"<issuer>|<subject>"`` (split at the first ``|``; subjects such as
 Auth0's ``auth0|123`` keep theirs) or as ``{issuer: ..., subject: ...}``. A bad value raises
-ConfigError naming the field, e.g. ``policies.credit-risk.metrics[0].direction``.
+ConfigError naming the field, e.g. ``policies.credit-risk.metrics[0].direction``. Approvers may
+not be service accounts (identities of ``auth.service_issuer``): service accounts request; people
+decide.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from services.errors import ConfigError
@@ -33,8 +38,11 @@ from services.mapping import ModelMapping
 
 DIRECTIONS = ("higher", "lower")
 _KEYS = {"approvals_required", "approvers", "override_roles", "requesters", "metrics",
-         "max_drift_share", "max_fairness_dpd", "max_latency_p95_ms"}
+         "max_drift_share", "max_fairness_dpd", "max_latency_p95_ms", "require_known_creator",
+         "evidence_max_age"}
 _UNSET = object()
+DEFAULT_EVIDENCE_MAX_AGE = timedelta(days=7)
+DEFAULT_SERVICE_ISSUER = "tower-service"
 
 Identity = tuple[str, str]  # (issuer, subject)
 
@@ -67,6 +75,8 @@ class Policy:
     max_drift_share: float | None = None
     max_fairness_dpd: float | None = None
     max_latency_p95_ms: float | None = None
+    require_known_creator: bool = False  # refuse approve/override while the version's creator is unknown
+    evidence_max_age: timedelta | None = DEFAULT_EVIDENCE_MAX_AGE  # None: evidence never goes stale
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view (recorded in the evidence snapshot)."""
@@ -82,6 +92,9 @@ class Policy:
             "max_drift_share": self.max_drift_share,
             "max_fairness_dpd": self.max_fairness_dpd,
             "max_latency_p95_ms": self.max_latency_p95_ms,
+            "require_known_creator": self.require_known_creator,
+            "evidence_max_age": None if self.evidence_max_age is None
+            else self.evidence_max_age / timedelta(days=1),  # days, as written in tower.yaml
         }
 
 
@@ -156,7 +169,7 @@ def _metric(value: Any, where: str) -> MetricGate:
     return MetricGate(name=name, direction=direction, max_regression=regression or 0.0)
 
 
-def _validate_section(model: str, raw: Any) -> dict[str, Any]:
+def _validate_section(model: str, raw: Any, service_issuer: str = DEFAULT_SERVICE_ISSUER) -> dict[str, Any]:
     """Check one section's keys and values; the result holds parsed values under the same keys."""
     where = f"policies.{model}"
     if raw is None:
@@ -183,6 +196,11 @@ def _validate_section(model: str, raw: Any) -> dict[str, Any]:
         )
         if not parsed["approvers"].roles and not parsed["approvers"].subjects:
             raise ConfigError(f"{where}.approvers names nobody: list roles and/or subjects.")
+        bots = sorted(f"{i}|{s}" for i, s in parsed["approvers"].subjects if i == service_issuer)
+        if bots:
+            raise ConfigError(f"{where}.approvers.subjects names service account(s) {', '.join(bots)}: "
+                              "service accounts request; people decide.",
+                              "List the people (or roles) who review this model instead.")
     if "override_roles" in raw:
         parsed["override_roles"] = _roles(raw["override_roles"] or [], f"{where}.override_roles")
     if "requesters" in raw:
@@ -202,6 +220,19 @@ def _validate_section(model: str, raw: Any) -> dict[str, Any]:
     for key in ("max_drift_share", "max_fairness_dpd"):
         if parsed.get(key) is not None and parsed[key] > 1:
             raise ConfigError(f"{where}.{key} is a share between 0 and 1, got {parsed[key]!r}.")
+    if "require_known_creator" in raw:
+        if not isinstance(raw["require_known_creator"], bool):
+            raise ConfigError(f"{where}.require_known_creator must be true or false, "
+                              f"got {raw['require_known_creator']!r}.")
+        parsed["require_known_creator"] = raw["require_known_creator"]
+    if "evidence_max_age" in raw:
+        days = _limit(raw["evidence_max_age"], f"{where}.evidence_max_age")
+        if days is not None and days == 0:
+            raise ConfigError(f"{where}.evidence_max_age is a number of days > 0 (or null for no limit), got 0.")
+        try:
+            parsed["evidence_max_age"] = None if days is None else timedelta(days=days)
+        except OverflowError:
+            raise ConfigError(f"{where}.evidence_max_age is too large: {days!r} days.") from None
     return parsed
 
 
@@ -222,16 +253,22 @@ def _build(model: str, merged: Mapping[str, Any], slo_p95: float | None) -> Poli
         max_drift_share=merged.get("max_drift_share"),
         max_fairness_dpd=merged.get("max_fairness_dpd"),
         max_latency_p95_ms=slo_p95 if latency is _UNSET else latency,
+        require_known_creator=merged.get("require_known_creator", False),
+        evidence_max_age=merged.get("evidence_max_age", DEFAULT_EVIDENCE_MAX_AGE),
     )
 
 
-def parse_policies(raw: Any, models: Mapping[str, ModelMapping] | None = None) -> Policies:
-    """The ``policies:`` section; ``models`` (the parsed mapping) gives each model's SLO latency."""
+def parse_policies(raw: Any, models: Mapping[str, ModelMapping] | None = None, *,
+                   service_issuer: str = DEFAULT_SERVICE_ISSUER) -> Policies:
+    """The ``policies:`` section; ``models`` (the parsed mapping) gives each model's SLO latency.
+
+    ``service_issuer`` (``auth.service_issuer``) is the issuer of service accounts, which may not approve.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError("policies must map model names (and 'default') to their promotion policy.")
-    sections = {str(name): _validate_section(str(name), section) for name, section in raw.items()}
+    sections = {str(name): _validate_section(str(name), section, service_issuer) for name, section in raw.items()}
     default = sections.pop("default", {})
     slo = {name: m.slo.latency_p95_ms for name, m in (models or {}).items() if m.slo.latency_p95_ms is not None}
     policies = Policies(default=default, per_model=sections, slo_latency=slo)

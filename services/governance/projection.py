@@ -29,7 +29,6 @@ STAGE_TAG = "tower_stage"
 TAG_VALUE_LIMIT = 5000  # older MLflow servers keep 5,000 characters per tag value (recent ones 100k)
 _TRUNCATABLE = ("comment", "override_reason", "actor_name")
 _KEY_OK = re.compile(r"^[a-z0-9_]{1,250}$")
-_SYNC_ROUNDS = 3
 
 
 def _key(text: str) -> str:
@@ -95,26 +94,53 @@ def _move(ctx: GovernanceContext, model: str, stage: str, version: str) -> None:
 
 
 @write_step()
-def _sync_stage(ctx: GovernanceContext, decision: Decision) -> dict[str, Any]:
-    """Make the registry's holder of the stage the ledger's; re-check, since a newer promotion of
-    the same stage may be projecting at the same time (the ledger decides who wins)."""
-    model, stage = decision.model, decision.to_stage
+def _reconcile_stage(ctx: GovernanceContext, model: str, stage: str) -> dict[str, Any] | None:
+    """Make the registry's holder of ``stage`` the ledger's latest promotion of it (under the
+    projection lock, so no other projection moves it meanwhile). None: the tower never promoted it."""
+    latest = ledger.read(ctx.engine, lambda c: ledger.latest_promotion(c, model, stage))
+    if latest is None:
+        return None
     alias = ctx.settings.stage_aliases[stage]
-    target = decision.version
-    for _ in range(_SYNC_ROUNDS):
-        ctx.registry.set_model_tag(model, holder_tag_key(alias), target)
+    target = latest.version
+    before = ctx.current_holders(model)
+    ctx.registry.set_model_tag(model, holder_tag_key(alias), target)
+    if before.get(stage) != target:
         _move(ctx, model, stage, target)
-        holders = ctx.current_holders(model)
-        for version in {target, decision.previous_version} - {None}:
-            ctx.registry.set_version_tag(model, str(version), STAGE_TAG, _stages_held(holders, str(version)))
-        latest = ledger.read(ctx.engine, lambda c: ledger.latest_promotion(c, model, stage))
-        wanted = target if latest is None else latest.version
-        if holders.get(stage) == wanted and wanted == target:
-            return {"stage": stage, "alias": alias, "version": target, "legacy": ctx.settings.use_legacy_stages,
-                    "model_tags": {holder_tag_key(alias): target}, "stage_tag": STAGE_TAG}
-        target = wanted
-    raise RegistryUnavailable(f"The registry's holder of {stage} for '{model}' could not be set to the "
-                              "ledger's; run the repair again.")
+    holders = ctx.current_holders(model)
+    if holders.get(stage) != target:
+        raise RegistryUnavailable(f"The registry's holder of {stage} for '{model}' did not read back as version "
+                                  f"{target}.", "Run `promote repair` again.")
+    for version in {target, before.get(stage), latest.previous_version} - {None}:
+        ctx.registry.set_version_tag(model, str(version), STAGE_TAG, _stages_held(holders, str(version)))
+    return {"stage": stage, "alias": alias, "version": target, "legacy": ctx.settings.use_legacy_stages,
+            "model_tags": {holder_tag_key(alias): target}, "stage_tag": STAGE_TAG}
+
+
+HEAD_TAG = "tower_ledger_head"  # registered-model tag: the chain head when the model was last projected
+
+
+def head_tag_value(decision: Decision) -> str:
+    return canonical_json({"seq": decision.seq, "hash": decision.hash, "decision_id": decision.decision_id})
+
+
+@write_step()
+def _write_tag(ctx: GovernanceContext, decision: Decision) -> str:
+    key = audit_tag_key(decision.decision_id)
+    value = audit_tag_value(decision)
+    ctx.registry.set_version_tag(decision.model, decision.version, key, value)
+    if ctx.registry.version_tags(decision.model, decision.version).get(key) != value:
+        raise RegistryUnavailable(f"The audit tag of decision {decision.decision_id[:12]} did not read back as "
+                                  "written.", "Run the projection repair.")
+    return key
+
+
+@write_step()
+def _anchor_head(ctx: GovernanceContext, model: str) -> None:
+    """Anchor the chain head outside the tower database: a DB admin who deletes or rewrites rows
+    cannot also make the registry agree (``audit verify`` compares both)."""
+    newest = ledger.read(ctx.engine, ledger.head)
+    if newest is not None:
+        ctx.registry.set_model_tag(model, _key(HEAD_TAG), head_tag_value(newest))
 
 
 @dataclass(frozen=True)
@@ -126,24 +152,27 @@ class Projected:
 
 
 @write_step()
-def apply_projection(ctx: GovernanceContext, decision: Decision) -> Projected:
-    """Write the decision's audit tag (and, for the latest promotion of a stage, the state tags
-    and the alias/stage), read it back, record it. Raises a TowerError if the registry fails."""
-    key = audit_tag_key(decision.decision_id)
-    value = audit_tag_value(decision)
-    ctx.registry.set_version_tag(decision.model, decision.version, key, value)
+def _project_locked(ctx: GovernanceContext, decision: Decision) -> Projected:
+    key = _write_tag(ctx, decision)
     applied: dict[str, Any] = {"audit_tag": key, "model": decision.model, "version": decision.version}
     moved = False
     if decision.action == ledger.PROMOTE:
-        latest = ledger.read(ctx.engine, lambda c: ledger.latest_promotion(c, decision.model, decision.to_stage))
-        if latest is not None and latest.decision_id == decision.decision_id:
-            applied["stage"] = _sync_stage(ctx, decision)
+        state = _reconcile_stage(ctx, decision.model, decision.to_stage)
+        if state is not None and state["version"] == decision.version:
+            applied["stage"] = state
             moved = True
-    if ctx.registry.version_tags(decision.model, decision.version).get(key) != value:
-        raise RegistryUnavailable(f"The audit tag of decision {decision.decision_id[:12]} did not read back as "
-                                  "written.", "Run the projection repair.")
+    _anchor_head(ctx, decision.model)
     recorded = ledger.record_projection(ctx.engine, decision.decision_id, key, applied, ctx.now())
     return Projected(decision.decision_id, key, moved, recorded)
+
+
+@write_step()
+def apply_projection(ctx: GovernanceContext, decision: Decision) -> Projected:
+    """Write the decision's audit tag, make the stage's holder the ledger's latest promotion, anchor
+    the chain head, record it; all under the projection lock. Raises a TowerError if the registry
+    fails (the decision stays recorded; the repair applies it)."""
+    with ledger.projection_lock(ctx.engine):
+        return _project_locked(ctx, decision)
 
 
 @dataclass(frozen=True)
@@ -151,6 +180,7 @@ class RepairReport:
     applied: tuple[str, ...]  # decision ids projected now
     failed: tuple[tuple[str, str], ...]  # (decision id, why)
     already: int  # decisions whose projection was already recorded
+    stages_fixed: tuple[str, ...] = ()  # "model: stage -> vN" moved back to the ledger's holder
 
 
 def pending_projections(ctx: GovernanceContext) -> list[Decision]:
@@ -163,15 +193,27 @@ def pending_projections(ctx: GovernanceContext) -> list[Decision]:
 
 @write_action(Action.REPAIR_PROJECTION)
 def repair_projections(ctx: GovernanceContext, actor: Actor) -> RepairReport:
-    """Re-apply every decision whose projection is missing (e.g. a crash after the ledger commit)."""
+    """Reconcile the registry to the ledger, under the projection lock: every decision has its audit
+    tag, each stage the tower promoted is held by the ledger's latest promotion of it; nothing else
+    changes. Idempotent, and safe beside decisions and other repairs (they wait for the lock)."""
     authorize(actor, Action.REPAIR_PROJECTION, _Resource())
-    total = ledger.read(ctx.engine, lambda c: len(ledger.projected_ids(c)))
     applied: list[str] = []
     failed: list[tuple[str, str]] = []
-    for decision in pending_projections(ctx):
-        try:
-            if apply_projection(ctx, decision).recorded:
-                applied.append(decision.decision_id)
-        except TowerError as exc:
-            failed.append((decision.decision_id, exc.message))
-    return RepairReport(applied=tuple(applied), failed=tuple(failed), already=total)
+    fixed: list[str] = []
+    with ledger.projection_lock(ctx.engine):
+        total = ledger.read(ctx.engine, lambda c: len(ledger.projected_ids(c)))
+        for decision in pending_projections(ctx):
+            try:
+                if _project_locked(ctx, decision).recorded:
+                    applied.append(decision.decision_id)
+            except TowerError as exc:
+                failed.append((decision.decision_id, exc.message))
+        for model, stage in sorted(ledger.read(ctx.engine, ledger.promoted_stages)):
+            try:
+                before = ctx.current_holders(model).get(stage)
+                state = _reconcile_stage(ctx, model, stage)
+                if state is not None and before != state["version"]:
+                    fixed.append(f"{model}: {stage} -> v{state['version']}")
+            except TowerError as exc:
+                failed.append((f"{model}/{stage}", exc.message))
+    return RepairReport(applied=tuple(applied), failed=tuple(failed), already=total, stages_fixed=tuple(fixed))

@@ -93,10 +93,10 @@ def _monitor_run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from services import wiring
     from services.monitoring.reference import load_or_compute
     from services.monitoring.report import window_report
-    from services.tower_db import create_schema, make_tower_engine
-    from services.warehouse import make_engine
+    from services.tower_db import create_schema
 
     settings = load_settings()
     _model(settings, args.model)
@@ -108,9 +108,8 @@ def _report(args: argparse.Namespace) -> int:
     if args.reference_start is not None and args.reference_start >= args.reference_end:
         raise ConfigError("--reference-start must be before --reference-end.")
     mapping = settings.models[args.model]
-    warehouse = make_engine(settings.warehouse_url, connect_timeout_s=settings.warehouse_timeout_s,
-                                          statement_timeout_s=settings.warehouse_statement_timeout_s)
-    tower = make_tower_engine(settings.tower_db_url)
+    warehouse = wiring.warehouse_engine(settings)
+    tower = wiring.tower_engine(settings)
     try:
         create_schema(tower)
         profile = load_or_compute(tower, warehouse, mapping, args.reference_start, args.reference_end)

@@ -188,8 +188,8 @@ def run_monitoring(settings: Any, *, model: str | None = None, since: date | Non
                    warehouse: Engine | None = None, tower: Engine | None = None,
                    now: datetime | None = None) -> list[ModelRun]:
     """Run the job for one model or every mapped model (engines made from ``settings`` unless given)."""
-    from services.tower_db import create_schema, make_tower_engine
-    from services.warehouse import make_engine
+    from services import wiring
+    from services.tower_db import create_schema
 
     if model is not None and model not in settings.models:
         known = ", ".join(sorted(settings.models)) or "none"
@@ -198,9 +198,8 @@ def run_monitoring(settings: Any, *, model: str | None = None, since: date | Non
         raise ConfigError(f"--since {since} is after --until {until}.")
     names = [model] if model is not None else sorted(settings.models)
     own_warehouse, own_tower = warehouse is None, tower is None
-    warehouse = warehouse or make_engine(settings.warehouse_url, connect_timeout_s=settings.warehouse_timeout_s,
-                                          statement_timeout_s=settings.warehouse_statement_timeout_s)
-    tower = tower or make_tower_engine(settings.tower_db_url)
+    warehouse = warehouse or wiring.warehouse_engine(settings)
+    tower = tower or wiring.tower_engine(settings)
     try:
         create_schema(tower)
         runs = []

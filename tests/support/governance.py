@@ -63,6 +63,12 @@ policies:
       - {name: roc_auc, direction: higher, max_regression: 0.01}
 """
 
+# The service accounts' tokens (TOWER_SERVICE_TOKEN); CONFIG_YAML holds only their salted hashes.
+CI_BOT_TOKEN = "ci-bot-test-token-5f2c81"
+OPS_BOT_TOKEN = "ops-bot-test-token-a93e07"
+READER_BOT_TOKEN = "reader-bot-test-token-41bd6c"
+SERVICE_TOKENS = {"ci-bot": CI_BOT_TOKEN, "ops-bot": OPS_BOT_TOKEN, "reader-bot": READER_BOT_TOKEN}
+
 CONFIG_YAML = """
 stages:
   Production: production
@@ -82,15 +88,25 @@ auth:
   roles_claim: groups
   roles: {}
   service_accounts:
-    ci-bot: {roles: [model_owner]}
-    ops-bot: {roles: [admin]}
-    reader-bot: {roles: [viewer]}
+    ci-bot:
+      roles: [model_owner]
+      token_hash: "scrypt$16384$8$1$iAlt2BqFDtEvLziW0APeLw==$WWWv1SyS5d2Z2wnboQTvFWyM7ORbNy5NjdIAeU18XJ4="
+    ops-bot:
+      roles: [viewer]
+      repair: true
+      token_hash: "scrypt$16384$8$1$11L781BtqvQQ3TS+54KWCQ==$6Br4MZYHT+jGVma7QMNsFHxOvA88DH4yBaV5V0t2MWY="
+    reader-bot:
+      roles: [viewer]
+      token_hash: "scrypt$16384$8$1$1GbOTvRXswJ2H/e99EiReQ==$1C/lE9SSq/OLi5uS9wx+3QP1bV3YiT1u30etsmgyJKg="
 """
 
 
-def person(subject: str, *roles: str, issuer: str = ISSUER, email: str | None = None) -> Actor:
+def person(subject: str, *roles: str, issuer: str = ISSUER, email: str | None = None,
+           username: str | None = None, person: str | None = None) -> Actor:
+    """A signed-in person (kind "person"); ``person`` is the normalised person claim, if any."""
     return Actor(issuer=issuer, subject=subject, name=subject.title(),
-                 email=email if email is not None else f"{subject}@example.test", roles=frozenset(roles))
+                 email=email if email is not None else f"{subject}@example.test", roles=frozenset(roles),
+                 kind="person", username=username, person=person)
 
 
 ALICE = person("alice", "model_owner")
@@ -275,9 +291,13 @@ def open_world(root: Path, kind: str = "sqlite", *, policies: str = POLICY_YAML,
 
 
 def context_from_env() -> GovernanceContext:
-    """What a separate process builds from World.env() (no schema creation: the test made it)."""
-    settings = load_settings()
-    return GovernanceContext.from_settings(settings, create_schema=False)
+    """What a separate process builds from World.env() (no schema creation: the test made it); like
+    the World's own context, without a monitoring source, so both record the same evidence."""
+    from dataclasses import replace
+
+    from services.wiring import governance_context
+
+    return replace(governance_context(load_settings(), create_schema=False), monitoring=None)
 
 
 class FixedMonitoring:

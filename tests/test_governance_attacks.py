@@ -1,0 +1,417 @@
+"""Governance under attack: each test starts from what an attacker (or bad luck) does and pins what
+the tower must still guarantee. On SQLite and on PostgreSQL; the races also across processes.
+
+Attackers: a caller spelling a version another way, a requester with database access, a database
+admin deleting or rewriting ledger rows, a registry editor deleting or forging audit tags, a
+registry that fails half-way through a projection, two repairs and a decision racing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from services.errors import Forbidden, RegistryUnavailable, TowerError
+from services.governance import audit, ledger, projection, promotion
+from services.governance.promotion import StaleRequest
+from services.governance.validation import InvalidInput, canonical_version
+from services.registry import Registry
+from services.settings import PROJECT_ROOT
+from tests.support.governance import ADA, ALICE, RITA, ROB, World, open_world, person
+
+TWO_APPROVALS = """
+policies:
+  default:
+    approvals_required: 2
+    approvers: {roles: [reviewer]}
+"""
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    with open_world(tmp_path, request.param) as w:
+        yield w
+
+
+def _rows(world: World) -> list[ledger.Decision]:
+    return ledger.read(world.ctx.engine, lambda c: ledger.decisions(c))
+
+
+def _as_db_admin(world: World, *statements: str) -> None:
+    """What someone with write access to the tower database does, bypassing the tower."""
+    with world.ctx.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS governance_ledger_no_update")
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS governance_ledger_no_delete")
+        else:
+            conn.exec_driver_sql("ALTER TABLE governance_ledger DISABLE TRIGGER USER")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+
+
+def _promoted(world: World) -> list[ledger.Decision]:
+    rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "better auc").request.id
+    assert promotion.approve(world.ctx, RITA, rid, "ok").promoted
+    return _rows(world)
+
+
+# ----------------------------------------------------------------------------------------------
+# Canonical versions
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spelling", ["03", " 3", "3.0", "\u0663", "+3", "3 ", "３"])
+def test_a_version_spelled_another_way_is_refused_naming_the_canonical_form(world: World, spelling: str) -> None:
+    promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "the real one")
+    with pytest.raises(InvalidInput, match="not in canonical form.*Write it as 3"):
+        promotion.request_promotion(world.ctx, ALICE, "credit-risk", spelling, "Production", "a second one")
+    assert [r.version for r in promotion.list_requests(world.ctx, status="open")] == ["3"]
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "", "1" * 30, "v3", "3\x00"])
+def test_what_is_no_version_at_all_is_refused(bad: str) -> None:
+    with pytest.raises(InvalidInput, match="not in canonical form"):
+        canonical_version(bad)
+
+
+def test_the_registry_refuses_a_non_canonical_version_before_writing() -> None:
+    registry = Registry("sqlite:///unused.db")
+    with pytest.raises(TowerError, match="canonical"):
+        registry.set_alias("credit-risk", "production", "03")
+
+
+# ----------------------------------------------------------------------------------------------
+# No stale decisions
+# ----------------------------------------------------------------------------------------------
+def test_an_older_request_approved_after_a_newer_promotion_is_refused_and_can_be_refreshed(world: World) -> None:
+    older = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    newer = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "2", "Production", "v2").request.id
+    assert promotion.approve(world.ctx, RITA, newer, "v2 first").promoted
+    assert world.ctx.registry.model_aliases("credit-risk")["production"] == "2"
+
+    with pytest.raises(StaleRequest, match=r"held by v1 when this evidence was taken and is held by v2 now") as err:
+        promotion.approve(world.ctx, ROB, older, "late approval")
+    assert "Refresh evidence" in err.value.hint
+    with pytest.raises(StaleRequest):
+        promotion.reject(world.ctx, ROB, older, "late rejection")
+    assert world.ctx.registry.model_aliases("credit-risk")["production"] == "2"  # nothing silently replaced
+
+    promotion.refresh_evidence(world.ctx, ROB, older)
+    request = promotion.get_request(world.ctx, older)
+    assert (request.previous_version, request.round, request.approvals) == ("2", 1, ())
+    assert promotion.approve(world.ctx, ROB, older, "on the fresh evidence").promoted
+    assert world.ctx.registry.model_aliases("credit-risk")["production"] == "3"
+    assert audit.verify_all(world.ctx).ok
+
+
+def test_evidence_older_than_the_policy_allows_is_refused_until_refreshed(world: World) -> None:
+    rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    now = world.ctx.now()
+    later = dataclasses.replace(world.ctx, clock=lambda: now + timedelta(days=8))
+    with pytest.raises(StaleRequest, match="collected 8.0 days ago.*up to 7 days old"):
+        promotion.approve(later, RITA, rid, "a week later")
+    promotion.refresh_evidence(later, RITA, rid)
+    assert promotion.approve(later, RITA, rid, "fresh").promoted
+
+
+def test_a_refresh_resets_the_approvals_given_on_the_old_evidence(tmp_path: Path) -> None:
+    with open_world(tmp_path, policies=TWO_APPROVALS) as world:
+        rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+        promotion.approve(world.ctx, ROB, rid, "first of two")
+        promotion.refresh_evidence(world.ctx, RITA, rid)
+        request = promotion.get_request(world.ctx, rid)
+        assert request.approvals == () and [why for _, why in request.void_approvals] == [
+            "It was given before the evidence was refreshed."]
+        assert not promotion.approve(world.ctx, RITA, rid, "one of two again").promoted
+        assert promotion.approve(world.ctx, ROB, rid, "rob again, on the new evidence").promoted
+
+
+# ----------------------------------------------------------------------------------------------
+# Four-eyes against a database user, quorum re-checked
+# ----------------------------------------------------------------------------------------------
+def test_editing_the_requester_in_the_request_table_does_not_let_the_requester_approve(world: World) -> None:
+    alice = person("alice", "model_owner", "reviewer")
+    rid = promotion.request_promotion(world.ctx, alice, "credit-risk", "3", "Production", "mine").request.id
+    with world.ctx.engine.begin() as conn:
+        conn.execute(ledger.REQUESTS.update().where(ledger.REQUESTS.c.id == rid).values(requester_subject="mallory"))
+    with pytest.raises((Forbidden, ledger.TamperedRecord)):
+        promotion.approve(world.ctx, alice, rid, "approving my own")
+    assert world.ctx.registry.model_aliases("credit-risk")["production"] == "1"
+    report = audit.verify_all(world.ctx)
+    assert not report.ok and report.findings[0].kind == "request"
+    assert "requester_subject differs" in report.findings[0].message
+
+
+def test_an_approval_whose_approver_lost_the_right_no_longer_completes_the_quorum(tmp_path: Path) -> None:
+    with open_world(tmp_path, policies=TWO_APPROVALS) as world:
+        rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+        promotion.approve(world.ctx, ROB, rid, "rob, a reviewer then")
+        # rob acts again later without the reviewer role: the ledger now knows his current rights
+        demoted = person("rob", "model_owner")
+        world.client.set_registered_model_tag("fraud-detection", "owner", "rob")
+        promotion.request_promotion(world.ctx, demoted, "fraud-detection", "3", "Staging", "as an owner now")
+        outcome = promotion.approve(world.ctx, RITA, rid, "second approval")
+        assert not outcome.promoted
+        request = promotion.get_request(world.ctx, rid)
+        assert [d.actor_subject for d in request.approvals] == ["rita"]
+        assert [why for _, why in request.void_approvals] == ["Rob no longer holds the reviewer role."]
+        assert world.ctx.registry.model_aliases("credit-risk")["production"] == "1"
+
+
+# ----------------------------------------------------------------------------------------------
+# Tamper evidence anchored in the registry
+# ----------------------------------------------------------------------------------------------
+def test_deleting_the_newest_ledger_row_is_reported_by_its_sequence_number(world: World) -> None:
+    rows = _promoted(world)
+    newest = rows[-1]
+    assert audit.verify_all(world.ctx).ok
+    _as_db_admin(world, f"DELETE FROM governance_projections WHERE decision_id = '{newest.decision_id}'",
+                 f"DELETE FROM governance_ledger WHERE seq = {newest.seq}")
+    assert audit.verify_chain(world.ctx).ok  # the chain alone cannot see it
+    report = audit.verify_all(world.ctx)
+    assert not report.ok and report.findings[0].kind == "short_ledger"
+    assert report.findings[0].seq == newest.seq and f"row {newest.seq}" in report.summary
+
+
+def test_rewriting_a_row_and_rehashing_every_row_after_it_is_caught_by_the_registry_anchors(world: World) -> None:
+    rows = _promoted(world)
+    _as_db_admin(world, "UPDATE governance_ledger SET comment = 'nothing to see' WHERE seq = 1")
+    with world.ctx.engine.begin() as conn:  # re-hash the whole chain, as a careful admin would
+        prev = ledger.GENESIS_HASH
+        for row in conn.execute(sa.select(ledger.LEDGER).order_by(ledger.LEDGER.c.seq)).mappings().all():
+            values = {**row, "prev_hash": prev}
+            values["hash"] = ledger.row_hash(values)
+            conn.execute(ledger.LEDGER.update().where(ledger.LEDGER.c.seq == row["seq"])
+                         .values(prev_hash=values["prev_hash"], hash=values["hash"]))
+            prev = values["hash"]
+    assert audit.verify_chain(world.ctx).ok  # self-consistent again
+    report = audit.verify_all(world.ctx)
+    assert not report.ok
+    assert {f.kind for f in report.findings} >= {"forged_tag", "head"}
+    assert report.findings[0].seq == rows[0].seq
+
+
+def test_an_emptied_ledger_is_reported_while_audit_tags_remain(world: World) -> None:
+    _promoted(world)
+    _as_db_admin(world, "DELETE FROM governance_projections", "DELETE FROM governance_ledger",
+                 "DELETE FROM governance_requests")
+    report = audit.verify_all(world.ctx)
+    assert report.rows == 0 and not report.ok
+    assert {f.kind for f in report.findings} >= {"short_ledger"}
+
+
+def test_editing_an_evidence_body_from_failed_to_passed_is_refused_at_load_and_reported(world: World) -> None:
+    rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "4", "Production", "v4").request.id
+    request = promotion.get_request(world.ctx, rid)
+    evidence = promotion.evidence_snapshot(world.ctx, request.evidence_digest or "")
+    assert evidence is not None and [g.status for g in evidence.gates if g.name == "metric:roc_auc"] == ["failed"]
+    with world.ctx.engine.begin() as conn:
+        conn.execute(ledger.EVIDENCE.update().values(body=sa.func.replace(ledger.EVIDENCE.c.body, '"failed"',
+                                                                          '"passed"')))
+    with pytest.raises(ledger.TamperedRecord, match="altered"):
+        promotion.evidence_snapshot(world.ctx, request.evidence_digest or "")
+    report = audit.verify_all(world.ctx)
+    assert [f.kind for f in report.findings] == ["evidence"] and report.findings[0].seq == 1
+
+
+def test_a_deleted_or_forged_audit_tag_in_the_registry_is_reported(world: World) -> None:
+    rows = _promoted(world)
+    client = world.client
+    client.delete_model_version_tag("credit-risk", "3", f"tower_audit_{rows[0].decision_id}")
+    forged = json.dumps({"seq": 2, "hash": "0" * 64, "action": "promote"})
+    client.set_model_version_tag("credit-risk", "4", "tower_audit_" + "f" * 64, forged)
+    report = audit.verify_all(world.ctx)
+    kinds = {(f.kind, f.seq) for f in report.findings}
+    assert ("missing_tag", 1) in kinds and ("extra_tag", 2) in kinds
+
+
+@pytest.mark.postgres
+def test_truncate_of_the_ledger_is_refused_on_postgresql(tmp_path: Path) -> None:
+    with open_world(tmp_path, "postgres") as world:
+        _promoted(world)
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), world.ctx.engine.begin() as conn:
+            conn.exec_driver_sql("TRUNCATE governance_ledger CASCADE")
+        assert len(_rows(world)) == 2
+
+
+def test_audit_verify_exits_non_zero_and_names_the_deleted_newest_row(world: World) -> None:
+    rows = _promoted(world)
+    command = [sys.executable, "-m", "services.cli", "audit", "verify"]
+    ok = subprocess.run(command, env=world.env(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr[-2000:]
+    _as_db_admin(world, f"DELETE FROM governance_projections WHERE decision_id = '{rows[-1].decision_id}'",
+                 f"DELETE FROM governance_ledger WHERE seq = {rows[-1].seq}")
+    bad = subprocess.run(command, env=world.env(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and f"row {rows[-1].seq}" in bad.stdout.splitlines()[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# The projection converges
+# ----------------------------------------------------------------------------------------------
+def _registry_state(world: World) -> tuple[str | None, dict[str, str]]:
+    tags: dict[str, str] = {}
+    for version in ("1", "2", "3", "4"):
+        tags.update({k: v for k, v in world.ctx.registry.version_tags("credit-risk", version).items()
+                     if k.startswith("tower_audit_")})
+    return world.ctx.registry.model_aliases("credit-risk").get("production"), tags
+
+
+def _assert_converged(world: World) -> None:
+    rows = _rows(world)
+    holder, tags = _registry_state(world)
+    latest = ledger.read(world.ctx.engine, lambda c: ledger.latest_promotion(c, "credit-risk", "Production"))
+    assert holder == (latest.version if latest else "1")
+    assert set(tags) == {f"tower_audit_{d.decision_id}" for d in rows if d.model == "credit-risk"}
+    assert projection.pending_projections(world.ctx) == []
+    assert audit.detect_external_changes(world.ctx, "credit-risk") == []
+    assert audit.verify_all(world.ctx).ok
+
+
+class _Failing:
+    """The registry, failing once at one step of a projection."""
+
+    def __init__(self, registry: Registry, step: str) -> None:
+        self._registry, self._step, self.failed = registry, step, False
+
+    def __getattr__(self, name: str):
+        return getattr(self._registry, name)
+
+    def _maybe_fail(self, step: str) -> None:
+        if step == self._step and not self.failed:
+            self.failed = True
+            raise RegistryUnavailable(f"injected failure {step}")
+
+    def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        audit_tag = key.startswith("tower_audit_")
+        if audit_tag:
+            self._maybe_fail("before_tag")
+        self._registry.set_version_tag(name, version, key, value)
+        if audit_tag:
+            self._maybe_fail("after_tag")
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._maybe_fail("before_alias")
+        self._registry.set_alias(name, alias, version)
+        self._maybe_fail("after_alias")
+
+
+@pytest.mark.parametrize("step", ["before_tag", "after_tag", "before_alias", "after_alias"])
+def test_a_registry_failure_at_any_step_is_reconciled_by_repair_idempotently(world: World, step: str) -> None:
+    first = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    failing = _Failing(world.ctx.registry, step)
+    broken = dataclasses.replace(world.ctx, registry=failing)
+    outcome = promotion.approve(broken, RITA, first, "approved while the registry fails")
+    assert failing.failed and outcome.projection_error and "injected failure" in outcome.projection_error
+    # a newer promotion lands meanwhile: the repair must not give the stage back to the older one
+    second = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "2", "Production", "v2").request.id
+    assert promotion.approve(world.ctx, ROB, second, "v2 on top").promoted
+    projection.repair_projections(world.ctx, ADA)
+    _assert_converged(world)
+    assert _registry_state(world)[0] == "2"
+    before = _registry_state(world)
+    again = projection.repair_projections(world.ctx, ADA)
+    assert again.applied == () and again.failed == () and _registry_state(world) == before
+
+
+def test_a_stage_moved_outside_the_tower_is_given_back_by_repair(world: World) -> None:
+    _promoted(world)
+    world.client.set_registered_model_alias("credit-risk", "production", "4")
+    (change,) = audit.detect_external_changes(world.ctx, "credit-risk")
+    assert not change.projection_pending and change.actual_version == "4"
+    report = projection.repair_projections(world.ctx, ADA)
+    assert report.stages_fixed == ("credit-risk: Production -> v3",)
+    _assert_converged(world)
+
+
+def test_two_repairs_and_a_decision_racing_in_threads_converge(world: World) -> None:
+    rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    with world.ctx.engine.begin() as conn:  # leave something for the repairs to do
+        conn.execute(ledger.PROJECTIONS.delete())
+    with ThreadPoolExecutor(3) as pool:
+        jobs = [pool.submit(projection.repair_projections, world.ctx, ADA),
+                pool.submit(promotion.approve, world.ctx, RITA, rid, "racing"),
+                pool.submit(projection.repair_projections, world.ctx, ADA)]
+        results = [j.result(timeout=120) for j in jobs]
+    assert results[1].promoted
+    _assert_converged(world)
+    assert _registry_state(world)[0] == "3"
+
+
+def repair_in_process(env: dict[str, str], barrier: object, results: object) -> None:
+    import os
+
+    from tests.support.governance import context_from_env
+
+    os.environ.update(env)
+    ctx = context_from_env()
+    try:
+        barrier.wait(timeout=120)  # type: ignore[attr-defined]
+        report = projection.repair_projections(ctx, ADA)
+        results.put(("ok", len(report.failed)))  # type: ignore[attr-defined]
+    except BaseException as exc:  # reported, so the test shows it
+        results.put(("crash", repr(exc)))  # type: ignore[attr-defined]
+    finally:
+        ctx.engine.dispose()
+
+
+def approve_in_process(env: dict[str, str], request_id: str, barrier: object, results: object) -> None:
+    import os
+
+    from tests.support.governance import context_from_env
+
+    os.environ.update(env)
+    ctx = context_from_env()
+    try:
+        barrier.wait(timeout=120)  # type: ignore[attr-defined]
+        outcome = promotion.approve(ctx, RITA, request_id, "from another process")
+        results.put(("ok", outcome.promoted))  # type: ignore[attr-defined]
+    except BaseException as exc:
+        results.put(("crash", repr(exc)))  # type: ignore[attr-defined]
+    finally:
+        ctx.engine.dispose()
+
+
+def test_two_repairs_and_a_decision_racing_in_separate_processes_converge(world: World) -> None:
+    first = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "2", "Production", "v2").request.id
+    promotion.approve(dataclasses.replace(world.ctx, registry=_Failing(world.ctx.registry, "before_alias")),
+                      RITA, first, "left pending")
+    rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    promotion.refresh_evidence(world.ctx, ROB, rid)  # the holder changed when v2's promotion was recorded
+    context = mp.get_context("spawn")
+    barrier, results = context.Barrier(3), context.Queue()
+    processes = [context.Process(target=repair_in_process, args=(world.env(), barrier, results)),
+                 context.Process(target=approve_in_process, args=(world.env(), rid, barrier, results)),
+                 context.Process(target=repair_in_process, args=(world.env(), barrier, results))]
+    for process in processes:
+        process.start()
+    answers = [results.get(timeout=180) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    assert all(a[0] == "ok" for a in answers), answers
+    projection.repair_projections(world.ctx, ADA)  # a projection that timed out on the lock is picked up here
+    _assert_converged(world)
+    assert _registry_state(world)[0] == "3"
+
+
+def test_a_row_written_before_versions_were_canonical_is_reported_at_verification(world: World) -> None:
+    rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    with world.ctx.engine.begin() as conn:  # what an older tower wrote: "03" beside "3"
+        row = dict(conn.execute(sa.select(ledger.LEDGER)).mappings().one())
+        conn.execute(ledger.REQUESTS.update().where(ledger.REQUESTS.c.id == rid).values(version="03"))
+    _as_db_admin(world, "DELETE FROM governance_projections", "DELETE FROM governance_ledger")
+    values = {**row, "version": "03"}
+    values["hash"] = ledger.row_hash(values)
+    with world.ctx.engine.begin() as conn:
+        conn.execute(ledger.LEDGER.insert().values(**values))
+    report = audit.verify_all(world.ctx)
+    assert report.findings[0].kind == "version" and "'03'" in report.findings[0].message
+    with pytest.raises(TowerError, match="canonical"):
+        promotion.approve(world.ctx, RITA, rid, "cannot approve a non-canonical version")
