@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
+import pandas as pd
 import streamlit as st
 
 from app_pages import cached
@@ -30,9 +31,12 @@ def _history(settings: Settings, model: str | None) -> None:
     rows = audit.history(ctx, model=model, actor=who.strip() or None, action=None if action == "any" else action,
                          since=datetime.combine(since, time.min, UTC) if since else None,
                          until=datetime.combine(until, time.max, UTC) if until else None)
-    report = audit.verify_chain(ctx)
+    report = audit.verify_all(ctx)
     (st.success if report.ok else st.error)(literal(report.summary), icon=":material/verified:" if report.ok
                                             else ":material/gpp_bad:")
+    if report.findings:
+        st.dataframe(pd.DataFrame([{"finding": f.kind, "where": f.where, "what": f.message}
+                                   for f in report.findings]), hide_index=True)
     if not rows:
         st.info("No decision matches these filters yet.")
         return

@@ -11,6 +11,7 @@ from app_pages.session import actor_for_write, require_roles
 from services.errors import TowerError
 from services.governance import promotion
 from services.governance.authz import Action
+from services.governance.context import GovernanceContext
 from services.identity import Actor
 from services.settings import load_settings
 
@@ -46,6 +47,22 @@ def _decide(request: promotion.PromotionRequest, actor: Actor, failing: list[str
                        "An administrator's repair pass will apply it.")
 
 
+def _stale(ctx: GovernanceContext, request: promotion.PromotionRequest, actor: Actor) -> bool:
+    """Show the current holder; when the evidence is out of date, say why and offer a refresh."""
+    holder = promotion.governed_holders(ctx, request.model).get(request.stage)
+    st.markdown(f"**Current holder of {literal(request.stage)}:** {'v' + literal(holder) if holder else 'nobody'}"
+                f" · compared against v{literal(request.previous_version) if request.previous_version else '—'}")
+    why = promotion.staleness(ctx, request)
+    if why is None:
+        return False
+    st.warning(f"{literal(why)}  \nRefresh the evidence to decide: a new snapshot is taken against the current "
+               "holder and the approvals so far are reset.", icon=":material/update:")
+    if st.button("Refresh evidence", key=f"refresh_{request.id}", icon=":material/refresh:"):
+        promotion.refresh_evidence(ctx, actor_for_write(load_settings()), request.id)
+        st.rerun()
+    return True
+
+
 def render() -> None:
     st.title("Review queue")
     settings = load_settings()
@@ -73,6 +90,8 @@ def render() -> None:
                f"{request.approvals_required}")
     st.text_area("Justification", request.reason, disabled=True)
     try:
+        if _stale(ctx, request, actor):
+            return
         evidence = promotion.evidence_snapshot(ctx, request.evidence_digest or "")
         failing = []
         if evidence is not None:
@@ -82,6 +101,9 @@ def render() -> None:
             failing = [g.name for g in evidence.gates if g.status != "passed"]
         if request.approvals:
             st.dataframe(decisions_table(list(request.approvals)), hide_index=True)
+        for approval, why in request.void_approvals:
+            st.warning(f"The approval by {literal(approval.actor_name)} no longer counts: {literal(why)}",
+                       icon=":material/person_off:")
         _decide(request, actor, failing)
     except TowerError as err:
         show_error(err)

@@ -189,3 +189,39 @@ def test_an_expired_sign_in_cannot_decide_and_nothing_is_recorded(stores):
     widget(at.button, "Approve").click().run()
     assert "sign-in has expired" in texts(at, ("error",))
     assert not audit.history(ctx, action="approve")
+
+
+def test_a_stale_request_is_refused_on_the_review_page_until_the_evidence_is_refreshed(stores):
+    settings, ctx = stores
+    request_in_browser("dave", "demand-forecast", "4", "Production", "retrained on October")
+    # the holder changes under the request: an admin's rollback-style move outside the tower
+    MlflowClient(tracking_uri=settings.mlflow_tracking_uri).set_registered_model_alias(
+        "demand-forecast", "production", "2")
+    at = page("ravi", "app_pages/review.py")
+    assert not at.exception
+    warning = texts(at, ("warning",))
+    assert "held by v3 when this evidence was taken and is held by v2 now" in warning
+    assert "Refresh the evidence" in warning and not [b for b in at.button if b.label == "Approve"]
+    widget(at.button, "Refresh evidence").click().run()
+    assert not at.exception
+    [req] = promotion.list_requests(ctx, status="open")
+    assert (req.round, req.previous_version) == (1, "2")
+    at = decide_in_browser("ravi", "Reject", "on the fresh evidence: v4 served no traffic")
+    assert not texts(at, ("error",)), texts(at, ("error",))
+    assert promotion.get_request(ctx, req.id).status == "rejected"
+
+
+def test_the_audit_page_reports_a_deleted_newest_ledger_row_by_its_sequence_number(stores):
+    settings, ctx = stores
+    request_in_browser("dave", "demand-forecast", "4", "Production", "retrained on October")
+    decide_in_browser("ravi", "Reject", "not yet")
+    [newest] = audit.history(ctx, limit=1)
+    with ctx.engine.begin() as conn:  # a database admin, bypassing the tower
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS governance_ledger_no_delete") \
+            if conn.dialect.name == "sqlite" else conn.exec_driver_sql(
+                "ALTER TABLE governance_ledger DISABLE TRIGGER USER")
+        conn.exec_driver_sql(f"DELETE FROM governance_projections WHERE decision_id = '{newest.decision_id}'")
+        conn.exec_driver_sql(f"DELETE FROM governance_ledger WHERE seq = {newest.seq}")
+    at = page("vera", "app_pages/audit.py", model="demand-forecast")
+    assert not at.exception
+    assert f"row {newest.seq}" in texts(at, ("error",))

@@ -236,6 +236,9 @@ def collect_evidence(ctx: GovernanceContext, model: str, version: str, stage: st
         ctx, "Fairness", lambda: monitoring.latest_fairness_dpd(model), notes)
     if monitoring is None:
         notes.append("No monitoring source is connected: no drift or fairness data.")
+    if ctx.registry.version_creator(model, version) is None:
+        notes.append(f"The creator of version {version} is unknown (no run and no user tag): the four-eyes rule "
+                     "cannot exclude them.")
     policy = ctx.policy(model)
     return Evidence(
         model=model, version=version, stage=stage, candidate=candidate, holder=holder, fairness_dpd=fairness,

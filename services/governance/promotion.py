@@ -529,6 +529,11 @@ def _staleness(ctx: GovernanceContext, request: PromotionRequest, holders: dict[
 _REFRESH_HINT = "Press “Refresh evidence” to take a new snapshot (the approvals so far are reset), then decide."
 
 
+def staleness(ctx: GovernanceContext, request: PromotionRequest) -> str | None:
+    """Why a decision on ``request`` would be refused as stale now (None: it may be decided)."""
+    return _staleness(ctx, request, governed_holders(ctx, request.model))
+
+
 def _refuse_if_stale(ctx: GovernanceContext, request: PromotionRequest, holders: dict[str, str | None]) -> None:
     why = _staleness(ctx, request, holders)
     if why is not None:
