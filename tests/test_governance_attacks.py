@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from services.errors import Forbidden, RegistryUnavailable, TowerError
 from services.governance import audit, ledger, projection, promotion
+from services.governance.ledger_keys import LedgerKeys, MissingLedgerKey
 from services.governance.promotion import StaleRequest
 from services.governance.validation import InvalidInput, canonical_version
 from services.registry import Registry
@@ -415,3 +416,43 @@ def test_a_row_written_before_versions_were_canonical_is_reported_at_verificatio
     assert report.findings[0].kind == "version" and "'03'" in report.findings[0].message
     with pytest.raises(TowerError, match="canonical"):
         promotion.approve(world.ctx, RITA, rid, "cannot approve a non-canonical version")
+
+
+# ----------------------------------------------------------------------------------------------
+# Keyed hashing: a database admin without the key cannot re-hash the chain
+# ----------------------------------------------------------------------------------------------
+KEY_ONE, KEY_TWO = "k1-" + "a" * 40, "k2-" + "b" * 40
+
+
+def test_with_a_ledger_key_a_rehashed_chain_does_not_verify_and_rotation_keeps_old_rows(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOWER_LEDGER_KEY", KEY_ONE)
+    monkeypatch.setenv("TOWER_SECRETS_FILE", str(world.root / "no-secrets.toml"))
+    rows = _promoted(world)
+    assert all(r for r in ledger.read(world.ctx.engine, lambda c: c.execute(sa.select(ledger.LEDGER.c.key_id))
+                                                                    .scalars().all()))
+    assert audit.verify_chain(world.ctx).ok
+    # rotation: a new current key, the old one kept as previous; old rows verify, new rows use the new key
+    monkeypatch.setenv("TOWER_LEDGER_KEY", KEY_TWO)
+    monkeypatch.setenv("TOWER_LEDGER_PREVIOUS_KEYS", KEY_ONE)
+    promotion.request_promotion(world.ctx, ALICE, "credit-risk", "2", "Production", "after rotation")
+    assert audit.verify_all(world.ctx).ok
+    monkeypatch.setenv("TOWER_LEDGER_PREVIOUS_KEYS", "")  # the old key lost: its rows are reported, not trusted
+    assert "not configured" in (audit.verify_chain(world.ctx).problem or "")
+    monkeypatch.setenv("TOWER_LEDGER_PREVIOUS_KEYS", KEY_ONE)
+    # an admin without the key rewrites row 1 and re-hashes the chain with plain SHA-256
+    _as_db_admin(world, "UPDATE governance_ledger SET comment = 'rewritten', key_id = NULL WHERE seq = 1")
+    with world.ctx.engine.begin() as conn:
+        prev = ledger.GENESIS_HASH
+        for row in conn.execute(sa.select(ledger.LEDGER).order_by(ledger.LEDGER.c.seq)).mappings().all():
+            values = {**row, "prev_hash": prev, "key_id": row["key_id"] if row["seq"] > 1 else None}
+            try:
+                values["hash"] = ledger.row_hash(values, LedgerKeys(None, {}))
+            except MissingLedgerKey:
+                break
+            conn.execute(ledger.LEDGER.update().where(ledger.LEDGER.c.seq == row["seq"])
+                         .values(prev_hash=prev, hash=values["hash"]))
+            prev = values["hash"]
+    report = audit.verify_chain(world.ctx)
+    assert not report.ok and report.first_bad_seq == 2  # row 2 is keyed and names the old hash
+    assert rows

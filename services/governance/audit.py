@@ -21,6 +21,7 @@ from services.governance import ledger, projection
 from services.governance.canonical import sha256_hex
 from services.governance.context import GovernanceContext
 from services.governance.ledger import LEDGER, Decision
+from services.governance.ledger_keys import KEY_ENV, PREVIOUS_ENV, MissingLedgerKey, load_keys
 from services.governance.validation import InvalidInput, canonical_version
 from services.identity import Actor
 
@@ -45,7 +46,10 @@ class ChainReport:
 
 
 def verify_chain(ctx: GovernanceContext) -> ChainReport:
-    """Re-hash every ledger row in order; name the first row that does not verify."""
+    """Re-hash every ledger row in order; name the first row that does not verify (the chain alone:
+    ``verify_all`` also checks it against the registry)."""
+    keys = load_keys()
+
     def check(conn: Connection) -> ChainReport:
         expected_seq, prev_hash, count = 1, ledger.GENESIS_HASH, 0
         rows = conn.execution_options(yield_per=1000).execute(sa.select(LEDGER).order_by(LEDGER.c.seq)).mappings()
@@ -56,8 +60,12 @@ def verify_chain(ctx: GovernanceContext) -> ChainReport:
                 problem = f"sequence number {row['seq']} where {expected_seq} was expected (a row is missing)"
             elif row["prev_hash"] != prev_hash:
                 problem = "its prev_hash is not the hash of the row before it"
-            elif ledger.row_hash(row) != row["hash"]:
-                problem = "its content does not match its hash (the row was altered)"
+            else:
+                try:
+                    if ledger.row_hash(row, keys) != row["hash"]:
+                        problem = "its content does not match its hash (the row was altered)"
+                except MissingLedgerKey as exc:
+                    problem = exc.message
             if problem is not None:
                 return ChainReport(False, count, int(row["seq"]), row["decision_id"], problem, None)
             expected_seq, prev_hash = expected_seq + 1, row["hash"]
@@ -112,16 +120,28 @@ def _tower_findings(conn: Connection) -> tuple[int, list[Finding], dict[int, Any
     """Chain, request rows and evidence bodies; also the rows by seq and the projected ids."""
     findings: list[Finding] = []
     rows = {int(r["seq"]): dict(r) for r in conn.execute(sa.select(LEDGER).order_by(LEDGER.c.seq)).mappings()}
-    expected, prev = 1, ledger.GENESIS_HASH
+    expected, prev, keyed = 1, ledger.GENESIS_HASH, False
+    keys = load_keys()
     for seq in sorted(rows):
         row = rows[seq]
+        try:
+            rehashed = ledger.row_hash(row, keys)
+        except MissingLedgerKey:
+            findings.append(Finding("chain", f"it was hashed with ledger key {row['key_id']}, which is not configured "
+                                    f"here (set {KEY_ENV} or {PREVIOUS_ENV})", seq, row["decision_id"]))
+            break
+        if keyed and not row["key_id"]:
+            findings.append(Finding("chain", "it is hashed without the ledger key although earlier rows are keyed "
+                                    "(it was rewritten by someone without the key)", seq, row["decision_id"]))
+            break
+        keyed = keyed or bool(row["key_id"])
         if seq != expected:
             findings.append(Finding("chain", f"sequence number {seq} where {expected} was expected (a row is missing)",
                                     seq, row["decision_id"]))
         elif row["prev_hash"] != prev:
             findings.append(Finding("chain", "its prev_hash is not the hash of the row before it", seq,
                                     row["decision_id"]))
-        elif ledger.row_hash(row) != row["hash"]:
+        elif rehashed != row["hash"]:
             findings.append(Finding("chain", "its content does not match its hash (the row was altered)", seq,
                                     row["decision_id"]))
         if findings:

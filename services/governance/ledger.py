@@ -43,6 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 from services.errors import ConfigError, TowerError, TowerStateUnavailable
 from services.governance.authz import Action, require_authorized, write_step
 from services.governance.canonical import canonical_json, sha256_hex
+from services.governance.ledger_keys import LedgerKeys, load_keys
 from services.tower_db import METADATA, UPGRADES
 
 T = TypeVar("T")
@@ -92,6 +93,7 @@ LEDGER = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
     # Added later (nullable; hashed only when set, so rows written before them still verify).
     sa.Column("on_behalf_of", sa.Text, nullable=True),  # the person a service account acted for
+    sa.Column("key_id", sa.String(16), nullable=True),  # fingerprint of the HMAC key of ``hash`` (None: SHA-256)
 )
 REQUESTS = sa.Table(
     "governance_requests", METADATA,
@@ -127,7 +129,7 @@ PROJECTIONS = sa.Table(
     sa.Column("applied", sa.Text, nullable=False),  # JSON: the tags and the alias/stage written
 )
 TABLES = (LEDGER, REQUESTS, EVIDENCE, PROJECTIONS)
-OPTIONAL_COLUMNS = ("on_behalf_of",)  # hashed only when not NULL (see row_hash)
+OPTIONAL_COLUMNS = ("on_behalf_of", "key_id")  # hashed only when not NULL (see row_hash)
 HASHED_COLUMNS = tuple(c.name for c in LEDGER.columns if c.name != "hash" and c.name not in OPTIONAL_COLUMNS)
 # The request row's fields that never change; each must equal its ``request`` ledger row's (audit).
 REQUEST_IMMUTABLE = {"id": "request_id", "model": "model", "version": "version", "stage": "to_stage",
@@ -298,7 +300,7 @@ class RequestRow:
     on_behalf_of: str | None = None
 
 
-def row_hash(values: Mapping[str, Any]) -> str:
+def row_hash(values: Mapping[str, Any], keys: LedgerKeys | None = None) -> str:
     """SHA-256 over the canonical JSON of the row's fields (prev_hash included, hash excluded).
 
     A column added later is hashed only when set: rows written before it verify unchanged, and
@@ -306,7 +308,11 @@ def row_hash(values: Mapping[str, Any]) -> str:
     """
     fields = {name: values[name] for name in HASHED_COLUMNS}
     fields.update({name: values[name] for name in OPTIONAL_COLUMNS if values.get(name) is not None})
-    return sha256_hex(canonical_json(fields))
+    text = canonical_json(fields)
+    key_id = values.get("key_id")
+    if key_id:  # keyed: only a holder of the key can compute it (MissingLedgerKey otherwise)
+        return (keys or load_keys()).sign(str(key_id), text)
+    return sha256_hex(text)
 
 
 def decision_from_row(row: Mapping[str, Any]) -> Decision:
@@ -487,7 +493,9 @@ def append_decision(conn: Connection, *, decision_id: str, request_id: str, acti
         "evidence_digest": evidence_digest, "recorded_at": iso(recorded_at),
         "prev_hash": GENESIS_HASH if head is None else head.hash, "on_behalf_of": on_behalf_of,
     }
-    values["hash"] = row_hash(values)
+    keys = load_keys()
+    values["key_id"] = keys.current_id
+    values["hash"] = row_hash(values, keys)
     conn.execute(LEDGER.insert().values(**values))
     return decision_from_row(values)
 
