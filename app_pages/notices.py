@@ -10,7 +10,7 @@ import streamlit as st
 from services.errors import TowerError
 from services.outages import backend_of
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 
 
 def literal(text: str | None) -> str:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from app_pages import cached
 from app_pages.governance_views import gates_table, requests_table
-from app_pages.notices import show_error
+from app_pages.notices import literal, show_error
 from app_pages.session import actor_for_write, require_roles
 from services.errors import TowerError
 from services.governance import promotion
@@ -26,7 +26,7 @@ def _request_form(settings: Settings, actor: Actor) -> None:
     ctx = cached.governance(settings)
     names = _my_models(settings, actor)
     if not names:
-        st.info(f"No registered model names you ({actor.subject}) as its owner (the `owner` tag).")
+        st.info(f"No registered model names you ({literal(actor.subject)}) as its owner (the `owner` tag).")
         return
     model = st.selectbox("Model", names, key="promote_model")
     versions = [v.version for v in cached.list_versions(settings, model)]
@@ -42,7 +42,7 @@ def _request_form(settings: Settings, actor: Actor) -> None:
     if submitted:
         with st.spinner("Collecting the evidence and recording the request…"):
             outcome = promotion.request_promotion(ctx, actor_for_write(settings), model, version, stage, reason)
-        st.success(f"Request {outcome.request.id[:12]} recorded: v{version} of {model} → {stage}. "
+        st.success(f"Request {outcome.request.id[:12]} recorded: v{version} of {literal(model)} → {stage}. "
                    "A reviewer will see it in the review queue.")
         evidence = promotion.evidence_snapshot(ctx, outcome.request.evidence_digest or "")
         if evidence is not None:

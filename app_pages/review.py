@@ -84,8 +84,8 @@ def render() -> None:
                           format_func=lambda i: f"{by_id[i].model} v{by_id[i].version} → {by_id[i].stage} "
                                                 f"by {by_id[i].requester_name} ({i[:12]})")
     request = by_id[chosen]
-    st.subheader(f"{request.model} v{request.version} → {request.stage}")
-    st.caption(f"Replaces v{request.previous_version or '—'} · requested by {request.requester_name} "
+    st.subheader(f"{literal(request.model)} v{request.version} → {request.stage}")
+    st.caption(f"Replaces v{request.previous_version or '—'} · requested by {literal(request.requester_name)} "
                f"at {request.created_at:%Y-%m-%d %H:%M} UTC · approvals {len(request.approvals)}/"
                f"{request.approvals_required}")
     st.text_area("Justification", request.reason, disabled=True)
