@@ -14,6 +14,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=tower:tower app.py tower.yaml ./
 COPY --chown=tower:tower app_pages ./app_pages
+COPY --chown=tower:tower ui ./ui
 COPY --chown=tower:tower services ./services
 COPY --chown=tower:tower .streamlit/config.toml ./.streamlit/config.toml
 ENV PATH=/opt/venv/bin:$PATH \

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import cached
-from app_pages.notices import literal, show_error
-from app_pages.probes import recovered
-from app_pages.session import current_actor, sign_in
 from services.errors import ConfigError
 from services.settings import load_settings
+from ui import backends
+from ui.notices import literal, show_error
+from ui.recovery import recovered
+from ui.session import current_actor, sign_in
 
 st.set_page_config(page_title="ML Control Tower", page_icon=":material/flight_takeoff:", layout="wide")
 
@@ -66,7 +66,7 @@ st.navigation({"Monitor": monitor, "Govern": govern}).run()
 @st.fragment(run_every=10)
 def _recover_when_backends_return() -> None:
     """While a backend is down, look again every 10 s and redraw the page once it answers."""
-    outages = cached.board().current(cached.targets(settings))
+    outages = backends.board().current(backends.targets(settings))
     if not outages:
         return
     if recovered(settings, outages):
@@ -76,5 +76,5 @@ def _recover_when_backends_return() -> None:
 
 # Only a page that has just met an outage keeps the timer: a fragment not called in a full run is
 # dropped, so the healthy pages of every open session do not rerun (server and browser) every 10 s.
-if cached.board().current(cached.targets(settings)):
+if backends.board().current(backends.targets(settings)):
     _recover_when_backends_return()

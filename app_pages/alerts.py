@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import cached
-from app_pages.notices import show_error
-from app_pages.widgets import model_names
 from services.errors import TowerError
 from services.settings import load_settings
+from ui import backends
+from ui.notices import show_error
+from ui.widgets import model_names
 
 ALL = "All models"
 SHOWN = ["model", "rule", "subject", "status", "opened_window", "last_window", "resolved_window", "value",
@@ -21,8 +21,8 @@ def render() -> None:
     model = st.selectbox("Model", [ALL, *model_names(settings)], key="model", bind="query-params")
     chosen = None if model == ALL else model
     try:
-        active = cached.alerts(settings, chosen, True)
-        history = cached.alerts(settings, chosen, False)
+        active = backends.alerts(settings, chosen, True)
+        history = backends.alerts(settings, chosen, False)
     except TowerError as err:
         show_error(err)
         return

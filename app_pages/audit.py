@@ -8,21 +8,21 @@ from datetime import UTC, datetime, time
 import pandas as pd
 import streamlit as st
 
-from app_pages import cached
-from app_pages.governance_views import decisions_table
-from app_pages.notices import literal, show_error
-from app_pages.session import actor_for_write, current_actor
-from app_pages.widgets import model_names
 from services.errors import TowerError
 from services.governance import audit, promotion
 from services.governance.ledger import LEDGER_ACTIONS
 from services.settings import Settings, load_settings
+from ui import backends
+from ui.governance_tables import decisions_table
+from ui.notices import literal, show_error
+from ui.session import actor_for_write, current_actor
+from ui.widgets import model_names
 
 ALL = "All models"
 
 
 def _history(settings: Settings, model: str | None) -> None:
-    ctx = cached.governance(settings)
+    ctx = backends.governance(settings)
     c1, c2, c3, c4 = st.columns(4)
     action = c1.selectbox("Action", ["any", *LEDGER_ACTIONS])
     who = c2.text_input("Actor (subject or name)")
@@ -49,7 +49,7 @@ def _history(settings: Settings, model: str | None) -> None:
 
 
 def _stage_history(settings: Settings, model: str) -> None:
-    ctx = cached.governance(settings)
+    ctx = backends.governance(settings)
     st.subheader("Which version held a stage")
     c1, c2, c3 = st.columns(3)
     stage = c1.selectbox("Stage", list(settings.stage_aliases))

@@ -6,13 +6,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import cached
-from app_pages.notices import show_error
-from app_pages.widgets import day_window, model_names, model_picker, reference_picker
-from services.co_drift import co_drifting_pairs
 from services.errors import TowerError
+from services.monitoring.co_drift import co_drifting_pairs
 from services.monitoring.views import drift_table
 from services.settings import load_settings
+from ui import backends
+from ui.notices import show_error
+from ui.widgets import day_window, model_names, model_picker, reference_picker
 
 
 def _heatmap(heatmap) -> go.Figure:
@@ -47,7 +47,7 @@ def render() -> None:
     if window is None or reference is None:
         return
     try:
-        heatmap = cached.drift_heatmap(settings, name, *window)
+        heatmap = backends.drift_heatmap(settings, name, *window)
         st.subheader("Drift by feature and day")
         if heatmap.empty:
             st.info("No daily drift results in this window yet: run `python -m services.cli monitor run`.")
@@ -58,7 +58,7 @@ def render() -> None:
                 st.caption("Features whose daily drift moves together")
                 st.dataframe(pairs, hide_index=True)
         with st.spinner("Computing the window against the reference in the warehouse…"):
-            report = cached.window_report(settings, mapping, reference, *window)
+            report = backends.window_report(settings, mapping, reference, *window)
         st.subheader("Every feature over the whole window")
         st.caption(f"{report.rows_current:,} rows against {report.rows_reference:,} reference rows "
                    f"({report.reference_description}). Verdict as Evidently 0.7 chooses; PSI bands 0.1 / 0.25 beside.")
@@ -66,7 +66,7 @@ def render() -> None:
             "null_share": st.column_config.NumberColumn(format="percent"),
             "unseen_share": st.column_config.NumberColumn(format="percent")})
         column = st.selectbox("Feature", list(mapping.features))
-        dist = cached.feature_distributions(settings, mapping, reference, column, *window)
+        dist = backends.feature_distributions(settings, mapping, reference, column, *window)
         st.plotly_chart(_overlay(dist))
     except TowerError as err:
         show_error(err)

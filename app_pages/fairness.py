@@ -6,11 +6,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages import cached
-from app_pages.notices import show_error
-from app_pages.widgets import day_window, model_names, model_picker
 from services.errors import TowerError
 from services.settings import load_settings
+from ui import backends
+from ui.notices import show_error
+from ui.widgets import day_window, model_names, model_picker
 
 DIFFERENCES = ["demographic_parity_difference", "equalized_odds_difference", "disparate_impact_ratio"]
 
@@ -34,7 +34,7 @@ def render() -> None:
         return
     sensitive = st.selectbox("Sensitive attribute", list(mapping.sensitive))
     try:
-        report = cached.window_report(settings, mapping, (None, None), *window)
+        report = backends.window_report(settings, mapping, (None, None), *window)
         result = next((f for f in report.fairness if f.sensitive == sensitive), None)
         if result is None or not result.groups:
             st.info("No predictions in this window.")
@@ -54,7 +54,7 @@ def render() -> None:
                 c: st.column_config.NumberColumn(format="%.3f") for c in ("selection rate", "TPR", "FPR")})
             st.caption("Selection rate over all rows; TPR and FPR over the rows whose label has arrived. "
                        "Definitions as fairlearn's.")
-        history = cached.fairness_over_time(settings, name, window[0] - pd.Timedelta(days=21), window[1])
+        history = backends.fairness_over_time(settings, name, window[0] - pd.Timedelta(days=21), window[1])
         history = history[(history["sensitive"] == sensitive) & history["metric"].isin(DIFFERENCES)]
         if not history.empty:
             fig = px.line(history, x="day", y="value", color="metric", markers=True)

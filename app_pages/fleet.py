@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from app_pages import cached
-from app_pages.notices import literal, show_error
-from services import fleet
+from services.catalog import fleet
 from services.settings import load_settings
+from ui import backends
+from ui.notices import literal, show_error
 
 WINDOW_DAYS = 7
 HEALTH_LABELS = {"alert": "🔴 alert", "warning": "🟠 warning", "ok": "🟢 ok", "unknown": "⚪ no results"}
@@ -45,11 +45,11 @@ def render() -> None:
     with st.spinner("Reading the registry and the prediction logs…"):
         overview = fleet.fleet_overview(
             settings,
-            load_models=lambda: cached.list_models(settings),
-            load_summary=lambda m: cached.window_summary(settings, m, start, end),
+            load_models=lambda: backends.list_models(settings),
+            load_summary=lambda m: backends.window_summary(settings, m, start, end),
             load_daily_requests=lambda m: fleet.requests_per_day(
-                cached.traffic_by_day(settings, m, start, end), start, WINDOW_DAYS),
-            load_health=lambda name: cached.latest_health(settings, name),
+                backends.traffic_by_day(settings, m, start, end), start, WINDOW_DAYS),
+            load_health=lambda name: backends.latest_health(settings, name),
         )
     if overview.registry_error:
         show_error(overview.registry_error)

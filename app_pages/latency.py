@@ -8,11 +8,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages import cached
-from app_pages.notices import show_error
-from app_pages.widgets import model_names, model_picker
 from services.errors import TowerError
 from services.settings import load_settings
+from ui import backends
+from ui.notices import show_error
+from ui.widgets import model_names, model_picker
 
 QUANTILES = {"p50": "p50_ms", "p95": "p95_ms", "p99": "p99_ms"}
 # Versions are categories: a qualitative palette keeps neighbouring versions apart.
@@ -55,8 +55,8 @@ def render() -> None:
         st.info("Pick the last day of the window.")
         return
     try:
-        daily = cached.latency_by_day(settings, mapping, *window)
-        by_version = cached.latency_by_version(settings, mapping, *window)
+        daily = backends.latency_by_day(settings, mapping, *window)
+        by_version = backends.latency_by_version(settings, mapping, *window)
     except TowerError as err:
         show_error(err)
         return

@@ -6,14 +6,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import cached
-from app_pages.notices import literal, show_error
-from app_pages.widgets import model_names, model_picker
-from services.comparison import compare_metrics
+from services.catalog.comparison import compare_metrics
+from services.catalog.lineage_graph import LineageGraph, build_lineage_graph
 from services.errors import TowerError
-from services.lineage_graph import LineageGraph, build_lineage_graph
-from services.registry import Lineage, VersionInfo
 from services.settings import Settings, load_settings
+from services.stores.registry import Lineage, VersionInfo
+from ui import backends
+from ui.notices import literal, show_error
+from ui.widgets import model_names, model_picker
 
 KIND_COLOURS = {"dataset": "#4C78A8", "run": "#F58518", "version": "#54A24B", "alias": "#B279A2"}
 
@@ -62,8 +62,8 @@ def _comparison(settings: Settings, name: str, holders: dict[str, VersionInfo | 
         st.info("A comparison needs both a Production and a Staging holder; this model has "
                 f"{'no Production' if prod is None else 'no Staging'} holder.")
         return
-    table = compare_metrics(cached.lineage(settings, name, staging.version).metrics,
-                            cached.lineage(settings, name, prod.version).metrics)
+    table = compare_metrics(backends.lineage(settings, name, staging.version).metrics,
+                            backends.lineage(settings, name, prod.version).metrics)
     table = table.rename(columns={"candidate": f"staging v{staging.version}",
                                   "incumbent": f"production v{prod.version}", "candidate is": "staging is"})
     st.dataframe(table, hide_index=True)
@@ -77,9 +77,9 @@ def render() -> None:
         st.info("No registered models yet. Register a model in MLflow, or run `make seed` for the demo.")
         return
     try:
-        model = cached.get_model(settings, name)
-        versions = cached.list_versions(settings, name)
-        holders = cached.stage_holders(settings, name)
+        model = backends.get_model(settings, name)
+        versions = backends.list_versions(settings, name)
+        holders = backends.stage_holders(settings, name)
     except TowerError as err:
         show_error(err)
         return
@@ -96,7 +96,7 @@ def render() -> None:
 
     st.subheader("Lineage")
     try:
-        lineages = [cached.lineage(settings, name, v.version) for v in versions]
+        lineages = [backends.lineage(settings, name, v.version) for v in versions]
     except TowerError as err:
         show_error(err)
         return

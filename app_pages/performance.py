@@ -5,11 +5,11 @@ from __future__ import annotations
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app_pages import cached
-from app_pages.notices import show_error
-from app_pages.widgets import day_window, model_names, model_picker
 from services.errors import TowerError
 from services.settings import load_settings
+from ui import backends
+from ui.notices import show_error
+from ui.widgets import day_window, model_names, model_picker
 
 
 def _figure(series, metric: str):
@@ -41,7 +41,7 @@ def render() -> None:
     if window is None:
         return
     try:
-        frame = cached.performance_over_time(settings, name, *window)
+        frame = backends.performance_over_time(settings, name, *window)
     except TowerError as err:
         show_error(err)
         return

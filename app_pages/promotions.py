@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import cached
-from app_pages.governance_views import gates_table, requests_table
-from app_pages.notices import literal, show_error
-from app_pages.session import actor_for_write, require_roles
+from services.auth.identity import Actor
 from services.errors import TowerError
 from services.governance import promotion
-from services.identity import Actor
 from services.settings import Settings, load_settings
+from ui import backends
+from ui.governance_tables import gates_table, requests_table
+from ui.notices import literal, show_error
+from ui.session import actor_for_write, require_roles
 
 
 def _my_models(settings: Settings, actor: Actor) -> list[str]:
     """Models the actor may ask for: the ones whose owner tag is theirs (all of them for an admin)."""
-    models = cached.list_models(settings)
+    models = backends.list_models(settings)
     if actor.has_role("admin"):
         return [m.name for m in models]
     return [m.name for m in models if m.owner == actor.subject]
 
 
 def _request_form(settings: Settings, actor: Actor) -> None:
-    ctx = cached.governance(settings)
+    ctx = backends.governance(settings)
     names = _my_models(settings, actor)
     if not names:
         st.info(f"No registered model names you ({literal(actor.subject)}) as its owner (the `owner` tag).")
         return
     model = st.selectbox("Model", names, key="promote_model")
-    versions = [v.version for v in cached.list_versions(settings, model)]
+    versions = [v.version for v in backends.list_versions(settings, model)]
     holders = ctx.current_holders(model)
     col1, col2 = st.columns(2)
     version = col1.selectbox("Version", versions, format_func=lambda v: f"v{v}")
@@ -50,7 +50,7 @@ def _request_form(settings: Settings, actor: Actor) -> None:
 
 
 def _my_requests(settings: Settings, actor: Actor) -> None:
-    ctx = cached.governance(settings)
+    ctx = backends.governance(settings)
     mine = [r for r in promotion.list_requests(ctx)
             if actor.is_same_person(r.requester_issuer, r.requester_subject)]
     if not mine:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import cached
-from app_pages.governance_views import decisions_table, gates_table, metrics_table, requests_table
-from app_pages.notices import literal, show_error
-from app_pages.session import actor_for_write, require_roles
+from services.auth.identity import Actor
 from services.errors import TowerError
 from services.governance import promotion
 from services.governance.authz import Action
 from services.governance.context import GovernanceContext
-from services.identity import Actor
 from services.settings import load_settings
+from ui import backends
+from ui.governance_tables import decisions_table, gates_table, metrics_table, requests_table
+from ui.notices import literal, show_error
+from ui.session import actor_for_write, require_roles
 
 
 def _decide(request: promotion.PromotionRequest, actor: Actor, failing: list[str]) -> None:
-    ctx = cached.governance(load_settings())
+    ctx = backends.governance(load_settings())
     allowed = promotion.allowed_actions(ctx, actor, request)
     if not allowed & {Action.APPROVE, Action.REJECT}:
         st.info("You may not decide this request (you asked for it, created the version, or the model's "
@@ -70,7 +70,7 @@ def render() -> None:
     if actor is None:
         return
     try:
-        ctx = cached.governance(settings)
+        ctx = backends.governance(settings)
         waiting = promotion.list_requests(ctx, status="open")
     except TowerError as err:
         show_error(err)

@@ -268,8 +268,8 @@ def tower_url(data_dir: Path, rows: int, reference_rows: int) -> str:
 def keep_profile(db: Path, tower: str) -> float | None:
     """Compute and store the reference profile unless it is kept already; the seconds it took, or None."""
     from services.monitoring import reference
-    from services.tower_db import create_schema, make_tower_engine
-    from services.warehouse import make_engine
+    from services.stores.tower_db import create_schema, make_tower_engine
+    from services.stores.warehouse.logs import make_engine
 
     mapping = bench_mapping()
     tower_engine, engine = make_tower_engine(tower), make_engine(f"duckdb:///{db}")
@@ -305,7 +305,7 @@ def _engine(db: Path) -> Any:
     """The warehouse engine the tower uses, with one connection opened (not timed)."""
     import sqlalchemy as sa
 
-    from services.warehouse import make_engine
+    from services.stores.warehouse.logs import make_engine
 
     engine = make_engine(f"duckdb:///{db}")
     with engine.connect() as conn:
@@ -345,10 +345,10 @@ class Clock:
 
 def _ours(db: Path, tower: str, *, cold: bool) -> dict[str, Any]:
     """``window_report`` for the window; the reference profile loaded from the tower state (warm) or computed."""
-    from services import warehouse_aggregates as wa
     from services.monitoring import reference
     from services.monitoring import report as report_module
-    from services.tower_db import make_tower_engine
+    from services.stores.tower_db import make_tower_engine
+    from services.stores.warehouse import aggregates as wa
 
     mapping = bench_mapping()
     engine, tower_engine = _engine(db), make_tower_engine(tower)
@@ -541,14 +541,14 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
     import numpy as np
     import sqlalchemy as sa
 
-    from services import warehouse_aggregates as wa
     from services.monitoring import reference
     from services.monitoring import report as report_module
     from services.stats import drift as drift_module
+    from services.stores.warehouse import aggregates as wa
 
     mapping = bench_mapping()
     engine = _engine(db)
-    from services.tower_db import make_tower_engine
+    from services.stores.tower_db import make_tower_engine
 
     profile = reference.stored_profile(make_tower_engine(tower),
                                        reference.reference_id(reference.reference_definition(mapping)))
@@ -697,12 +697,12 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
 RESULT_TAG = "BENCH-RESULT "
 CONTENDERS = ("scan", "ours_warm", "ours_cold", "fairlearn", "evidently")
 IMPORTS = {  # imported before the work, so that the RSS they cost is known apart
-    "scan": ("services.warehouse",),
-    "ours_warm": ("services.monitoring.report", "services.monitoring.reference", "services.tower_db"),
-    "ours_cold": ("services.monitoring.report", "services.monitoring.reference", "services.tower_db"),
+    "scan": ("services.stores.warehouse.logs",),
+    "ours_warm": ("services.monitoring.report", "services.monitoring.reference", "services.stores.tower_db"),
+    "ours_cold": ("services.monitoring.report", "services.monitoring.reference", "services.stores.tower_db"),
     "fairlearn": ("duckdb", "pandas", "fairlearn.metrics"),
     "evidently": ("duckdb", "pandas", "evidently", "evidently.presets"),
-    "probe": ("services.monitoring.report", "services.monitoring.reference", "services.tower_db"),
+    "probe": ("services.monitoring.report", "services.monitoring.reference", "services.stores.tower_db"),
 }
 
 

@@ -14,13 +14,14 @@ from services.governance.audit_command import register as register_audit
 from services.governance.commands import register as register_promote
 from services.governance.commands import register_token
 from services.monitoring.commands import register as register_monitoring
-from services.settings import load_settings
+from services.settings import Settings
+from services.wiring import load_settings
 
 
-def _demo_seed(args: argparse.Namespace) -> int:
+def _demo_seed(args: argparse.Namespace, settings: Settings) -> int:
     from services.demo.seed import seed_demo  # imported here: it pulls in scikit-learn
 
-    summary = seed_demo(load_settings(), end_date=args.end_date, force=args.force,
+    summary = seed_demo(settings, end_date=args.end_date, force=args.force,
                         progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     if summary.skipped:
         print("The demo is already seeded (use --force to rebuild it).")
@@ -30,10 +31,10 @@ def _demo_seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_serve(args: argparse.Namespace) -> int:
+def _demo_serve(args: argparse.Namespace, settings: Settings) -> int:
     from services.demo.serve import serve
 
-    return serve(load_settings(), port=args.port, oidc_port=args.oidc_port)
+    return serve(settings, port=args.port, oidc_port=args.oidc_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
+    try:  # the settings are read once, here, and handed to the command
+        return args.handler(args, load_settings())
     except TowerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

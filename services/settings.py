@@ -2,6 +2,11 @@
 
 Every setting is declared once in ``SETTINGS`` with its environment variable, its tower.yaml key
 and its default; the README documents each (a test keeps the two in step).
+
+This is the bottom layer: it knows the stores' addresses and the model mapping, and keeps the rest
+of tower.yaml as raw sections. Each feature parses its own section (``auth.identity.auth_config``,
+``governance.policy.policies``, ``monitoring.config.monitoring_config``) once per settings object;
+``services.wiring.load_settings`` parses them all at start-up so a bad section is refused at once.
 """
 
 from __future__ import annotations
@@ -10,15 +15,14 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from services.errors import ConfigError
-from services.governance.policy import Policies, parse_policies
-from services.identity import AuthConfig, parse_auth_config
 from services.mapping import ModelMapping, parse_model_mapping
-from services.monitoring.config import MonitoringConfig, parse_monitoring_config
+
+T = TypeVar("T")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,12 +107,19 @@ class Settings:
     config_path: Path | None = None
     models: dict[str, ModelMapping] = field(default_factory=dict)
     stage_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_STAGE_ALIASES))
-    auth: AuthConfig = field(default_factory=AuthConfig)
-    policies: Policies = field(default_factory=Policies)  # promotion policy per model (tower.yaml)
-    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)  # monitoring: section of tower.yaml
+    sections: dict[str, Any] = field(default_factory=dict)  # tower.yaml's other sections, unparsed
+    # The environment the settings were read from (features read their own variables from it).
+    environ: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _parsed: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def model(self, name: str) -> ModelMapping | None:
         return self.models.get(name)
+
+    def parsed(self, section: str, parse: Callable[[Any], T]) -> T:
+        """tower.yaml's ``section`` parsed by its feature's ``parse``, once per settings object."""
+        if section not in self._parsed:
+            self._parsed[section] = parse(self.sections.get(section))
+        return self._parsed[section]
 
     def __hash__(self) -> int:  # so pages may pass settings into cached functions
         return hash((self.mlflow_tracking_uri, self.warehouse_url, self.tower_db_url, self.config_path))
@@ -157,13 +168,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not isinstance(stages, dict) or not all(isinstance(v, str) for v in stages.values()):
         raise ConfigError(f"{config_path}: stages must map stage names to alias names.")
     models = {str(name): parse_model_mapping(str(name), raw) for name, raw in models_raw.items()}
-    auth = parse_auth_config(config.get("auth"))
+    own = {spec.name for spec in SETTINGS} | {"models", "stages"}
     return Settings(
         **values,
         config_path=config_path if config_path.is_file() else None,
         models=models,
         stage_aliases={str(k): v for k, v in stages.items()},
-        auth=auth,
-        policies=parse_policies(config.get("policies"), models, service_issuer=auth.service_issuer),
-        monitoring=parse_monitoring_config(config.get("monitoring"), env, models),
+        sections={str(k): v for k, v in config.items() if k not in own},
+        environ=dict(env),
     )

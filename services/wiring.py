@@ -1,22 +1,39 @@
-"""The one place that builds the backends from the settings (DESIGN.md §2).
+"""The one place that builds the backends from the settings.
 
-The app (``app_pages/cached.py``, which keeps the results in ``st.cache_resource``), the CLI
-(``services.governance.commands``, ``services.monitoring.commands``) and the monitoring job all
-build their registry client, engines and governance context here, so a promotion requested by CI
-sees the same evidence sources as one requested in the browser.
+Every entry point goes through here: the app (``ui/backends.py`` keeps one :class:`Backends` per
+settings in ``st.cache_resource``), the CLI, the monitoring job and the benchmarks. So each process
+holds one registry client, one warehouse engine and one tower-state engine, and a promotion
+requested by CI sees the same evidence sources as one requested in the browser.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 from sqlalchemy.engine import Engine
 
-from services import tower_db
-from services import warehouse as warehouse_db
+from services.auth.identity import auth_config
 from services.errors import TowerError
 from services.governance.context import GovernanceContext
+from services.governance.policy import policies
+from services.monitoring.config import monitoring_config
 from services.monitoring.views import TowerMonitoringEvidence
-from services.registry import Registry
 from services.settings import Settings
+from services.settings import load_settings as read_settings
+from services.stores import tower_db
+from services.stores.registry import Registry
+from services.stores.warehouse import logs as warehouse_db
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings, with every feature's section of tower.yaml parsed now: a bad one is refused at start."""
+    settings = read_settings(environ)
+    auth_config(settings)
+    policies(settings)
+    monitoring_config(settings)
+    return settings
 
 
 def registry(settings: Settings) -> Registry:
@@ -43,14 +60,61 @@ def warehouse_engine(settings: Settings) -> Engine:
                                     statement_timeout_s=settings.warehouse_statement_timeout_s)
 
 
+@dataclass
+class Backends:
+    """One registry client, one tower-state engine and (once it opens) one warehouse engine.
+
+    Building it touches no store: the tower schema is created on first use of :meth:`tower` and the
+    warehouse engine opened on first use of :meth:`warehouse`, each tried again after a failure. So
+    an outage of one store never keeps the pages that only need another from working.
+    """
+
+    settings: Settings
+    registry: Registry
+    _tower: Engine
+    _create_schema: bool = True
+    _schema_ready: bool = False
+    _warehouse: Engine | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, create_schema: bool = True) -> Backends:
+        return cls(settings=settings, registry=registry(settings), _tower=tower_engine(settings),
+                   _create_schema=create_schema)
+
+    def tower(self) -> Engine:
+        """The tower-state engine, its tables created (or upgraded) on first use."""
+        with self._lock:
+            if self._create_schema and not self._schema_ready:
+                tower_db.create_schema(self._tower)
+                self._schema_ready = True
+        return self._tower
+
+    def warehouse(self) -> Engine:
+        """The warehouse engine; WarehouseUnavailable while it cannot be opened."""
+        with self._lock:
+            if self._warehouse is None:
+                self._warehouse = warehouse_engine(self.settings)
+            return self._warehouse
+
+    def governance(self) -> GovernanceContext:
+        """The governance context: registry, tower state, latency evidence from the warehouse (None
+        while it cannot be opened, which the evidence reports as "no data") and the stored monitoring
+        results (drift and fairness evidence). Cheap: it only bundles the shared clients."""
+        tower = self.tower()
+        try:
+            warehouse: Engine | None = self.warehouse()
+        except TowerError:
+            warehouse = None
+        return GovernanceContext(settings=self.settings, registry=self.registry, engine=tower,
+                                 warehouse=warehouse, monitoring=TowerMonitoringEvidence(tower))
+
+    def close(self) -> None:
+        self._tower.dispose()
+        if self._warehouse is not None:
+            self._warehouse.dispose()
+
+
 def governance_context(settings: Settings, *, create_schema: bool = True) -> GovernanceContext:
-    """The governance context every caller uses: the registry, the tower state, the warehouse (latency
-    evidence; None when it cannot be opened, which the evidence reports as "no data") and the stored
-    monitoring results over the tower state (drift and fairness evidence)."""
-    engine = tower_engine(settings, create_schema=create_schema)
-    try:
-        warehouse: Engine | None = warehouse_engine(settings)
-    except TowerError:
-        warehouse = None  # latency evidence says why: "no data"
-    return GovernanceContext(settings=settings, registry=registry(settings), engine=engine, warehouse=warehouse,
-                             monitoring=TowerMonitoringEvidence(engine))
+    """The governance context of fresh backends (for a one-shot command)."""
+    return Backends.from_settings(settings, create_schema=create_schema).governance()

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 import streamlit as st
 
+from services.auth.identity import actor_from_claims, auth_config
 from services.demo.identities import DEMO_USERS
 from services.errors import TowerError
 from services.governance import promotion
-from services.identity import actor_from_claims
 from services.settings import load_settings
 from services.wiring import governance_context
 from tests.support.databases import POSTGRES_URL, ensure_postgres
@@ -32,7 +32,7 @@ COOLDOWN_S = 10.5  # the outage board asks a down store again after 10 s
 
 def actor(sub: str, settings):
     user = next(u for u in DEMO_USERS if u.sub == sub)
-    return actor_from_claims({"iss": "http://idp", **user.claims()}, settings.auth)
+    return actor_from_claims({"iss": "http://idp", **user.claims()}, auth_config(settings))
 
 
 def timed_page(page: str, **query: str):

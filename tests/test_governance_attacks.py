@@ -26,8 +26,8 @@ from services.governance import audit, ledger, projection, promotion
 from services.governance.ledger_keys import LedgerKeys, MissingLedgerKey
 from services.governance.promotion import StaleRequest
 from services.governance.validation import InvalidInput, canonical_version
-from services.registry import Registry
 from services.settings import PROJECT_ROOT
+from services.stores.registry import Registry
 from tests.support.governance import ADA, ALICE, RITA, ROB, World, open_world, person
 
 TWO_APPROVALS = """

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from services.auth.identity import ANONYMOUS, Actor
 from services.errors import ConfigError, Forbidden
 from services.governance import ledger, projection, promotion
 from services.governance.authz import (
@@ -26,7 +27,6 @@ from services.governance.authz import (
     write_action,
 )
 from services.governance.policy import Approvers, Policy, parse_policies
-from services.identity import ANONYMOUS, Actor
 from services.settings import PROJECT_ROOT
 from tests.support.governance import ADA, ALICE, BOB, CARL, ISSUER, OTHER_ISSUER, RITA, VIC, World, open_world, person
 

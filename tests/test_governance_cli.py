@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from services import cli
+from services.auth.identity import DEMO_SERVICE_TOKEN
+from services.auth.service_tokens import hash_token, is_token_hash, verify_token
 from services.errors import Forbidden
 from services.governance import promotion
-from services.identity import DEMO_SERVICE_TOKEN
-from services.service_tokens import hash_token, is_token_hash, verify_token
 from services.settings import PROJECT_ROOT
 from tests.support.governance import CI_BOT_TOKEN, OPS_BOT_TOKEN, READER_BOT_TOKEN, RITA, World, open_world, person
 

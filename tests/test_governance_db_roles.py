@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.governance import audit, ledger, projection, promotion
-from services.tower_db import make_tower_engine
+from services.stores.tower_db import make_tower_engine
 from tests.support.governance import ALICE, RITA, World, open_world, person
 
 pytestmark = pytest.mark.postgres

@@ -15,7 +15,7 @@ from services.errors import ConfigError, Forbidden
 from services.governance import ledger, promotion
 from services.governance.canonical import canonical_json
 from services.governance.evidence import FAILED, NO_DATA, PASSED, collect_evidence
-from services.governance.policy import parse_policies
+from services.governance.policy import parse_policies, policies
 from services.governance.validation import InvalidInput
 from services.settings import load_settings
 from tests.support.governance import ADA, ALICE, BOB, RITA, FixedMonitoring, World, open_world
@@ -36,13 +36,13 @@ def gates(evidence) -> dict[str, tuple]:
 # ----------------------------------------------------------------------------------------------
 def test_the_committed_tower_yaml_gives_each_demo_model_a_policy_with_its_slo_latency() -> None:
     settings = load_settings({})
-    credit = settings.policies.for_model("credit-risk")
+    credit = policies(settings).for_model("credit-risk")
     assert credit.approvals_required == 2
     assert [(g.name, g.direction, g.max_regression) for g in credit.metrics] == [("roc_auc", "higher", 0.01)]
     assert credit.max_latency_p95_ms == 250.0  # from models.credit-risk.slo
-    assert settings.policies.for_model("demand-forecast").metrics[0].direction == "lower"
-    assert settings.policies.for_model("demand-forecast").max_latency_p95_ms == 400.0
-    unknown = settings.policies.for_model("not-in-the-config")
+    assert policies(settings).for_model("demand-forecast").metrics[0].direction == "lower"
+    assert policies(settings).for_model("demand-forecast").max_latency_p95_ms == 400.0
+    unknown = policies(settings).for_model("not-in-the-config")
     assert unknown.approvals_required == 1 and unknown.max_latency_p95_ms is None
     assert ("tower-service", "ci-bot") in unknown.requesters
 
@@ -95,8 +95,9 @@ def test_metric_gate_has_no_data_when_the_candidate_lacks_the_metric(world: Worl
 
 
 def test_lower_is_better_metrics_fail_when_they_rise(world: World) -> None:
-    ctx = dataclasses.replace(world.ctx, settings=dataclasses.replace(world.settings, policies=parse_policies(
-        {"credit-risk": {"metrics": [{"name": "roc_auc", "direction": "lower", "max_regression": 0.01}]}})))
+    ctx = dataclasses.replace(world.ctx, settings=dataclasses.replace(world.settings, sections={
+        **world.settings.sections,
+        "policies": {"credit-risk": {"metrics": [{"name": "roc_auc", "direction": "lower", "max_regression": 0.01}]}}}))
     assert gates(collect_evidence(ctx, "credit-risk", "3", "Production"))["metric:roc_auc"][0] == FAILED
     assert gates(collect_evidence(ctx, "credit-risk", "4", "Production"))["metric:roc_auc"][0] == PASSED
 
@@ -113,8 +114,8 @@ def test_latency_gate_uses_the_slo_and_the_warehouse_p95_of_the_last_7_days(worl
 
 
 def test_drift_and_fairness_gates_come_from_the_monitoring_source_or_have_no_data(world: World) -> None:
-    policies = parse_policies({"default": {"max_drift_share": 0.3, "max_fairness_dpd": 0.1}})
-    settings = dataclasses.replace(world.settings, policies=policies)
+    settings = dataclasses.replace(world.settings, sections={
+        **world.settings.sections, "policies": {"default": {"max_drift_share": 0.3, "max_fairness_dpd": 0.1}}})
     watched = dataclasses.replace(world.ctx, settings=settings,
                                   monitoring=FixedMonitoring(drift={"2": 0.5, "3": 0.1}, dpd=0.04))
     assert gates(collect_evidence(watched, "credit-risk", "2", "Production"))["drift_share"][0] == FAILED

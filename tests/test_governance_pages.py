@@ -11,10 +11,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 from streamlit.testing.v1 import AppTest
 
+from services.auth.identity import actor_from_claims, auth_config
 from services.demo.identities import DEMO_USERS
 from services.errors import Forbidden
 from services.governance import audit, promotion
-from services.identity import actor_from_claims
 from services.settings import PROJECT_ROOT, load_settings
 from services.wiring import governance_context
 from tests.test_pages import texts
@@ -153,13 +153,13 @@ def test_a_role_without_the_right_is_refused_by_the_service_itself(stores):
     request_in_browser("carol", "fraud-detection", "5", "Production", "restores latency")
     [req] = promotion.list_requests(ctx, status="open")
     for sub in ("vera", "sam", "carol"):  # viewer, data scientist, and the requester herself
-        actor = actor_from_claims(claims(sub), settings.auth)
+        actor = actor_from_claims(claims(sub), auth_config(settings))
         with pytest.raises(Forbidden):
             promotion.approve(ctx, actor, req.id, "sneaky", "override")
     assert not audit.history(ctx, action="approve") and not audit.history(ctx, action="promote")
     with pytest.raises(Forbidden):
-        promotion.request_promotion(ctx, actor_from_claims(claims("vera"), settings.auth), "fraud-detection", "2",
-                                    "Production", "a viewer asks")
+        viewer = actor_from_claims(claims("vera"), auth_config(settings))
+        promotion.request_promotion(ctx, viewer, "fraud-detection", "2", "Production", "a viewer asks")
 
 
 def test_owner_sees_only_her_own_models_in_the_request_form(stores):

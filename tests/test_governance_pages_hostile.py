@@ -20,12 +20,12 @@ import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
-from app_pages.notices import literal
+from services.auth.identity import Actor
 from services.governance import audit, promotion
-from services.identity import Actor
 from services.settings import PROJECT_ROOT
 from tests.support.governance import HOSTILE_MODEL, ISSUER, World, open_world
 from tests.test_sign_in import GOOD_AUTH
+from ui.notices import literal
 
 HOSTILE_NAME = "[click](http://evil.test) ![x](http://evil.test/x.png) <b>boss</b> # H1"
 HOSTILE_EMAIL = "[mail](http://evil.test)@evil.test <img src=x>"

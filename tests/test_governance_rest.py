@@ -13,7 +13,7 @@ import pytest
 
 from services.errors import NotFound, RegistryUnavailable
 from services.governance import audit, ledger, promotion
-from services.registry import Registry
+from services.stores.registry import Registry
 from tests.support.governance import ALICE, HOSTILE_MODEL, RITA, ROB, World, open_world
 from tests.support.mlflow_server import run_mlflow_server
 

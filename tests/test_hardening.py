@@ -9,9 +9,9 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
-from app_pages.notices import literal
 from services.settings import PROJECT_ROOT
 from tests.test_pages import open_page
+from ui.notices import literal
 
 HOSTILE = ("**bold** [click](javascript:alert(1)) ![x](data:image/png;base64,AAAA) <img src=x onerror=alert(1)> "
            "<script>alert(2)</script> \u202eevil\u202c zero\u200bwidth `code` # heading | a | b |")

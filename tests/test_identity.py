@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.errors import ConfigError, Forbidden
-from services.identity import (
+from services.auth.identity import (
     ANONYMOUS,
     DEMO_SERVICE_TOKEN,
     Actor,
@@ -14,8 +13,9 @@ from services.identity import (
     parse_auth_config,
     service_actor,
 )
+from services.auth.service_tokens import hash_token, is_token_hash, new_token, verify_token
+from services.errors import ConfigError, Forbidden
 from services.secrets_file import load_secrets, secrets_path, service_account_hashes
-from services.service_tokens import hash_token, is_token_hash, new_token, verify_token
 
 CI_TOKEN = "ci-token-for-identity-tests"
 CI_HASH = hash_token(CI_TOKEN)

@@ -23,7 +23,7 @@ from services.monitoring.config import AlertRules, DriftRule, parse_monitoring_c
 from services.monitoring.job import write_windows
 from services.monitoring.store import NOTIFIED, OPEN, RESOLVED, alert_episodes
 from services.monitoring.views import alert_history, latest_health, open_alerts
-from services.tower_db import create_schema, make_tower_engine
+from services.stores.tower_db import create_schema, make_tower_engine
 from tests.support.webhook import SECRET, Receiver
 
 DAY0 = datetime(2026, 5, 1)

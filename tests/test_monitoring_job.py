@@ -27,7 +27,7 @@ from services.monitoring.config import MonitoringConfig
 from services.monitoring.reference import compute_profile, load_or_compute, stored_profile
 from services.monitoring.store import monitoring_references, monitoring_results
 from services.settings import load_settings
-from services.tower_db import create_schema, make_tower_engine
+from services.stores.tower_db import create_schema, make_tower_engine
 from tests.support import monitoring_data as data
 from tests.support.databases import ScratchWarehouse, ensure_postgres
 

@@ -32,7 +32,6 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from services import warehouse_aggregates as wa
 from services.mapping import ModelMapping
 from services.monitoring.config import AlertRules, DriftRule
 from services.monitoring.reference import ReferenceProfile, compute_profile
@@ -41,6 +40,7 @@ from services.stats.drift import EVIDENTLY_DISPLAY_NAMES, ks_resolution, numeric
 from services.stats.fairness import MISSING_GROUP
 from services.stats.histogram import bin_sample, decile_edges, reference_edges
 from services.stats.performance import roc_auc_tie_bound, score_counts
+from services.stores.warehouse import aggregates as wa
 from tests.support import monitoring_data as data
 from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
 

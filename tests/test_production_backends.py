@@ -18,12 +18,12 @@ import requests
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
-from services import warehouse
 from services.errors import RegistryUnavailable, WarehouseUnavailable
 from services.mapping import parse_model_mapping
-from services.registry import Registry
 from services.settings import load_settings
-from services.tower_db import make_tower_engine
+from services.stores.registry import Registry
+from services.stores.tower_db import make_tower_engine
+from services.stores.warehouse import logs as warehouse
 from tests.support import production as prod
 from tests.support.databases import ScratchWarehouse, ensure_postgres
 from tests.test_pages import open_page, texts

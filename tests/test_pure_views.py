@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from services.comparison import compare_metrics
-from services.lineage_graph import build_lineage_graph
-from services.registry import DatasetRef, Lineage
+from services.catalog.comparison import compare_metrics
+from services.catalog.lineage_graph import build_lineage_graph
+from services.stores.registry import DatasetRef, Lineage
 
 
 def lineage(version: str, run: str, digest: str, aliases: tuple[str, ...] = ()) -> Lineage:

@@ -1,4 +1,4 @@
-"""services.registry on a real MLflow: a sqlite registry built through MLflow's own API, then the
+"""services.stores.registry on a real MLflow: a sqlite registry built through MLflow's own API, then the
 same registry served over REST by a real `mlflow server`.
 
 The registry (built once for the module):
@@ -30,7 +30,7 @@ from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from services.errors import ConfigError, NotFound, RegistryUnavailable
-from services.registry import Lineage, Registry, VersionInfo
+from services.stores.registry import Lineage, Registry, VersionInfo
 from tests.support.mlflow_server import free_port, run_mlflow_server
 
 STAGES = {"Production": "production", "Staging": "staging"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from services.identity import sign_in_status
+from services.auth.identity import sign_in_status
 from services.settings import PROJECT_ROOT
 from tests.test_pages import texts
 

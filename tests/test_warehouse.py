@@ -1,4 +1,4 @@
-"""services.warehouse on three real databases: a DuckDB file, a SQLite file and PostgreSQL.
+"""services.stores.warehouse.logs on three real databases: a DuckDB file, a SQLite file and PostgreSQL.
 
 Every number is checked against an oracle computed in Python from the very rows written:
 counts and error rates by pandas groupby, quantiles by numpy.percentile (linear interpolation).
@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from services import warehouse
 from services.errors import MappingError, WarehouseUnavailable
 from services.mapping import ModelMapping, parse_model_mapping
+from services.stores.warehouse import logs as warehouse
 from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -457,7 +457,8 @@ def test_a_duckdb_file_is_read_by_two_processes_at_once(tmp_path):
             held.execute(sa.select(1))
             other = subprocess.run(  # ... while another dashboard process reads it too
                 [sys.executable, "-c",
-                 "import sys; from services import warehouse; from services.mapping import parse_model_mapping as p;"
+                 "import sys; from services.stores.warehouse import logs as warehouse;"
+                 "from services.mapping import parse_model_mapping as p;"
                  "print(warehouse.last_prediction_at(warehouse.make_engine(sys.argv[1]), p('m', {"
                  "'table': sys.argv[2], 'columns': {'timestamp': 'ts', 'version': 'model_version',"
                  "'prediction': 'prediction', 'latency_ms': 'latency_ms', 'status': 'status'}})))",

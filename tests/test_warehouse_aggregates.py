@@ -1,4 +1,4 @@
-"""services.warehouse_aggregates on DuckDB, SQLite and PostgreSQL against numpy on the same rows.
+"""services.stores.warehouse.aggregates on DuckDB, SQLite and PostgreSQL against numpy on the same rows.
 
 Every aggregate the SQL computes is compared with its in-memory twin from ``services.stats``
 (``bin_sample``, ``category_counts``, ``group_counts``, ``confusion_counts``, ``score_counts``,
@@ -17,13 +17,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from services import warehouse_aggregates as wa
 from services.errors import ConfigError, MappingError
 from services.mapping import ModelMapping
 from services.stats.drift import category_counts
 from services.stats.fairness import group_counts
 from services.stats.histogram import bin_sample, decile_edges, reference_edges
 from services.stats.performance import confusion_counts, regression_aggregates, roc_auc, roc_auc_tie_bound
+from services.stores.warehouse import aggregates as wa
 from tests.support import monitoring_data as data
 from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from services import wiring
+from services.auth.identity import DEMO_SERVICE_TOKEN
 from services.governance import commands, promotion
 from services.governance.evidence import FAILED, NO_DATA, collect_evidence
-from services.identity import DEMO_SERVICE_TOKEN
 from services.monitoring.views import TowerMonitoringEvidence
 from services.settings import PROJECT_ROOT, load_settings
 
@@ -41,7 +41,7 @@ def test_a_ci_request_through_the_cli_records_the_drift_and_fairness_the_browser
     monkeypatch.setenv("TOWER_DATA_DIR", str(demo_dir))
     monkeypatch.setenv("TOWER_DEMO", "true")
     monkeypatch.setenv("TOWER_SECRETS_FILE", str(tmp_path / "no-secrets.toml"))  # never the developer's own
-    browser = wiring.governance_context(load_settings())  # what app_pages/cached.governance caches
+    browser = wiring.governance_context(load_settings())  # what app_pages/backends.governance caches
     version = _drifted_candidate(browser)
     seen = collect_evidence(browser, MODEL, version, STAGE)
 
@@ -77,20 +77,36 @@ def test_the_governance_context_reads_monitoring_evidence_from_its_own_tower_sta
 
 def test_the_cli_and_the_app_build_their_governance_context_with_the_same_function(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from app_pages import cached
+    from ui import backends
 
     built: list[object] = []
+    real = wiring.Backends.governance
 
-    def fake(settings, *, create_schema: bool = True):
-        built.append(settings)
-        return f"context {len(built)}"
+    def spy(self: wiring.Backends):
+        built.append(self.settings)
+        return real(self)
 
-    monkeypatch.setattr(wiring, "governance_context", fake)
+    monkeypatch.setattr(wiring.Backends, "governance", spy)
     settings = load_settings({"TOWER_DATA_DIR": str(tmp_path)})
-    cached.governance.clear()
+    backends.stores.clear()
     try:
-        assert commands._context(settings) == "context 1"
-        assert cached.governance(settings) == "context 2"
+        cli = commands._context(settings)
+        app = backends.governance(settings)
+        assert type(cli) is type(app) and isinstance(app.monitoring, TowerMonitoringEvidence)
     finally:
-        cached.governance.clear()
+        backends.stores.clear()
     assert built == [settings, settings]
+
+
+def test_the_app_holds_one_registry_client_and_one_engine_per_store(tmp_path: Path) -> None:
+    from ui import backends
+
+    settings = load_settings({"TOWER_DATA_DIR": str(tmp_path)})
+    backends.stores.clear()
+    try:
+        ctx = backends.governance(settings)
+        assert backends.registry(settings) is ctx.registry is backends.governance(settings).registry
+        assert backends.tower(settings) is ctx.engine
+        assert ctx.warehouse is None  # no warehouse file in an empty data folder: latency says "no data"
+    finally:
+        backends.stores.clear()

@@ -22,7 +22,7 @@ from services.errors import ConfigError
 from services.settings import PROJECT_ROOT, Settings
 
 DEMO_CLIENT_ID = "tower-demo"
-# Recognised as a placeholder: refused outside demo mode (services.identity.auth_problems).
+# Recognised as a placeholder: refused outside demo mode (services.auth.identity.auth_problems).
 DEMO_CLIENT_SECRET = "demo-client-secret"
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from services.auth.identity import Actor
 from services.errors import NotFound, TowerError
 from services.governance import ledger, projection
 from services.governance.canonical import sha256_hex
@@ -23,7 +24,6 @@ from services.governance.context import GovernanceContext
 from services.governance.ledger import LEDGER, Decision
 from services.governance.ledger_keys import KEY_ENV, PREVIOUS_ENV, MissingLedgerKey, load_keys
 from services.governance.validation import InvalidInput, canonical_version
-from services.identity import Actor
 
 
 # ----------------------------------------------------------------------------------------------

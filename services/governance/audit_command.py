@@ -14,13 +14,14 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from services.settings import Settings
 
-def _verify(args: argparse.Namespace) -> int:
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from services.governance.audit import verify_all
-    from services.settings import load_settings
-    from services.wiring import governance_context
+    from services.wiring import Backends
 
-    report = verify_all(governance_context(load_settings()))
+    report = verify_all(Backends.from_settings(settings).governance())
     if args.format == "json":
         print(json.dumps({"ok": report.ok, "rows": report.rows, "registry_checked": report.registry_checked,
                           "registry_problem": report.registry_problem,

@@ -10,7 +10,7 @@ registry tags and aliases) are ``@write_step`` functions that refuse to run unle
 has succeeded in the current scope. So no write can happen without an authorization check, and a
 test lists every write action and scans the code for writes outside these markers.
 
-The rules (roles from ``services.identity.ROLES``; admin holds every right of reviewer and owner):
+The rules (roles from ``services.auth.identity.ROLES``; admin holds every right of reviewer and owner):
 
 | action             | who                                                                      |
 |--------------------|--------------------------------------------------------------------------|
@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from services.auth.identity import ROLES, SERVICE_ROLES, Actor
 from services.errors import Forbidden
 from services.governance.policy import Policy
-from services.identity import ROLES, SERVICE_ROLES, Actor
 
 F = TypeVar("F", bound=Callable[..., Any])
 

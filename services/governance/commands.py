@@ -20,15 +20,17 @@ import os
 import sys
 from typing import Any
 
+from services.auth.identity import Actor
 from services.errors import ConfigError
-from services.identity import Actor
+from services.governance.context import GovernanceContext
+from services.settings import Settings
 
 ACCOUNT_ENV = "TOWER_SERVICE_ACCOUNT"
 TOKEN_ENV = "TOWER_SERVICE_TOKEN"
 
 
-def _actor(settings: Any) -> Actor:
-    from services.identity import service_actor
+def _actor(settings: Settings) -> Actor:
+    from services.auth.identity import auth_config, service_actor
     from services.secrets_file import service_account_hashes
 
     account = os.environ.get(ACCOUNT_ENV, "").strip()
@@ -37,25 +39,19 @@ def _actor(settings: Any) -> Actor:
                           f"Set {ACCOUNT_ENV} to an account declared under auth.service_accounts in tower.yaml "
                           f"and {TOKEN_ENV} to its token.")
     token = os.environ.get(TOKEN_ENV, "").strip() or None
-    return service_actor(account, settings.auth, token, demo=settings.demo, secret_hashes=service_account_hashes())
+    return service_actor(account, auth_config(settings), token, demo=settings.demo,
+                         secret_hashes=service_account_hashes())
 
 
-def _settings() -> Any:
-    from services.settings import load_settings
+def _context(settings: Settings) -> GovernanceContext:
+    from services.wiring import Backends
 
-    return load_settings()
-
-
-def _context(settings: Any) -> Any:
-    from services.wiring import governance_context
-
-    return governance_context(settings)  # the same context as the browser's (drift, fairness evidence)
+    return Backends.from_settings(settings).governance()  # the same context as the browser's
 
 
-def _request(args: argparse.Namespace) -> int:
+def _request(args: argparse.Namespace, settings: Settings) -> int:
     from services.governance.promotion import request_promotion
 
-    settings = _settings()
     actor = _actor(settings)  # before touching any store
     ctx = _context(settings)
     outcome = request_promotion(ctx, actor, args.model, args.version, args.to, args.reason,
@@ -77,10 +73,10 @@ def _gates(ctx: Any, digest: str | None) -> list[Any]:
     return [] if evidence is None else list(evidence.gates)
 
 
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace, settings: Settings) -> int:
     from services.governance.promotion import list_requests
 
-    ctx = _context(_settings())
+    ctx = _context(settings)
     for r in list_requests(ctx, status=args.status, model=args.model):
         approvals = f"{len(r.approvals)}/{r.approvals_required}"
         print("\t".join([r.id, r.status, r.model, r.version, r.stage, approvals, r.requester_name,
@@ -88,10 +84,9 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _repair(args: argparse.Namespace) -> int:
+def _repair(args: argparse.Namespace, settings: Settings) -> int:
     from services.governance.projection import repair_projections
 
-    settings = _settings()
     actor = _actor(settings)
     report = repair_projections(_context(settings), actor)
     print(f"Re-applied {len(report.applied)} projection(s); {len(report.failed)} failed.")
@@ -120,8 +115,8 @@ def register(subparsers: Any) -> None:
     repair.set_defaults(handler=_repair)
 
 
-def _token_new(args: argparse.Namespace) -> int:
-    from services.service_tokens import hash_token, new_token
+def _token_new(args: argparse.Namespace, settings: Settings) -> int:
+    from services.auth.service_tokens import hash_token, new_token
 
     token = new_token()
     print(f"token: {token}")
@@ -132,8 +127,8 @@ def _token_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token_hash(args: argparse.Namespace) -> int:
-    from services.service_tokens import hash_token
+def _token_hash(args: argparse.Namespace, settings: Settings) -> int:
+    from services.auth.service_tokens import hash_token
 
     token = sys.stdin.read().strip()
     if not token:

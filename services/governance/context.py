@@ -14,10 +14,10 @@ from typing import Protocol
 
 from sqlalchemy.engine import Engine
 
-from services.governance.policy import Policy
+from services.governance.policy import Policy, policies
 from services.governance.validation import InvalidInput
-from services.registry import Registry
 from services.settings import Settings
+from services.stores.registry import Registry
 
 
 class MonitoringEvidence(Protocol):
@@ -62,7 +62,7 @@ class GovernanceContext:
         return {stage: aliases.get(alias) for stage, alias in stages.items()}
 
     def policy(self, model: str) -> Policy:
-        return self.settings.policies.for_model(model)
+        return policies(self.settings).for_model(model)
 
     def now(self) -> datetime:
         now = self.clock()

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services import warehouse
 from services.errors import TowerError
 from services.governance.canonical import canonical_json, sha256_hex
 from services.governance.context import GovernanceContext
 from services.governance.policy import Policy
+from services.stores.warehouse import logs as warehouse
 
 PASSED, FAILED, NO_DATA = "passed", "failed", "no_data"
 LATENCY_WINDOW = timedelta(days=7)

@@ -1,6 +1,6 @@
 """The decision ledger: append-only, hash-chained, in the tower state (SQLite or PostgreSQL).
 
-Tables (declared on ``services.tower_db.METADATA``; ``create_schema`` creates them):
+Tables (declared on ``services.stores.tower_db.METADATA``; ``create_schema`` creates them):
 
 - ``governance_ledger``       one row per decision, never updated or deleted (a trigger refuses it):
                               ``seq`` (1, 2, 3, ... without gaps), a deterministic ``decision_id``
@@ -44,7 +44,7 @@ from services.errors import ConfigError, TowerError, TowerStateUnavailable
 from services.governance.authz import Action, require_authorized, write_step
 from services.governance.canonical import canonical_json, sha256_hex
 from services.governance.ledger_keys import LedgerKeys, load_keys
-from services.tower_db import METADATA, UPGRADES
+from services.stores.tower_db import METADATA, UPGRADES
 
 T = TypeVar("T")
 GENESIS_HASH = "0" * 64
@@ -181,7 +181,7 @@ UPGRADES.append(upgrade_tables)
 
 
 def create_tables(engine: Engine) -> None:
-    """Create the governance tables only (``services.tower_db.create_schema`` creates every table)."""
+    """Create the governance tables only (``services.stores.tower_db.create_schema`` creates every table)."""
     try:
         METADATA.create_all(engine, tables=list(TABLES))
         upgrade_tables(engine)

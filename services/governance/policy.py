@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from services.auth.identity import ROLES, auth_config
 from services.errors import ConfigError
-from services.identity import ROLES
 from services.mapping import ModelMapping
+from services.settings import Settings
 
 DIRECTIONS = ("higher", "lower")
 _KEYS = {"approvals_required", "approvers", "override_roles", "requesters", "metrics",
@@ -256,6 +257,12 @@ def _build(model: str, merged: Mapping[str, Any], slo_p95: float | None) -> Poli
         require_known_creator=merged.get("require_known_creator", False),
         evidence_max_age=merged.get("evidence_max_age", DEFAULT_EVIDENCE_MAX_AGE),
     )
+
+
+def policies(settings: Settings) -> Policies:
+    """tower.yaml's ``policies:`` section: the promotion policy of each model."""
+    issuer = auth_config(settings).service_issuer
+    return settings.parsed("policies", lambda raw: parse_policies(raw, settings.models, service_issuer=issuer))
 
 
 def parse_policies(raw: Any, models: Mapping[str, ModelMapping] | None = None, *,

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from services.auth.identity import Actor
 from services.errors import RegistryUnavailable, TowerError
 from services.governance import ledger
 from services.governance.authz import Action, authorize, write_action, write_step
@@ -22,7 +23,6 @@ from services.governance.authz import Resource as _Resource
 from services.governance.canonical import canonical_json, sha256_hex
 from services.governance.context import GovernanceContext
 from services.governance.ledger import Decision
-from services.identity import Actor
 
 AUDIT_TAG_PREFIX = "tower_audit_"
 STAGE_TAG = "tower_stage"

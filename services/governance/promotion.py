@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from services.auth.identity import Actor, auth_config
 from services.errors import Conflict, NotFound, TowerError
 from services.governance import ledger, projection
 from services.governance.authz import Action, Resource, allowed, authorize, write_action, write_step
@@ -33,7 +34,6 @@ from services.governance.evidence import Evidence, collect_evidence
 from services.governance.ledger import Decision, RequestRow
 from services.governance.policy import Policy
 from services.governance.validation import InvalidInput, canonical_version, check_text
-from services.identity import Actor
 
 _log = logging.getLogger(__name__)
 PROMOTION, ROLLBACK = "promotion", "rollback"
@@ -146,9 +146,9 @@ def current_round(decisions: Sequence[Decision]) -> _Round:
 
 def person_of(ctx: GovernanceContext, issuer: str, subject: str, email: str | None) -> str:
     """Who a ledger row's actor is, as N-of-M counts people: the person claim joins accounts."""
-    claim = getattr(ctx.settings.auth, "person_claim", None)
+    claim = auth_config(ctx.settings).person_claim
     if claim == "email" and email:
-        from services.identity import normalize_name
+        from services.auth.identity import normalize_name
 
         return f"person:{normalize_name(email)}"
     return f"{issuer}|{subject}"
@@ -183,7 +183,7 @@ def _still_counts(ctx: GovernanceContext, policy: Policy, approval: Decision,
 
 
 def _names_match(name: str, approval: Decision) -> bool:
-    from services.identity import normalize_name
+    from services.auth.identity import normalize_name
 
     wanted = normalize_name(name)
     return wanted in {normalize_name(x) for x in (approval.actor_subject, approval.actor_email or "") if x}

@@ -21,7 +21,8 @@ from datetime import UTC, date, datetime
 from typing import TextIO
 
 from services.errors import ConfigError, NotFound
-from services.settings import Settings, load_settings
+from services.monitoring.config import monitoring_config
+from services.settings import Settings
 
 
 def _instant(text: str) -> datetime:
@@ -64,10 +65,9 @@ def _model(settings: Settings, name: str) -> None:
         raise NotFound(f"No monitored model named '{name}'.", f"Models mapped in tower.yaml: {known}.")
 
 
-def _monitor_run(args: argparse.Namespace) -> int:
+def _monitor_run(args: argparse.Namespace, settings: Settings) -> int:
     from services.monitoring.job import run_monitoring
 
-    settings = load_settings()
     if args.model is not None:
         _model(settings, args.model)
     runs = run_monitoring(settings, model=args.model, since=args.since, until=args.until,
@@ -92,13 +92,11 @@ def _monitor_run(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def _report(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace, settings: Settings) -> int:
     from services import wiring
     from services.monitoring.reference import load_or_compute
     from services.monitoring.report import window_report
-    from services.tower_db import create_schema
 
-    settings = load_settings()
     _model(settings, args.model)
     if args.start >= args.end:
         raise ConfigError(f"The window starts at {args.start.isoformat(sep=' ')} but ends at "
@@ -108,16 +106,14 @@ def _report(args: argparse.Namespace) -> int:
     if args.reference_start is not None and args.reference_start >= args.reference_end:
         raise ConfigError("--reference-start must be before --reference-end.")
     mapping = settings.models[args.model]
-    warehouse = wiring.warehouse_engine(settings)
-    tower = wiring.tower_engine(settings)
+    backends = wiring.Backends.from_settings(settings)
+    warehouse, tower = backends.warehouse(), backends.tower()
     try:
-        create_schema(tower)
         profile = load_or_compute(tower, warehouse, mapping, args.reference_start, args.reference_end)
         report = window_report(warehouse, mapping, profile, args.start, args.end,
-                               rules=settings.monitoring.rules_for(mapping.name))
+                               rules=monitoring_config(settings).rules_for(mapping.name))
     finally:
-        warehouse.dispose()
-        tower.dispose()
+        backends.close()
     print(json.dumps(report.to_json(), indent=2, allow_nan=False))
     return 0
 

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from services.errors import ConfigError
+from services.settings import Settings
 
 WEBHOOK_ENV = "TOWER_ALERT_WEBHOOK_URL"
 PERFORMANCE_METRICS = {  # metric -> True when higher is better
@@ -186,6 +187,11 @@ def _webhook_url(env: Mapping[str, str]) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{WEBHOOK_ENV} must be an http(s) URL.")  # never echo it: it may hold a token
     return url
+
+
+def monitoring_config(settings: Settings) -> MonitoringConfig:
+    """tower.yaml's ``monitoring:`` section, with the alert webhook from the environment."""
+    return settings.parsed("monitoring", lambda raw: parse_monitoring_config(raw, settings.environ, settings.models))
 
 
 def parse_monitoring_config(raw: Any, env: Mapping[str, str], models: Mapping[str, Any] | None = None

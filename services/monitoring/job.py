@@ -29,14 +29,14 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from services import warehouse_aggregates as wa
 from services.errors import ConfigError, MappingError, NotFound, TowerStateUnavailable, WarehouseUnavailable
 from services.mapping import ModelMapping
 from services.monitoring.alerts import AlertSummary, evaluate_alerts
-from services.monitoring.config import MonitoringConfig
+from services.monitoring.config import MonitoringConfig, monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.report import WindowAggregates, build_report, fetch_aggregates
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
+from services.stores.warehouse import aggregates as wa
 
 _VERSION_MAX, _SLICE_VALUE_MAX = 255, 1000  # the column sizes of monitoring_results (a log may hold anything)
 Progress = Callable[[str, int, int], None]
@@ -189,7 +189,7 @@ def run_monitoring(settings: Any, *, model: str | None = None, since: date | Non
                    now: datetime | None = None) -> list[ModelRun]:
     """Run the job for one model or every mapped model (engines made from ``settings`` unless given)."""
     from services import wiring
-    from services.tower_db import create_schema
+    from services.stores.tower_db import create_schema
 
     if model is not None and model not in settings.models:
         known = ", ".join(sorted(settings.models)) or "none"
@@ -206,7 +206,7 @@ def run_monitoring(settings: Any, *, model: str | None = None, since: date | Non
         for name in names:
             started = time.perf_counter()
             try:
-                runs.append(run_model(warehouse, tower, settings.models[name], settings.monitoring, since=since,
+                runs.append(run_model(warehouse, tower, settings.models[name], monitoring_config(settings), since=since,
                                       until=until, progress=progress, refresh_reference=refresh_reference, now=now))
             except (MappingError, WarehouseUnavailable) as exc:  # one broken log must not stop the others
                 runs.append(ModelRun(name, None, None, 0, 0, round(time.perf_counter() - started, 3), None, None,

@@ -25,12 +25,12 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from services import warehouse_aggregates as wa
 from services.errors import ConfigError, MappingError, TowerStateUnavailable
 from services.mapping import ModelMapping
 from services.monitoring.store import monitoring_references
 from services.stats.histogram import BinnedSample
 from services.stats.performance import ConfusionCounts, ScoreCounts
+from services.stores.warehouse import aggregates as wa
 
 PROFILE_FORMAT = 1
 

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from services import warehouse_aggregates as wa
 from services.mapping import ModelMapping
 from services.monitoring.config import PERFORMANCE_METRICS, AlertRules, DriftRule, PerformanceRule
 from services.monitoring.reference import NumericReference, ReferenceProfile
@@ -36,6 +35,7 @@ from services.stats.drift import (
 from services.stats.fairness import FOUR_FIFTHS, GroupCounts, fairness_summary
 from services.stats.histogram import BinnedSample, bin_value_counts
 from services.stats.performance import classification_metrics, regression_metrics, roc_auc
+from services.stores.warehouse import aggregates as wa
 
 NUMERICAL_METHODS = ("wasserstein", "ks", "psi", "jensenshannon")
 CATEGORICAL_METHODS = ("jensenshannon", "psi", "chisquare", "z")

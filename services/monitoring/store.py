@@ -1,4 +1,4 @@
-"""Monitoring tables of the tower state (DESIGN.md §3), declared on ``services.tower_db.METADATA``.
+"""Monitoring tables of the tower state (DESIGN.md §3), declared on ``services.stores.tower_db.METADATA``.
 
 ``monitoring_results`` is long format, one row per (model, version, window, slice, column, metric),
 readable by any SQL client::
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from services.tower_db import METADATA
+from services.stores.tower_db import METADATA
 
 ALL_VERSIONS = "*"
 NO_SLICE = ""

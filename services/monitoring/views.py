@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from services import warehouse_aggregates as wa
 from services.errors import ConfigError, TowerStateUnavailable
 from services.mapping import ModelMapping
 from services.monitoring.reference import ReferenceProfile
@@ -31,6 +30,7 @@ from services.monitoring.store import (
     monitoring_results,
 )
 from services.stats.histogram import coarsen
+from services.stores.warehouse import aggregates as wa
 
 Status = Literal["ok", "warning", "alert", "unknown"]
 _MISSING_TABLE = re.compile(r"no such table|does not exist|undefined table", re.IGNORECASE)

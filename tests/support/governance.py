@@ -37,13 +37,13 @@ import psycopg.sql
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
+from services.auth.identity import Actor
 from services.governance.context import GovernanceContext
 from services.governance.ledger import create_tables
-from services.identity import Actor
-from services.registry import Registry
 from services.settings import Settings, load_settings
-from services.tower_db import make_tower_engine
-from services.warehouse import make_engine
+from services.stores.registry import Registry
+from services.stores.tower_db import make_tower_engine
+from services.stores.warehouse.logs import make_engine
 from tests.support.databases import ensure_postgres
 
 ISSUER = "https://idp.test"

@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.auth.service_tokens import parse_token_hash, verify_token
 from services.errors import ConfigError, Forbidden
-from services.service_tokens import parse_token_hash, verify_token
+from services.settings import Settings
 
 ROLES = ("viewer", "data_scientist", "model_owner", "reviewer", "admin")
 SERVICE_ROLES = ("viewer", "data_scientist", "model_owner")  # never reviewer or admin
@@ -152,6 +153,11 @@ def _service_account(name: str, spec: Any) -> ServiceAccount:
         raise ConfigError(f"{where}.repair must be true or false, got {repair!r}.")
     return ServiceAccount(roles=parsed, token_hash=token_hash,
                           capabilities=frozenset({"repair"}) if repair else frozenset())
+
+
+def auth_config(settings: Settings) -> AuthConfig:
+    """tower.yaml's ``auth:`` section (roles mapping, service accounts, person claim)."""
+    return settings.parsed("auth", parse_auth_config)
 
 
 def parse_auth_config(raw: Any) -> AuthConfig:

@@ -3,7 +3,7 @@
 The statistics of ``services.stats`` are computed from aggregates; this module is the only one that
 asks the warehouse for them (DESIGN.md §2, "push the work to the data"). Every function sends a few
 statements whatever the size of the data, and only one row per (group, bin) or (group, value) comes
-back. As in ``services.warehouse``: SQLAlchemy Core with bound parameters, names only from a
+back. As in ``services.stores.warehouse.logs``: SQLAlchemy Core with bound parameters, names only from a
 :class:`~services.mapping.ModelMapping`, naive UTC datetimes, half-open windows ``[start, end)``.
 
 **Which rows.** A :class:`Rows` names a table and optionally a time range: the log in a window
@@ -57,7 +57,7 @@ from services.stats.fairness import GroupCounts, group_counts_from_rows
 from services.stats.histogram import BinnedSample, default_shift, quantile_probabilities
 from services.stats.performance import AUC_DECIMALS, ConfusionCounts, ScoreCounts
 from services.stats.quantiles import exact_quantiles, quantile_positions
-from services.warehouse import (
+from services.stores.warehouse.logs import (
     _aggregate,
     _connection,
     _day,
@@ -861,7 +861,7 @@ def regression_sums(engine: Engine, mapping: ModelMapping, rows: Rows, *, by_day
 
 
 # --------------------------------------------------------------------------------------------
-# Latency (the quantile helpers of services.warehouse)
+# Latency (the quantile helpers of services.stores.warehouse.logs)
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LatencySummary:

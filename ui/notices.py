@@ -22,8 +22,8 @@ def _down_since(err: TowerError) -> datetime | None:
     """When the store an unavailability error names went down (None for any other error)."""
     if backend_of(err) is None:
         return None
-    from app_pages.cached import board, targets  # here: cached imports the pages' helpers
     from services.settings import load_settings
+    from ui.backends import board, targets  # here: cached imports the pages' helpers
 
     return board().since(err, targets(load_settings()))
 

@@ -8,17 +8,18 @@ from typing import Any
 
 import streamlit as st
 
-from services.errors import Forbidden
-from services.identity import (
+from services.auth.identity import (
     ANONYMOUS,
     Actor,
     SignInStatus,
     actor_from_claims,
+    auth_config,
     refreshed_actor,
     sign_in_expired,
     sign_in_status,
 )
-from services.oidc import fetch_userinfo
+from services.auth.oidc import fetch_userinfo
+from services.errors import Forbidden
 from services.settings import Settings
 
 
@@ -43,7 +44,7 @@ def current_actor(settings: Settings) -> Actor | None:
         return ANONYMOUS
     if not st.user.is_logged_in:
         return None
-    return actor_from_claims(st.user.to_dict(), settings.auth)
+    return actor_from_claims(st.user.to_dict(), auth_config(settings))
 
 
 def require_roles(settings: Settings, *roles: str) -> Actor | None:
@@ -75,7 +76,7 @@ def actor_for_write(settings: Settings) -> Actor:
     auth = _auth_secrets() or {}
     if access:
         userinfo = fetch_userinfo(str(auth["server_metadata_url"]), access)
-        return refreshed_actor(claims, userinfo, settings.auth)
+        return refreshed_actor(claims, userinfo, auth_config(settings))
     if sign_in_expired(claims, time.time()):
         raise Forbidden("Your sign-in has expired.", "Sign out and sign in again; nothing was recorded.")
     return actor

@@ -16,15 +16,17 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from services import warehouse, wiring
+from services import wiring
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
 from services.monitoring import report, views
+from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.report import WindowReport
 from services.outages import REGISTRY, TOWER, WAREHOUSE, OutageBoard
-from services.registry import Lineage, ModelSummary, Registry, VersionInfo
 from services.settings import Settings
+from services.stores.registry import Lineage, ModelSummary, Registry, VersionInfo
+from services.stores.warehouse import logs as warehouse
 
 TTL_S = 60
 T = TypeVar("T")
@@ -46,21 +48,18 @@ def guarded(s: Settings, backend: str, fn: Callable[[], T]) -> T:
 
 
 @st.cache_resource(show_spinner=False)
-def _registry(uri: str, timeout_s: float, retries: int) -> Registry:
-    return Registry(uri, timeout_s=timeout_s, max_retries=retries)
-
-
-@st.cache_resource(show_spinner=False)
-def _engine(url: str, timeout_s: float, statement_timeout_s: float) -> Engine:
-    return warehouse.make_engine(url, connect_timeout_s=timeout_s, statement_timeout_s=statement_timeout_s)
+def stores(s: Settings) -> wiring.Backends:
+    """One set of backends per settings, shared by every session: one registry client, one warehouse
+    engine and one tower-state engine. Building it touches no store."""
+    return wiring.Backends.from_settings(s)
 
 
 def registry(s: Settings) -> Registry:
-    return _registry(s.mlflow_tracking_uri, s.mlflow_timeout_s, s.mlflow_max_retries)
+    return stores(s).registry
 
 
 def engine(s: Settings) -> Engine:
-    return _engine(s.warehouse_url, s.warehouse_timeout_s, s.warehouse_statement_timeout_s)
+    return stores(s).warehouse()
 
 
 @st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
@@ -108,17 +107,14 @@ def latency_by_version(s: Settings, mapping: ModelMapping, start: datetime, end:
     return guarded(s, WAREHOUSE, lambda: warehouse.latency_by_version(engine(s), mapping, start, end))
 
 
-@st.cache_resource(show_spinner=False)
 def governance(s: Settings) -> GovernanceContext:
-    """The governance context (registry, tower state, evidence sources), one per settings.
-
-    Shared by every session: it holds clients, engines and policies, never who is acting.
-    """
-    return guarded(s, TOWER, lambda: wiring.governance_context(s))
+    """The governance context over the shared backends. It holds clients, engines and policies,
+    never who is acting."""
+    return guarded(s, TOWER, lambda: stores(s).governance())
 
 
 def tower(s: Settings) -> Engine:
-    return governance(s).engine
+    return stores(s).tower()
 
 
 # Monitoring: results come from the tower state; a window's report and a feature's distribution are
@@ -134,7 +130,7 @@ def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None
                   start: datetime, end: datetime) -> WindowReport:
     profile = reference_profile(s, mapping, *ref)
     return guarded(s, WAREHOUSE, lambda: report.window_report(
-        engine(s), mapping, profile, start, end, rules=s.monitoring.rules_for(mapping.name)))
+        engine(s), mapping, profile, start, end, rules=monitoring_config(s).rules_for(mapping.name)))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)

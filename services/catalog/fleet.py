@@ -15,9 +15,9 @@ import pandas as pd
 from services.errors import TowerError
 from services.mapping import ModelMapping
 from services.monitoring.views import HealthVerdict
-from services.registry import ModelSummary
 from services.settings import Settings
-from services.warehouse import WindowSummary
+from services.stores.registry import ModelSummary
+from services.stores.warehouse.logs import WindowSummary
 
 # Status words shown in the fleet table, worst first, so sorting by status surfaces problems.
 BREACH, UNAVAILABLE, NO_TRAFFIC, OK, UNMONITORED = "SLO breach", "log unavailable", "no traffic", "ok", "not monitored"

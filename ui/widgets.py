@@ -6,17 +6,17 @@ from datetime import UTC, datetime, time, timedelta
 
 import streamlit as st
 
-from app_pages import cached
-from app_pages.notices import show_error
 from services.errors import TowerError
 from services.mapping import ModelMapping
 from services.settings import Settings
+from ui import backends
+from ui.notices import show_error
 
 
 def model_names(settings: Settings) -> list[str]:
     """Registered models, or the configured ones when the registry cannot be read (with a notice)."""
     try:
-        return [m.name for m in cached.list_models(settings)]
+        return [m.name for m in backends.list_models(settings)]
     except TowerError as err:
         show_error(err)
         return sorted(settings.models)

@@ -1,0 +1,1 @@
+"""Who is acting: identities, roles, service accounts and the OIDC provider."""

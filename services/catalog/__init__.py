@@ -1,0 +1,1 @@
+"""What the registry holds, arranged for people: the fleet, version comparison, lineage."""

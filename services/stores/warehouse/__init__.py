@@ -1,0 +1,1 @@
+"""The prediction-log warehouse: engines, log queries and push-down aggregates."""

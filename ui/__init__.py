@@ -1,0 +1,1 @@
+"""The pages' helpers: cached backends, the session's actor, notices, widgets, tables."""
