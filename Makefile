@@ -42,16 +42,17 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed: the browser tests will be skipped"; fi; }
 
-# Two passes: the whole suite on the embedded stores, then the modules that use the demo's stores
-# again on the production backends (PostgreSQL warehouse and tower state, MLflow server with basic
-# auth and a service account; tests/support/production.py). Both always run; either failing fails.
-PRODUCTION_TESTS := tests/test_pages.py tests/test_governance_pages.py tests/test_monitoring_pages.py \
-	tests/test_sign_in.py tests/test_outages.py tests/test_production_backends.py
+# Lint and types first, then two passes: the whole suite on the embedded stores, then the modules
+# marked `production` again on the production backends (PostgreSQL warehouse and tower state, MLflow
+# server with basic auth and a service account; tests/support/production.py). Both passes always
+# run; any step failing fails.
 test: $(STAMP) browser
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	@status=0; \
 	$(BIN)/python -m pytest || status=1; \
 	echo "== second pass: production backends (PostgreSQL, MLflow server with basic auth) =="; \
-	$(BIN)/python -m pytest --backend production $(PRODUCTION_TESTS) || status=1; \
+	$(BIN)/python -m pytest --backend production -m production || status=1; \
 	exit $$status
 
 # The load benchmark's smoke test (2 browser sessions); timing-sensitive, so not part of `make test`.
@@ -60,3 +61,4 @@ bench-smoke: $(STAMP) browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy

@@ -1,6 +1,6 @@
 """ML Control Tower: the entry script. Settings, the login gate, the actor, the pages, st.navigation.
 
-Pages live in app_pages/ (not pages/, see DESIGN.md §2) and are registered from their files so
+Pages live in app_pages/ (not pages/, see docs/ARCHITECTURE.md) and are registered from their files so
 that AppTest and deep links both reach them only through this gate.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 import streamlit as st
 
 from services.errors import ConfigError
-from services.settings import load_settings
+from services.wiring import load_settings
 from ui import backends
 from ui.notices import literal, show_error
+from ui.page import running
 from ui.recovery import recovered
 from ui.session import current_actor, sign_in
 
@@ -26,7 +27,8 @@ except ConfigError as err:
 
 actor = current_actor(settings)
 if actor is None:  # sign-in is configured and nobody is signed in: the login page is all there is
-    st.navigation([st.Page("app_pages/login.py", title="Sign in", icon=":material/login:")]).run()
+    with running(settings):
+        st.navigation([st.Page("app_pages/login.py", title="Sign in", icon=":material/login:")]).run()
     st.stop()
 
 monitor = [
@@ -60,7 +62,8 @@ with st.sidebar:
                 + (f"  \n{literal(problem)}" if problem else ""), icon=":material/lock:")
     if settings.demo:
         st.caption("Demo mode: embedded registry and warehouse.")
-st.navigation({"Monitor": monitor, "Govern": govern}).run()
+with running(settings):  # the pages get these settings: tower.yaml is read once per run
+    st.navigation({"Monitor": monitor, "Govern": govern}).run()
 
 
 @st.fragment(run_every=10)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from services.errors import TowerError
-from services.settings import load_settings
+from services.settings import Settings
 from ui import backends
-from ui.notices import show_error
+from ui.page import page
 from ui.widgets import model_names
 
 ALL = "All models"
@@ -15,17 +14,12 @@ SHOWN = ["model", "rule", "subject", "status", "opened_window", "last_window", "
          "threshold", "message", "notified_at", "notify_error"]
 
 
-def render() -> None:
+def render(settings: Settings) -> None:
     st.title("Alerts")
-    settings = load_settings()
     model = st.selectbox("Model", [ALL, *model_names(settings)], key="model", bind="query-params")
     chosen = None if model == ALL else model
-    try:
-        active = backends.alerts(settings, chosen, True)
-        history = backends.alerts(settings, chosen, False)
-    except TowerError as err:
-        show_error(err)
-        return
+    active = backends.alerts(settings, chosen, True)
+    history = backends.alerts(settings, chosen, False)
     st.metric("Open alerts", len(active))
     if active.empty:
         st.success("No alert is open." if not history.empty else
@@ -38,4 +32,4 @@ def render() -> None:
 
 
 if __name__ == "__main__":
-    render()
+    page(render)

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, time
 import pandas as pd
 import streamlit as st
 
-from services.errors import TowerError
 from services.governance import audit, promotion
 from services.governance.ledger import LEDGER_ACTIONS
-from services.settings import Settings, load_settings
+from services.settings import Settings
 from ui import backends
 from ui.governance_tables import decisions_table
-from ui.notices import literal, show_error
+from ui.notices import literal
+from ui.page import page
 from ui.session import actor_for_write, current_actor
 from ui.widgets import model_names
 
@@ -70,18 +70,14 @@ def _stage_history(settings: Settings, model: str) -> None:
                 st.success(f"Rollback request {outcome.request.id[:12]} is in the review queue.")
 
 
-def render() -> None:
+def render(settings: Settings) -> None:
     st.title("Audit trail")
-    settings = load_settings()
     names = model_names(settings)
     model = st.selectbox("Model", [ALL, *names], key="model", bind="query-params")
-    try:
-        _history(settings, None if model == ALL else model)
-        if model != ALL:
-            _stage_history(settings, model)
-    except TowerError as err:
-        show_error(err)
+    _history(settings, None if model == ALL else model)
+    if model != ALL:
+        _stage_history(settings, model)
 
 
 if __name__ == "__main__":
-    render()
+    page(render)

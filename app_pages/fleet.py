@@ -8,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from services.catalog import fleet
-from services.settings import load_settings
+from services.settings import Settings
 from ui import backends
 from ui.notices import literal, show_error
+from ui.page import page
 
 WINDOW_DAYS = 7
 HEALTH_LABELS = {"alert": "🔴 alert", "warning": "🟠 warning", "ok": "🟢 ok", "unknown": "⚪ no results"}
@@ -36,9 +37,8 @@ def _table(rows: tuple[fleet.FleetRow, ...]) -> pd.DataFrame:
     } for r in rows])
 
 
-def render() -> None:
+def render(settings: Settings) -> None:
     st.title("Fleet overview")
-    settings = load_settings()
     # Complete UTC days only: a partial current day would read as a traffic drop on every model.
     end = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=WINDOW_DAYS)
@@ -101,4 +101,4 @@ def render() -> None:
 
 
 if __name__ == "__main__":
-    render()
+    page(render)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from services.errors import TowerError
-from services.settings import load_settings
+from services.settings import Settings
 from ui import backends
-from ui.notices import show_error
+from ui.page import page
 from ui.widgets import model_names, model_picker
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 QUANTILES = {"p50": "p50_ms", "p95": "p95_ms", "p99": "p99_ms"}
 # Versions are categories: a qualitative palette keeps neighbouring versions apart.
@@ -27,7 +30,7 @@ def _window(picked: tuple[date, ...] | date) -> tuple[datetime, datetime] | None
     return datetime.combine(picked[0], time()), datetime.combine(picked[1] + timedelta(days=1), time())
 
 
-def _quantile_chart(daily: pd.DataFrame, column: str, label: str, slo: float | None):
+def _quantile_chart(daily: pd.DataFrame, column: str, label: str, slo: float | None) -> go.Figure:
     fig = px.line(daily, x="day", y=column, color="version", markers=True, color_discrete_sequence=PALETTE,
                   labels={column: f"{label} latency (ms)", "day": "day (UTC)"})
     if slo is not None:
@@ -36,9 +39,8 @@ def _quantile_chart(daily: pd.DataFrame, column: str, label: str, slo: float | N
     return fig
 
 
-def render() -> None:
+def render(settings: Settings) -> None:
     st.title("Latency")
-    settings = load_settings()
     name = model_picker(model_names(settings))
     if name is None:
         st.info("No registered models yet. Register a model in MLflow, or run `make seed` for the demo.")
@@ -54,12 +56,9 @@ def render() -> None:
     if window is None:
         st.info("Pick the last day of the window.")
         return
-    try:
-        daily = backends.latency_by_day(settings, mapping, *window)
-        by_version = backends.latency_by_version(settings, mapping, *window)
-    except TowerError as err:
-        show_error(err)
-        return
+    assert isinstance(picked, tuple) and len(picked) == 2  # _window gave a window: both ends are picked
+    daily = backends.latency_by_day(settings, mapping, *window)
+    by_version = backends.latency_by_version(settings, mapping, *window)
     if daily.empty:
         st.info(f"No predictions of {name} were logged between {picked[0]} and {picked[1]}.")
         return
@@ -87,4 +86,4 @@ def render() -> None:
 
 
 if __name__ == "__main__":
-    render()
+    page(render)

@@ -6,16 +6,16 @@ import pandas as pd
 import streamlit as st
 
 from services.demo.identities import DEMO_USERS
-from services.settings import load_settings
+from services.settings import Settings
+from ui.page import page
 
 
-def render() -> None:
+def render(settings: Settings) -> None:
     st.title("ML Control Tower")
     st.write("Sign in with your organisation's identity provider to see the fleet, review promotions "
              "and read the audit trail.")
     if st.button("Sign in", type="primary", icon=":material/login:"):
         st.login()
-    settings = load_settings()
     if settings.demo:
         st.subheader("Demo users")
         st.caption("The demo's local identity provider offers these people: press Sign in, then pick one. "
@@ -25,4 +25,4 @@ def render() -> None:
 
 
 if __name__ == "__main__":
-    render()
+    page(render)

@@ -8,11 +8,11 @@ import streamlit as st
 
 from services.catalog.comparison import compare_metrics
 from services.catalog.lineage_graph import LineageGraph, build_lineage_graph
-from services.errors import TowerError
-from services.settings import Settings, load_settings
+from services.settings import Settings
 from services.stores.registry import Lineage, VersionInfo
 from ui import backends
-from ui.notices import literal, show_error
+from ui.notices import literal
+from ui.page import page
 from ui.widgets import model_names, model_picker
 
 KIND_COLOURS = {"dataset": "#4C78A8", "run": "#F58518", "version": "#54A24B", "alias": "#B279A2"}
@@ -69,20 +69,15 @@ def _comparison(settings: Settings, name: str, holders: dict[str, VersionInfo | 
     st.dataframe(table, hide_index=True)
 
 
-def render() -> None:
+def render(settings: Settings) -> None:
     st.title("Model detail")
-    settings = load_settings()
     name = model_picker(model_names(settings))
     if name is None:
         st.info("No registered models yet. Register a model in MLflow, or run `make seed` for the demo.")
         return
-    try:
-        model = backends.get_model(settings, name)
-        versions = backends.list_versions(settings, name)
-        holders = backends.stage_holders(settings, name)
-    except TowerError as err:
-        show_error(err)
-        return
+    model = backends.get_model(settings, name)
+    versions = backends.list_versions(settings, name)
+    holders = backends.stage_holders(settings, name)
 
     st.markdown(literal(model.description) or "_No description._")
     cols = st.columns(2 + len(holders))
@@ -95,11 +90,7 @@ def render() -> None:
     st.dataframe(_versions_table(versions), hide_index=True)
 
     st.subheader("Lineage")
-    try:
-        lineages = [backends.lineage(settings, name, v.version) for v in versions]
-    except TowerError as err:
-        show_error(err)
-        return
+    lineages = [backends.lineage(settings, name, v.version) for v in versions]
     st.caption("Training dataset → run → version → alias. Colours: datasets blue, runs orange, "
                "versions green, aliases purple.")
     st.plotly_chart(_lineage_figure(build_lineage_graph(lineages)))
@@ -109,4 +100,4 @@ def render() -> None:
 
 
 if __name__ == "__main__":
-    render()
+    page(render)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from services.errors import TowerError
-from services.settings import load_settings
+from services.settings import Settings
 from ui import backends
-from ui.notices import show_error
+from ui.page import page
 from ui.widgets import day_window, model_names, model_picker
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
 
-def _figure(series, metric: str):
+
+def _figure(series: pd.DataFrame, metric: str) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_bar(x=series["day"], y=series["label_coverage"], name="label coverage", opacity=0.25,
                 secondary_y=True)
@@ -30,9 +35,8 @@ def _figure(series, metric: str):
     return fig
 
 
-def render() -> None:
+def render(settings: Settings) -> None:
     st.title("Performance")
-    settings = load_settings()
     name = model_picker(model_names(settings))
     if name is None or settings.model(name) is None:
         st.info("No monitored model yet." if name is None else f"{name} has no prediction log mapped in tower.yaml.")
@@ -40,11 +44,7 @@ def render() -> None:
     window = day_window("Window (UTC days)", 30, key="performance_window")
     if window is None:
         return
-    try:
-        frame = backends.performance_over_time(settings, name, *window)
-    except TowerError as err:
-        show_error(err)
-        return
+    frame = backends.performance_over_time(settings, name, *window)
     if frame.empty:
         st.info("No performance results in this window yet: run `python -m services.cli monitor run`.")
         return
@@ -58,4 +58,4 @@ def render() -> None:
 
 
 if __name__ == "__main__":
-    render()
+    page(render)

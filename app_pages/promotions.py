@@ -5,12 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from services.auth.identity import Actor
-from services.errors import TowerError
 from services.governance import promotion
-from services.settings import Settings, load_settings
+from services.settings import Settings
 from ui import backends
 from ui.governance_tables import gates_table, requests_table
-from ui.notices import literal, show_error
+from ui.notices import literal
+from ui.page import errors_shown, page
 from ui.session import actor_for_write, require_roles
 
 
@@ -68,20 +68,17 @@ def _my_requests(settings: Settings, actor: Actor) -> None:
             st.rerun()
 
 
-def render() -> None:
+def render(settings: Settings) -> None:
     st.title("Promotions")
-    settings = load_settings()
     actor = require_roles(settings, "model_owner", "admin")
     if actor is None:
         return
     for tab, section in zip(st.tabs(["Request a promotion", "My requests"]), (_request_form, _my_requests),
                             strict=True):
         with tab:
-            try:
+            with errors_shown():  # one section's failure leaves the other usable
                 section(settings, actor)
-            except TowerError as err:  # one section's failure leaves the other usable
-                show_error(err)
 
 
 if __name__ == "__main__":
-    render()
+    page(render)

@@ -5,19 +5,19 @@ from __future__ import annotations
 import streamlit as st
 
 from services.auth.identity import Actor
-from services.errors import TowerError
 from services.governance import promotion
 from services.governance.authz import Action
 from services.governance.context import GovernanceContext
-from services.settings import load_settings
+from services.settings import Settings
 from ui import backends
 from ui.governance_tables import decisions_table, gates_table, metrics_table, requests_table
-from ui.notices import literal, show_error
+from ui.notices import literal
+from ui.page import page
 from ui.session import actor_for_write, require_roles
 
 
-def _decide(request: promotion.PromotionRequest, actor: Actor, failing: list[str]) -> None:
-    ctx = backends.governance(load_settings())
+def _decide(settings: Settings, request: promotion.PromotionRequest, actor: Actor, failing: list[str]) -> None:
+    ctx = backends.governance(settings)
     allowed = promotion.allowed_actions(ctx, actor, request)
     if not allowed & {Action.APPROVE, Action.REJECT}:
         st.info("You may not decide this request (you asked for it, created the version, or the model's "
@@ -35,7 +35,7 @@ def _decide(request: promotion.PromotionRequest, actor: Actor, failing: list[str
     if approve or reject:
         # The service decides again with the actor's current roles; a second click or a rival reviewer
         # gets the decision that was recorded first.
-        current = actor_for_write(load_settings())  # roles as the identity provider says now
+        current = actor_for_write(settings)  # roles as the identity provider says now
         if approve:
             outcome = promotion.approve(ctx, current, request.id, comment, override or None)
         else:
@@ -47,7 +47,7 @@ def _decide(request: promotion.PromotionRequest, actor: Actor, failing: list[str
                        "An administrator's repair pass will apply it.")
 
 
-def _stale(ctx: GovernanceContext, request: promotion.PromotionRequest, actor: Actor) -> bool:
+def _stale(settings: Settings, ctx: GovernanceContext, request: promotion.PromotionRequest, actor: Actor) -> bool:
     """Show the current holder; when the evidence is out of date, say why and offer a refresh."""
     holder = promotion.governed_holders(ctx, request.model).get(request.stage)
     st.markdown(f"**Current holder of {literal(request.stage)}:** {'v' + literal(holder) if holder else 'nobody'}"
@@ -58,23 +58,18 @@ def _stale(ctx: GovernanceContext, request: promotion.PromotionRequest, actor: A
     st.warning(f"{literal(why)}  \nRefresh the evidence to decide: a new snapshot is taken against the current "
                "holder and the approvals so far are reset.", icon=":material/update:")
     if st.button("Refresh evidence", key=f"refresh_{request.id}", icon=":material/refresh:"):
-        promotion.refresh_evidence(ctx, actor_for_write(load_settings()), request.id)
+        promotion.refresh_evidence(ctx, actor_for_write(settings), request.id)
         st.rerun()
     return True
 
 
-def render() -> None:
+def render(settings: Settings) -> None:
     st.title("Review queue")
-    settings = load_settings()
     actor = require_roles(settings, "reviewer", "admin")
     if actor is None:
         return
-    try:
-        ctx = backends.governance(settings)
-        waiting = promotion.list_requests(ctx, status="open")
-    except TowerError as err:
-        show_error(err)
-        return
+    ctx = backends.governance(settings)
+    waiting = promotion.list_requests(ctx, status="open")
     if not waiting:
         st.info("No promotion request is waiting for review.")
         return
@@ -89,25 +84,22 @@ def render() -> None:
                f"at {request.created_at:%Y-%m-%d %H:%M} UTC · approvals {len(request.approvals)}/"
                f"{request.approvals_required}")
     st.text_area("Justification", request.reason, disabled=True)
-    try:
-        if _stale(ctx, request, actor):
-            return
-        evidence = promotion.evidence_snapshot(ctx, request.evidence_digest or "")
-        failing = []
-        if evidence is not None:
-            st.markdown("**Gates of the model's policy** (evidence snapshotted with the request)")
-            st.dataframe(gates_table(evidence), hide_index=True)
-            st.dataframe(metrics_table(evidence), hide_index=True)
-            failing = [g.name for g in evidence.gates if g.status != "passed"]
-        if request.approvals:
-            st.dataframe(decisions_table(list(request.approvals)), hide_index=True)
-        for approval, why in request.void_approvals:
-            st.warning(f"The approval by {literal(approval.actor_name)} no longer counts: {literal(why)}",
-                       icon=":material/person_off:")
-        _decide(request, actor, failing)
-    except TowerError as err:
-        show_error(err)
+    if _stale(settings, ctx, request, actor):
+        return
+    evidence = promotion.evidence_snapshot(ctx, request.evidence_digest or "")
+    failing = []
+    if evidence is not None:
+        st.markdown("**Gates of the model's policy** (evidence snapshotted with the request)")
+        st.dataframe(gates_table(evidence), hide_index=True)
+        st.dataframe(metrics_table(evidence), hide_index=True)
+        failing = [g.name for g in evidence.gates if g.status != "passed"]
+    if request.approvals:
+        st.dataframe(decisions_table(list(request.approvals)), hide_index=True)
+    for approval, why in request.void_approvals:
+        st.warning(f"The approval by {literal(approval.actor_name)} no longer counts: {literal(why)}",
+                   icon=":material/person_off:")
+    _decide(settings, request, actor, failing)
 
 
 if __name__ == "__main__":
-    render()
+    page(render)

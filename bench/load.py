@@ -1,4 +1,4 @@
-"""Load benchmark: N concurrent real browser sessions against `streamlit run` (issue 5, point 5).
+"""Load benchmark: N concurrent real browser sessions against `streamlit run` (target: p95 first render < 5 s).
 
     python -m bench.load [--sessions 20] [--walks 2] [--think 0] [--ramp 0] [--rounds 1]
                          [--out bench/RESULTS.md] [--json report.json]

@@ -1,4 +1,4 @@
-"""Benchmark: our warehouse push-down against Evidently 0.7 and fairlearn on the same rows (issue 3, point 6).
+"""Benchmark: our warehouse push-down against Evidently 0.7 and fairlearn on the same rows (speed and agreement).
 
     python -m bench.monitoring [--rows 1000000 10000000] [--repeat 3] [--out bench/RESULTS.md]
 
@@ -26,7 +26,7 @@ timed in wall-clock and in CPU seconds (the machine is shared: CPU time moves le
 * ``probe`` -- what bounds the histogram push-down: the same binning without aggregation, with an
   equi-width bin (no search), with a plain binary search, and an ASOF-JOIN alternative.
 
-The parent prints a table of medians, the ratios, peak memory, the targets of issue 3, whether our
+The parent prints a table of medians, the ratios, peak memory, the speed targets, whether our
 drift verdicts equal Evidently's per column, and writes ``bench/RESULTS.md`` with ``--out``. ``--json``
 keeps every raw measurement; ``--from-json`` renders them again without running anything. A full run
 (1M and 10M rows) takes about 15-25 minutes here, most of it Evidently on 10M rows (run once: runs
@@ -545,6 +545,7 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
     from services.monitoring import report as report_module
     from services.stats import drift as drift_module
     from services.stores.warehouse import aggregates as wa
+    from services.stores.warehouse import binning
 
     mapping = bench_mapping()
     engine = _engine(db)
@@ -600,18 +601,19 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
         measure("lookup", sql(union(
             [f"SELECT {i} AS f, sum(${i + 3}[{cell(c)} + 1]) FROM {x_of(c)}" for i, c in enumerate(columns)]),
             [*window, *grids]))
-        plans = {i: wa._grid_plan(edges[c]) for i, c in enumerate(columns)}
+        plans = {i: binning.grid_plan(edges[c]) for i, c in enumerate(columns)}
         plans = {i: plan for i, plan in plans.items() if plan is not None}
-        width = wa._grid_columns(plans)
+        width = binning.grid_columns(plans)
         bare = []
         for i, c in enumerate(columns):
-            source, keys = wa._source(mapping, rows, "duckdb", False, False, [c], {"x": wa._finite("duckdb", c)})
+            x = wa.finite_value("duckdb", c)
+            source, keys = wa.rows_source(mapping, rows, "duckdb", False, False, [c], {"x": x})
             grid = (i, plans[i], width) if i in plans else None
-            binned = wa._binned("duckdb", source, keys, edges[c], f"edges_{i}", grid=grid)
+            binned = binning.binned_values("duckdb", source, keys, edges[c], f"edges_{i}", grid=grid)
             bare.append(sa.select(sa.literal(i).label("f"), sa.func.sum(binned.c.bin)))
         statement = sa.union_all(*bare)
         grid_edges = {i: edges[columns[i]] for i in plans}
-        with wa._duckdb_grids(conn, plans, grid_edges):
+        with binning.duckdb_grids(conn, plans, grid_edges):
             measure("binning", lambda: conn.execute(statement).fetchall())
 
         def square(c: str) -> str:
@@ -643,17 +645,13 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
     event.remove(engine, "before_cursor_execute", capture)
     (text, parameters), = captured
     captured.clear()
-    with engine.connect() as conn, wa._duckdb_grids(conn, plans, grid_edges):
+    with engine.connect() as conn, binning.duckdb_grids(conn, plans, grid_edges):
         # the same statement sent as text: DuckDB's share of the fixed cost
         measure("numeric_histograms_empty_driver",
             lambda: conn.exec_driver_sql(text, parameters).fetchall())
     ours_result = ours()[wa.WHOLE]
-    original_plan = wa._grid_plan
-    wa._grid_plan = lambda _edges: None  # the ten-step binary search over the edges, without the grid
-    try:
-        measure("no_grid", ours)
-    finally:
-        wa._grid_plan = original_plan
+    # the ten-step binary search over the edges, without the grid
+    measure("no_grid", lambda: wa.numeric_histograms(engine, mapping, rows, edges, shifts=shifts, grid=False))
 
     with engine.connect() as conn:  # the ASOF alternative gives the same bins as ours
         got: dict[int, dict[Any, int]] = {}
@@ -1257,7 +1255,7 @@ def _drifting() -> str:
     return f"{len(names)} features ({', '.join(names)})"
 
 
-# The drift-vs-Evidently target of each size (issue 3).
+# The drift-vs-Evidently target of each size.
 EVIDENTLY_TARGETS = {1_000_000: 50, 10_000_000: 200}
 
 
@@ -1412,7 +1410,7 @@ def note_lines(sizes: list[SizeResult]) -> list[str]:
         "distance` on the raw values (no binning); ours rebuilds it from the 1000 reference-quantile bins and their "
         "sums, so the scores above differ in the third or fourth decimal. For PSI and Jensen-Shannon on a "
         "numerical feature Evidently bins both samples together with `np.histogram_bin_edges(..., bins=\"sturges\")` "
-        "(about 22 equal-width bins here), while the tower uses the reference deciles (DESIGN.md §3), so those "
+        "(about 22 equal-width bins here), while the tower uses the reference deciles (docs/ARCHITECTURE.md), so those "
         "two statistics differ from Evidently's by definition; they are not the default verdict. A numerical "
         "feature with at most 5 values and every categorical feature get Jensen-Shannon on value counts in both.",
         "- Evidently's and fairlearn's loading into pandas is timed apart and left out of their ratios; their "

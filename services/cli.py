@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
+from typing import cast
 
 from services.errors import TowerError
 from services.governance.audit_command import register as register_audit
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:  # the settings are read once, here, and handed to the command
-        return args.handler(args, load_settings())
+        return cast(int, args.handler(args, load_settings()))
     except TowerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -49,3 +49,7 @@ class MappingError(TowerError):
 
 class NotFound(TowerError):
     """A model, version or run named by the user does not exist."""
+
+
+class InvalidInput(TowerError):
+    """A request or decision is missing something it needs, or carries unusable input."""

@@ -1,4 +1,4 @@
-"""The model -> prediction-log table mapping of tower.yaml (DESIGN.md §3), parsed and validated.
+"""The model -> prediction-log table mapping of tower.yaml (docs/ARCHITECTURE.md, contracts), parsed and validated.
 
 Table and column names reach SQL only from here, so they are checked once, at load time.
 """

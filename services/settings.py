@@ -15,9 +15,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # no PyYAML stubs (types-PyYAML) in the venv
 
 from services.errors import ConfigError
 from services.mapping import ModelMapping, parse_model_mapping
@@ -74,7 +74,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 str, lambda d: f"sqlite:///{d / 'tower.db'}"),
     SettingSpec("demo", "TOWER_DEMO", "Demo mode: embedded stores and demo identities are allowed.",
                 _bool, lambda _: False),
-    # 3 s x (1 retry + 1): a dead or stalled tracking server is reported within 10 s (issue 5, faults).
+    # 3 s x (1 retry + 1): a dead or stalled tracking server is reported within 10 s (the fault-tolerance promise).
     SettingSpec("mlflow_timeout_s", "TOWER_MLFLOW_TIMEOUT_S", "Seconds before an MLflow HTTP request gives up.",
                 _positive_float, lambda _: 3.0),
     SettingSpec("mlflow_max_retries", "TOWER_MLFLOW_MAX_RETRIES", "Retries of a failed MLflow HTTP request.",
@@ -88,7 +88,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "Read stages from MLflow's deprecated model-version stages instead of aliases.",
                 _bool, lambda _: False),
 )
-# The stage names users see and the registry aliases that implement them (DESIGN.md §3).
+# The stage names users see and the registry aliases that implement them (docs/ARCHITECTURE.md, contracts).
 DEFAULT_STAGE_ALIASES = {"Production": "production", "Staging": "staging"}
 
 
@@ -119,7 +119,7 @@ class Settings:
         """tower.yaml's ``section`` parsed by its feature's ``parse``, once per settings object."""
         if section not in self._parsed:
             self._parsed[section] = parse(self.sections.get(section))
-        return self._parsed[section]
+        return cast(T, self._parsed[section])
 
     def __hash__(self) -> int:  # so pages may pass settings into cached functions
         return hash((self.mlflow_tracking_uri, self.warehouse_url, self.tower_db_url, self.config_path))
@@ -154,6 +154,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         elif spec.name in config:
             raw, source = config[spec.name], f"{config_path}: {spec.name}"
         else:
+            assert spec.default is not None  # every entry of SETTINGS has a default
             values[spec.name] = spec.default(values.get("data_dir", PROJECT_ROOT / ".tower"))
             continue
         try:

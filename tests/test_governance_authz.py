@@ -224,7 +224,7 @@ def test_a_policy_may_not_name_a_service_account_as_approver() -> None:
 
 
 def test_settings_refuse_a_service_approver_under_a_custom_service_issuer(tmp_path: Path) -> None:
-    from services.settings import load_settings
+    from services.wiring import load_settings
 
     config = tmp_path / "tower.yaml"
     config.write_text("auth: {service_issuer: ci-robots}\n"
@@ -234,7 +234,7 @@ def test_settings_refuse_a_service_approver_under_a_custom_service_issuer(tmp_pa
 
 
 def test_service_accounts_with_deciding_roles_are_refused_at_load(tmp_path: Path) -> None:
-    from services.settings import load_settings
+    from services.wiring import load_settings
 
     config = tmp_path / "tower.yaml"
     config.write_text("auth: {service_accounts: {ops-bot: {roles: [admin]}}}\n", encoding="utf-8")
@@ -321,7 +321,7 @@ def test_policy_parses_require_known_creator_and_evidence_max_age() -> None:
 SCANNED = [PROJECT_ROOT / "services", PROJECT_ROOT / "app_pages", PROJECT_ROOT / "app.py"]
 # Where registry writes may be *defined* or done outside the tower's decisions: the Registry wraps
 # MLflow's client; the demo seeder builds the demo registry the way an ML platform would.
-EXEMPT = [PROJECT_ROOT / "services" / "registry.py", PROJECT_ROOT / "services" / "demo"]
+EXEMPT = [PROJECT_ROOT / "services" / "stores" / "registry.py", PROJECT_ROOT / "services" / "demo"]
 REGISTRY_WRITES = {"set_alias", "delete_alias", "transition_stage", "set_version_tag", "set_model_tag",
                    "set_registered_model_alias", "delete_registered_model_alias", "transition_model_version_stage",
                    "set_model_version_tag", "set_registered_model_tag", "delete_model_version_tag",

@@ -13,6 +13,9 @@ from mlflow.tracking import MlflowClient
 from services.settings import PROJECT_ROOT
 from tests.test_pages import DEMO_MODELS, open_page, texts
 
+# Run again on the production backends by the second pass of `make test`.
+pytestmark = pytest.mark.production
+
 PAGES = ["app_pages/fleet.py", "app_pages/model.py", "app_pages/latency.py"]
 
 

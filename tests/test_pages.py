@@ -21,6 +21,9 @@ from streamlit.testing.v1 import AppTest
 from services.settings import PROJECT_ROOT, Settings
 from tests.support.production import warehouse_file
 
+# Run again on the production backends by the second pass of `make test`.
+pytestmark = pytest.mark.production
+
 DEMO_MODELS = {"credit-risk", "loan-approval", "fraud-detection", "demand-forecast"}
 
 

@@ -28,6 +28,9 @@ from tests.support import production as prod
 from tests.support.databases import ScratchWarehouse, ensure_postgres
 from tests.test_pages import open_page, texts
 
+# Run again on the production backends by the second pass of `make test`.
+pytestmark = pytest.mark.production
+
 UNGOVERNED = "ungoverned-model"
 SLEEP_S = 30  # what a slow query would take; every bound below is a small fraction of it
 

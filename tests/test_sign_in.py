@@ -9,6 +9,9 @@ from services.auth.identity import sign_in_status
 from services.settings import PROJECT_ROOT
 from tests.test_pages import texts
 
+# Run again on the production backends by the second pass of `make test`.
+pytestmark = pytest.mark.production
+
 GOOD_AUTH = {
     "redirect_uri": "http://localhost:8501/oauth2callback",
     "cookie_secret": "a-long-random-cookie-secret-0123456789",

@@ -24,6 +24,7 @@ from services.stats.fairness import group_counts
 from services.stats.histogram import bin_sample, decile_edges, reference_edges
 from services.stats.performance import confusion_counts, regression_aggregates, roc_auc, roc_auc_tie_bound
 from services.stores.warehouse import aggregates as wa
+from services.stores.warehouse import binning
 from tests.support import monitoring_data as data
 from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
 
@@ -288,12 +289,12 @@ def test_values_on_edges_beyond_them_and_of_any_sign_fall_in_the_same_bins_as_nu
 
 def test_the_duckdb_search_grid_narrows_to_a_few_steps_or_steps_aside():
     rng = np.random.default_rng(4)
-    assert wa._grid_plan(reference_edges(rng.normal(50, 10, 20_000))).steps <= 3
-    lognormal = wa._grid_plan(reference_edges(rng.lognormal(0, 2, 20_000)))
+    assert binning.grid_plan(reference_edges(rng.normal(50, 10, 20_000))).steps <= 3
+    lognormal = binning.grid_plan(reference_edges(rng.lognormal(0, 2, 20_000)))
     assert lognormal.log and lognormal.steps <= 3
     mixture = np.where(rng.random(20_000) < 0.5, rng.normal(-1000, 1, 20_000), rng.normal(1000, 1, 20_000))
-    assert wa._grid_plan(reference_edges(mixture)) is None  # two far-apart clusters: plain binary search
-    assert wa._grid_plan(np.array([1.0, 2.0])) is None
+    assert binning.grid_plan(reference_edges(mixture)) is None  # two far-apart clusters: plain binary search
+    assert binning.grid_plan(np.array([1.0, 2.0])) is None
 
 
 def test_concurrent_duckdb_histograms_each_bin_on_their_own_grid(tmp_path):
@@ -307,7 +308,7 @@ def test_concurrent_duckdb_histograms_each_bin_on_their_own_grid(tmp_path):
         mapping = data.mapping(wh.write(frame, "shared"), features={"numerical": ["a"]})
         engine, rows = wh.reader(), wa.log_rows(mapping, data.day(0), data.day(1))
         grids = [reference_edges(values * scale) for scale in (0.5, 1.0, 2.0, 4.0)]
-        assert all(wa._grid_plan(edges) is not None for edges in grids)
+        assert all(binning.grid_plan(edges) is not None for edges in grids)
 
         def histogram(edges: np.ndarray) -> list[int]:
             return [wa.numeric_histograms(engine, mapping, rows, {"a": edges})[wa.WHOLE]["a"].counts.tolist()
@@ -369,7 +370,7 @@ def test_a_duckdb_histogram_of_a_column_the_log_lacks_is_a_mapping_error(tmp_pat
                               "a": np.arange(100.0)})
         mapping = data.mapping(wh.write(frame, "lacking"), features={"numerical": ["a", "gone"]})
         edges = reference_edges(np.arange(100.0))
-        assert wa._grid_plan(edges) is not None
+        assert binning.grid_plan(edges) is not None
         with pytest.raises(MappingError, match="gone"):
             wa.numeric_histograms(wh.reader(), mapping, wa.log_rows(mapping, data.day(0), data.day(1)),
                                   {"a": edges, "gone": edges})

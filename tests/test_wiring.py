@@ -90,7 +90,7 @@ def test_the_cli_and_the_app_build_their_governance_context_with_the_same_functi
     settings = load_settings({"TOWER_DATA_DIR": str(tmp_path)})
     backends.stores.clear()
     try:
-        cli = commands._context(settings)
+        cli = commands.context(settings)
         app = backends.governance(settings)
         assert type(cli) is type(app) and isinstance(app.monitoring, TowerMonitoringEvidence)
     finally:

@@ -3,7 +3,7 @@
 Clients and engines are shared resources (one per URL); query results are cached for a minute,
 keyed on the settings they were read with. Streamlit never caches an exception, so a page
 recovers on its own when a backend returns. Nothing here depends on who is signed in; a cached
-call that ever does must take the role as an argument (DESIGN.md §2).
+call that ever does must take the role as an argument (docs/ARCHITECTURE.md, layers).
 """
 
 from __future__ import annotations

@@ -22,10 +22,10 @@ def _down_since(err: TowerError) -> datetime | None:
     """When the store an unavailability error names went down (None for any other error)."""
     if backend_of(err) is None:
         return None
-    from services.settings import load_settings
-    from ui.backends import board, targets  # here: cached imports the pages' helpers
+    from ui.backends import board, targets  # here: backends imports the pages' helpers
+    from ui.page import settings
 
-    return board().since(err, targets(load_settings()))
+    return board().since(err, targets(settings()))
 
 
 def show_error(err: TowerError, *, warning: bool = False) -> None:

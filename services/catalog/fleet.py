@@ -96,6 +96,7 @@ def fleet_overview(
         problem: str | None = None
         if registry_error is None and model.name not in known:
             problem = f"Configured in tower.yaml but not in the registry ({settings.mlflow_tracking_uri})."
+        reasons: tuple[str, ...]
         health, reasons = "unknown", ()
         if mapping is not None and load_health is not None:
             try:

@@ -5,7 +5,7 @@ Safe to interrupt: the registry and the warehouse are built into temporary files
 final paths and renamed into place at the end; a marker file written last says the demo is
 complete. Without the marker, nothing at the final paths is ever taken for a finished demo.
 
-Only the embedded files are ever written or wiped (DESIGN.md §2: the registry and the warehouse
+Only the embedded files are ever written or wiped (docs/ARCHITECTURE.md, layers: the registry and the warehouse
 belong to other teams); a non-file store URL is refused with ConfigError.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import mlflow
@@ -201,6 +201,7 @@ def _file_of(url: str, backend: str, setting: str) -> Path:
             "into the embedded stores, never into a shared registry or warehouse.",
             f"Unset {setting} to use the embedded file under TOWER_DATA_DIR.",
         )
+    assert parsed.database is not None  # None raised ConfigError above
     return Path(parsed.database).expanduser().absolute()
 
 
@@ -356,7 +357,8 @@ def _quiet_mlflow() -> Iterator[None]:
     levels = [logger.level for logger in loggers]
     # MLflow re-enables its event stream when an inner "silent" block ends; this counted guard
     # keeps it off until the whole seeding is done.
-    with warnings.catch_warnings(), MlflowEventsAndWarningsBehaviorGlobally(
+    # MLflow leaves this context manager unannotated.
+    with warnings.catch_warnings(), MlflowEventsAndWarningsBehaviorGlobally(  # type: ignore[no-untyped-call]
             disable_event_logs=True, disable_warnings=True, reroute_warnings=False):
         warnings.simplefilter("ignore")
         for logger in loggers:
@@ -385,8 +387,9 @@ def _mlflow_pointed_at(uri: str) -> Iterator[None]:
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(saved_tracking)
-        mlflow.set_registry_uri(saved_registry)
+        # MLflow's module state is None while unset (its stubs type it so); restoring None is what we mean.
+        mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(saved_registry)  # type: ignore[arg-type]
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -439,7 +442,7 @@ def _start_tuning_run(client: MlflowClient, experiment_id: str, story: ModelStor
     client.log_batch(run.info.run_id, params=[
         Param("search", "grid"), Param("algorithm", first.spec.algorithm),
         Param("candidates", ",".join(f"v{n}" for n in sorted(story.tuning_versions)))])
-    return run.info.run_id
+    return cast(str, run.info.run_id)
 
 
 def _log_version(client: MlflowClient, experiment_id: str, story: ModelStory, version: TrainedVersion,
@@ -456,7 +459,8 @@ def _log_version(client: MlflowClient, experiment_id: str, story: ModelStory, ve
     client.log_batch(run_id, params=[Param(k, v) for k, v in version.params.items()],
                      metrics=[Metric(k, v, _millis(finished), 0) for k, v in version.metrics.items()])
     features = version.training_data[list(story.features)]
-    dataset = mlflow.data.from_pandas(
+    # mlflow.data re-exports from_pandas without declaring it to type checkers.
+    dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
         version.training_data, name=f"{slug}_training", targets="label",
         source=WarehouseTableSource(f"features.{slug}_training", version.data_version))
     with mlflow.start_run(run_id=run_id):

@@ -13,11 +13,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from services.demo.identities import DEMO_USERS
+from services.demo.processes import port_is_free, stop_process, stop_process_group, wait_for
 from services.errors import ConfigError
 from services.settings import PROJECT_ROOT, Settings
 
@@ -59,43 +63,110 @@ def provider_command(oidc_port: int) -> list[str]:
     return command
 
 
-def answers_within(url: str, timeout_s: float) -> bool:
-    """True once ``url`` answers 200, False if it has not within ``timeout_s`` (a server starting up)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return True
-        except OSError:
-            time.sleep(0.2)
-    return False
+# Kept under its old name: tests/support/live_app.py imports it from here.
+answers_within = wait_for
+
+PROVIDER_HOST = "127.0.0.1"
+APP_HOST = "localhost"  # the host the redirect URI names, so the sign-in cookie comes back
+# What stops the launcher: a supervisor's SIGTERM, the terminal's Ctrl-C, or the terminal closing.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOP_TIMEOUT_S = 5.0  # how long each child gets to exit before it is killed
 
 
-def wait_until_up(url: str, timeout_s: float = 20.0) -> None:
-    if not answers_within(url, timeout_s):
+def wait_until_up(url: str, timeout_s: float = 20.0, *, proc: subprocess.Popen[bytes] | None = None,
+                  stopping: Callable[[], bool] = lambda: False) -> None:
+    """Return once our server answers at ``url`` (or a stop was asked for); ConfigError if it does not.
+
+    With ``proc``, the server must still be running when ``url`` answers: otherwise what answered is
+    someone else's server on that port.
+    """
+    def exited() -> bool:
+        return proc is not None and proc.poll() is not None
+
+    answered = wait_for(url, timeout_s, give_up=lambda: stopping() or exited())
+    if stopping():
+        return
+    if proc is not None and proc.returncode is not None:
+        raise ConfigError(f"The local OIDC provider exited (code {proc.returncode}) before it answered at {url}.",
+                          "Is the port taken?")
+    if not answered:
         raise ConfigError(f"The local OIDC provider did not come up at {url}.", "Is the port taken?")
 
 
-def serve(settings: Settings, *, port: int, oidc_port: int) -> int:
-    """Run the provider and Streamlit until Streamlit exits or the user presses Ctrl-C."""
-    secrets_path = demo_secrets_file(settings, port=port, oidc_port=oidc_port)
-    provider = subprocess.Popen(provider_command(oidc_port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-    try:
-        wait_until_up(f"http://127.0.0.1:{oidc_port}/.well-known/openid-configuration")
-        print(f"Demo sign-in: local OIDC provider on http://127.0.0.1:{oidc_port}; users: "
-              + ", ".join(u.sub for u in DEMO_USERS), file=sys.stderr)
-        app = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"), "--server.port", str(port),
-             "--server.address", "localhost", "--secrets.files", str(secrets_path)],
-            env={**os.environ, "TOWER_DEMO": "1"}, cwd=PROJECT_ROOT,
-        )
+def check_ports(*, port: int, oidc_port: int) -> None:
+    """Refuse, before anything starts, ports another program holds: the demo must not talk to it."""
+    if port == oidc_port:
+        raise ConfigError(f"The app and the demo's OIDC provider cannot share port {port}.",
+                          "Pass a different --port or --oidc-port.")
+    for number, host, what, option in ((oidc_port, PROVIDER_HOST, "the demo's OIDC provider", "--oidc-port"),
+                                       (port, APP_HOST, "the app", "--port")):
+        if not port_is_free(host, number):
+            raise ConfigError(f"Port {number} ({what}) is already in use on {host}.",
+                              f"Stop what listens there, or pass {option} N.")
+
+
+class _StopRequest:
+    """The first stop signal received while serving; the handler only records it (the main loop acts)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def forward_signal(self) -> int:
+        """What Streamlit gets: SIGINT for a Ctrl-C (its own shutdown path), SIGTERM otherwise."""
+        return signal.SIGINT if self.signum == signal.SIGINT else signal.SIGTERM
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+            yield
+            return
+        previous = {sig: signal.signal(sig, self) for sig in STOP_SIGNALS}
         try:
-            return app.wait()
-        except KeyboardInterrupt:
-            app.send_signal(signal.SIGINT)
-            return app.wait()
-    finally:
-        os.killpg(provider.pid, signal.SIGTERM)
-        provider.wait(timeout=10)
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def serve(settings: Settings, *, port: int, oidc_port: int) -> int:
+    """Run the provider and Streamlit until Streamlit exits or the launcher is told to stop.
+
+    SIGTERM, SIGINT (Ctrl-C) or SIGHUP stop both children, and both are reaped however serve() ends:
+    the provider lives in its own session, so no signal sent to the launcher's group reaches it.
+    Returns Streamlit's exit code, or 0 after a requested stop.
+    """
+    check_ports(port=port, oidc_port=oidc_port)
+    secrets_path = demo_secrets_file(settings, port=port, oidc_port=oidc_port)
+    stop = _StopRequest()
+    provider: subprocess.Popen[bytes] | None = None
+    app: subprocess.Popen[bytes] | None = None
+    with stop.installed():
+        try:
+            provider = subprocess.Popen(provider_command(oidc_port), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            wait_until_up(f"http://{PROVIDER_HOST}:{oidc_port}/.well-known/openid-configuration",
+                          proc=provider, stopping=stop.requested)
+            if stop.requested():
+                return 0
+            print(f"Demo sign-in: local OIDC provider on http://{PROVIDER_HOST}:{oidc_port}; users: "
+                  + ", ".join(u.sub for u in DEMO_USERS), file=sys.stderr)
+            app = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"), "--server.port", str(port),
+                 "--server.address", APP_HOST, "--secrets.files", str(secrets_path)],
+                env={**os.environ, "TOWER_DEMO": "1"}, cwd=PROJECT_ROOT,
+            )
+            while app.poll() is None and not stop.requested():
+                time.sleep(0.1)
+            return 0 if stop.requested() else app.returncode
+        finally:
+            if app is not None:
+                stop_process(app, stop.forward_signal(), STOP_TIMEOUT_S)
+            if provider is not None:
+                stop_process_group(provider, STOP_TIMEOUT_S)

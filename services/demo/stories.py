@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -160,7 +160,7 @@ class TimelineSegment:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    return cast(np.ndarray, 1.0 / (1.0 + np.exp(-z)))
 
 
 def _choice(rng: np.random.Generator, values: tuple[str, ...], p: tuple[float, ...], n: int) -> np.ndarray:
@@ -173,12 +173,12 @@ def _drifting_choice(rng: np.random.Generator, values: tuple[str, ...], before: 
     p = np.outer(1 - drift, before) + np.outer(drift, after)
     cumulative = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
     index = (rng.random(len(drift))[:, None] > cumulative).sum(axis=1)
-    return np.asarray(values, dtype=object)[np.minimum(index, len(values) - 1)]
+    return cast(np.ndarray, np.asarray(values, dtype=object)[np.minimum(index, len(values) - 1)])
 
 
 def _effect(values: np.ndarray, effects: Mapping[str, float]) -> np.ndarray:
     """Additive effect of each category (0 for categories not named)."""
-    return pd.Series(values).map(effects).fillna(0.0).to_numpy(dtype=float)
+    return cast(np.ndarray, pd.Series(values).map(effects).fillna(0.0).to_numpy(dtype=float))
 
 
 def credit_risk_population(rng: np.random.Generator, drift: np.ndarray, hour: np.ndarray) -> pd.DataFrame:
@@ -296,7 +296,7 @@ def demand_outcome(df: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
              + _effect(df["promo"].to_numpy(), {"discount": 28.0, "bundle": 14.0})
              + _effect(df["store_type"].to_numpy(), {"urban": 15.0, "rural": -20.0})
              + rng.normal(0, 10, len(df)))
-    return np.round(np.clip(units, 0, None), 1)
+    return cast(np.ndarray, np.round(np.clip(units, 0, None), 1))
 
 
 def credit_risk_drift(position: np.ndarray) -> np.ndarray:
@@ -569,6 +569,7 @@ def _outputs(s: ModelStory, prediction: np.ndarray, score: np.ndarray | None, la
              ok: np.ndarray, arrived: np.ndarray) -> dict[str, Any]:
     """Prediction/score/label columns with their NULLs: none for failed requests, none before arrival."""
     if s.is_classifier:
+        assert score is not None  # _predict scores every classifier
         return {"prediction": pd.Series(prediction, dtype="Int32").mask(~ok).array,
                 "score": np.where(ok, score, np.nan),
                 "label": pd.Series(label, dtype="Int32").mask(~arrived).array}

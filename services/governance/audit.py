@@ -189,6 +189,7 @@ def _tower_findings(conn: Connection) -> tuple[int, list[Finding], dict[int, Any
 def _registry_findings(ctx: GovernanceContext, rows: dict[int, Any], projected: set[str],
                        models: set[str]) -> list[Finding]:
     findings: list[Finding] = []
+    seq: int | None
     by_decision = {r["decision_id"]: r for r in rows.values()}
     tagged: set[str] = set()
     newest = max(rows) if rows else 0

@@ -76,13 +76,13 @@ class Resource:
 
 
 # Roles an admin holds implicitly: "everything a reviewer and an owner can".
-_IMPLIED = {"admin": frozenset({"reviewer", "model_owner"})}
+IMPLIED = {"admin": frozenset({"reviewer", "model_owner"})}
 
 
 def effective_roles(actor: Actor) -> frozenset[str]:
     allowed_roles = SERVICE_ROLES if actor.is_service else ROLES  # a bot never holds reviewer or admin
     known = frozenset(r for r in actor.roles if r in allowed_roles)  # an unknown role gives nothing
-    implied = frozenset().union(*(_IMPLIED.get(r, frozenset()) for r in known))
+    implied = frozenset().union(*(IMPLIED.get(r, frozenset()) for r in known))
     return known | implied
 
 

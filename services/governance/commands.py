@@ -43,7 +43,7 @@ def _actor(settings: Settings) -> Actor:
                          secret_hashes=service_account_hashes())
 
 
-def _context(settings: Settings) -> GovernanceContext:
+def context(settings: Settings) -> GovernanceContext:
     from services.wiring import Backends
 
     return Backends.from_settings(settings).governance()  # the same context as the browser's
@@ -53,7 +53,7 @@ def _request(args: argparse.Namespace, settings: Settings) -> int:
     from services.governance.promotion import request_promotion
 
     actor = _actor(settings)  # before touching any store
-    ctx = _context(settings)
+    ctx = context(settings)
     outcome = request_promotion(ctx, actor, args.model, args.version, args.to, args.reason,
                                 on_behalf_of=args.on_behalf_of)
     print(outcome.request.id)
@@ -76,7 +76,7 @@ def _gates(ctx: Any, digest: str | None) -> list[Any]:
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     from services.governance.promotion import list_requests
 
-    ctx = _context(settings)
+    ctx = context(settings)
     for r in list_requests(ctx, status=args.status, model=args.model):
         approvals = f"{len(r.approvals)}/{r.approvals_required}"
         print("\t".join([r.id, r.status, r.model, r.version, r.stage, approvals, r.requester_name,
@@ -88,7 +88,7 @@ def _repair(args: argparse.Namespace, settings: Settings) -> int:
     from services.governance.projection import repair_projections
 
     actor = _actor(settings)
-    report = repair_projections(_context(settings), actor)
+    report = repair_projections(context(settings), actor)
     print(f"Re-applied {len(report.applied)} projection(s); {len(report.failed)} failed.")
     for decision_id, why in report.failed:
         print(f"  {decision_id}: {why}", file=sys.stderr)

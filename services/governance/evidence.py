@@ -194,15 +194,15 @@ def evaluate_gates(policy: Policy, candidate: VersionEvidence, holder: VersionEv
             f"{'a regression' if regression > 0 else 'an improvement'} of {_fmt(abs(regression))}, "
             f"at most {_fmt(gate.max_regression)} allowed."))
     if policy.max_latency_p95_ms is not None:
-        gate = _limit_gate("latency_p95_ms", candidate.p95_ms, policy.max_latency_p95_ms, " ms",
-                           f"Version {candidate.version} served no traffic in the last 7 days.")
-        gates.append(GateResult(gate.name, gate.status, gate.candidate, None if holder is None else holder.p95_ms,
-                                gate.limit, gate.detail))
+        limit_gate = _limit_gate("latency_p95_ms", candidate.p95_ms, policy.max_latency_p95_ms, " ms",
+                                 f"Version {candidate.version} served no traffic in the last 7 days.")
+        gates.append(GateResult(limit_gate.name, limit_gate.status, limit_gate.candidate,
+                                None if holder is None else holder.p95_ms, limit_gate.limit, limit_gate.detail))
     if policy.max_drift_share is not None:
-        gate = _limit_gate("drift_share", candidate.drift_share, policy.max_drift_share, "",
-                           f"No drift result for version {candidate.version}.")
-        gates.append(GateResult(gate.name, gate.status, gate.candidate,
-                                None if holder is None else holder.drift_share, gate.limit, gate.detail))
+        limit_gate = _limit_gate("drift_share", candidate.drift_share, policy.max_drift_share, "",
+                                 f"No drift result for version {candidate.version}.")
+        gates.append(GateResult(limit_gate.name, limit_gate.status, limit_gate.candidate,
+                                None if holder is None else holder.drift_share, limit_gate.limit, limit_gate.detail))
     if policy.max_fairness_dpd is not None:
         gates.append(_limit_gate("fairness_dpd", fairness_dpd, policy.max_fairness_dpd, "",
                                  "No fairness result for the model."))

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from services.errors import ConfigError, TowerError, TowerStateUnavailable
 from services.governance.authz import Action, require_authorized, write_step
@@ -141,13 +141,13 @@ REQUEST_IMMUTABLE = {"id": "request_id", "model": "model", "version": "version",
 # Append-only, enforced by the database as well: UPDATE and DELETE of a ledger row are refused.
 _APPEND_ONLY = "the governance ledger is append-only"
 for _op in ("UPDATE", "DELETE"):
-    event.listen(LEDGER, "after_create", sa.DDL(
+    event.listen(LEDGER, "after_create", sa.DDL(  # type: ignore[no-untyped-call]  # SQLAlchemy DDL() unannotated
         f"CREATE TRIGGER governance_ledger_no_{_op.lower()} BEFORE {_op} ON governance_ledger "
         f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END").execute_if(dialect="sqlite"))
-event.listen(LEDGER, "after_create", sa.DDL(
+event.listen(LEDGER, "after_create", sa.DDL(  # type: ignore[no-untyped-call]  # SQLAlchemy DDL() unannotated
     "CREATE OR REPLACE FUNCTION governance_ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS "
     f"'BEGIN RAISE EXCEPTION ''{_APPEND_ONLY}''; END'").execute_if(dialect="postgresql"))
-event.listen(LEDGER, "after_create", sa.DDL(
+event.listen(LEDGER, "after_create", sa.DDL(  # type: ignore[no-untyped-call]  # SQLAlchemy DDL() unannotated
     "CREATE TRIGGER governance_ledger_append_only BEFORE UPDATE OR DELETE ON governance_ledger "
     "FOR EACH ROW EXECUTE FUNCTION governance_ledger_append_only()").execute_if(dialect="postgresql"))
 # TRUNCATE fires no row trigger: it needs a statement-level one (PostgreSQL; SQLite has no TRUNCATE).
@@ -300,7 +300,7 @@ class RequestRow:
     on_behalf_of: str | None = None
 
 
-def row_hash(values: Mapping[str, Any], keys: LedgerKeys | None = None) -> str:
+def row_hash(values: Mapping[str, Any] | RowMapping, keys: LedgerKeys | None = None) -> str:
     """SHA-256 over the canonical JSON of the row's fields (prev_hash included, hash excluded).
 
     A column added later is hashed only when set: rows written before it verify unchanged, and
@@ -315,7 +315,7 @@ def row_hash(values: Mapping[str, Any], keys: LedgerKeys | None = None) -> str:
     return sha256_hex(text)
 
 
-def decision_from_row(row: Mapping[str, Any]) -> Decision:
+def decision_from_row(row: Mapping[str, Any] | RowMapping) -> Decision:
     return Decision(
         seq=int(row["seq"]), decision_id=row["decision_id"], request_id=row["request_id"], action=row["action"],
         model=row["model"], version=row["version"], from_stage=row["from_stage"], to_stage=row["to_stage"],
@@ -328,7 +328,7 @@ def decision_from_row(row: Mapping[str, Any]) -> Decision:
     )
 
 
-def request_from_row(row: Mapping[str, Any]) -> RequestRow:
+def request_from_row(row: Mapping[str, Any] | RowMapping) -> RequestRow:
     return RequestRow(
         id=row["id"], kind=row["kind"], model=row["model"], version=row["version"], stage=row["stage"],
         previous_version=row["previous_version"], requester_issuer=row["requester_issuer"],

@@ -134,6 +134,7 @@ class _Round:
 
 def current_round(decisions: Sequence[Decision]) -> _Round:
     """The evidence round of a request from its ledger rows (in sequence order)."""
+    approvals: list[Decision]
     basis, number, approvals = None, 0, []
     for d in sorted(decisions, key=lambda d: d.seq):
         if d.action in (ledger.REQUEST, ledger.REFRESH):
@@ -163,11 +164,11 @@ def _actor_person(ctx: GovernanceContext, actor: Actor) -> str:
 def _still_counts(ctx: GovernanceContext, policy: Policy, approval: Decision,
                   latest_roles: frozenset[str], requester: Decision | None) -> str | None:
     """Why an earlier approval no longer counts under the current policy and rights (None: it counts)."""
-    from services.governance.authz import _IMPLIED
+    from services.governance.authz import IMPLIED
 
     roles = set(latest_roles)
     for role in latest_roles:
-        roles |= _IMPLIED.get(role, frozenset())
+        roles |= IMPLIED.get(role, frozenset())
     if not roles & {"reviewer", "admin"}:
         return f"{approval.actor_name} no longer holds the reviewer role."
     if not (roles & policy.approvers.roles or (approval.actor_issuer, approval.actor_subject)

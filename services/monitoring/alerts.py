@@ -139,7 +139,8 @@ def load_series(conn: Connection, mapping: ModelMapping, rules: AlertRules) -> l
                        r.threshold, r.alert)
              .where(r.model == mapping.name, r.version == ALL_VERSIONS, r.metric.in_([s[1] for s in specs]))
              .order_by(r.window_start))
-    points: dict[tuple[str, str], list] = defaultdict(list)
+    points: dict[tuple[str, str], list[tuple[datetime, bool | None, float | None, float | None, str]]] = \
+        defaultdict(list)
     meta: dict[tuple[str, str], tuple[str, int]] = {}
     for row in conn.execute(query):
         for rule, metric, consecutive, subject_of in specs:

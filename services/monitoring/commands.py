@@ -5,7 +5,7 @@
     one summary line per model on stdout. Exit 0, or 2 when a model could not be monitored.
 
 ``report --model NAME --start ISO --end ISO [--reference-start ISO --reference-end ISO] --format json``
-    prints one JSON object for the window ``[start, end)`` (issue 3, point 4); without reference
+    prints one JSON object for the window ``[start, end)`` (a stable JSON contract); without reference
     options the model's configured reference is used. Exit 0; a one-line error and exit 2 on an
     unknown model, a window whose start is not before its end, or an unusable reference.
 
@@ -118,7 +118,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``monitor run`` and ``report`` to the CLI's sub-commands."""
     monitor = commands.add_parser("monitor", help="monitoring of the prediction logs").add_subparsers(
         dest="monitor_command", required=True)

@@ -167,6 +167,7 @@ def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: M
         aggregates = fetch_aggregates(warehouse, mapping, profile, _midnight(chunk_start),
                                       _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True)
         per_day: dict[date, dict[str | None, WindowAggregates]] = {}
+        day: date | None  # a group's day (datetime or None), then each day of the chunk
         for (day, version), agg in aggregates.items():
             if day is not None:
                 per_day.setdefault(day.date(), {})[version] = agg

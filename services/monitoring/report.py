@@ -3,8 +3,8 @@
 `fetch_aggregates` asks the warehouse for a window's aggregates (optionally per day and version,
 for backfills); `build_report` composes them with the reference profile into a `WindowReport`
 without any I/O; `window_report` does both for one window. `WindowReport.to_json` is the object the
-``report`` command prints (issue 3, point 4) and `WindowReport.result_rows` the long-format rows the
-job stores (DESIGN.md §3).
+``report`` command prints (a stable JSON contract) and `WindowReport.result_rows` the long-format rows the
+job stores (docs/ARCHITECTURE.md, contracts).
 
 Definitions are those of ``services.stats``: drift with Evidently 0.7's default test per column,
 fairness as fairlearn defines it (selection rate over every prediction, TPR/FPR over labelled rows),
@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -77,7 +77,8 @@ def _add_counts(parts: Iterable[Mapping[Any, int]]) -> dict[Any, int]:
 
 def _add_samples(parts: Sequence[BinnedSample]) -> BinnedSample:
     first = parts[0]
-    return BinnedSample(edges=first.edges, counts=sum(p.counts for p in parts), sums=sum(p.sums for p in parts),
+    return BinnedSample(edges=first.edges, counts=cast(np.ndarray, sum(p.counts for p in parts)),
+                        sums=cast(np.ndarray, sum(p.sums for p in parts)),
                         nulls=sum(p.nulls for p in parts), sum_sq=sum(p.sum_sq for p in parts), shift=first.shift)
 
 
@@ -135,7 +136,7 @@ def fetch_aggregates(engine: Engine, mapping: ModelMapping, profile: ReferencePr
     rows = wa.log_rows(mapping, start, end)
     grouping = {"by_day": by_day, "by_version": by_version}
     histogram_edges = {c: r.edges for c, r in profile.numerical.items() if not r.value_counted}
-    shifts = {c: profile.numerical[c].histogram.shift for c in histogram_edges
+    shifts = {c: cast(BinnedSample, profile.numerical[c].histogram).shift for c in histogram_edges
               if profile.numerical[c].histogram is not None}
     few = [c for c, r in profile.numerical.items() if r.value_counted]
     numerical = wa.numeric_histograms(engine, mapping, rows, histogram_edges, shifts=shifts, **grouping)
@@ -278,7 +279,7 @@ class WindowReport:
     performance: PerformanceResult | None
 
     def to_json(self) -> dict[str, Any]:
-        """The report command's object (issue 3, point 4): only those keys, None as null."""
+        """The report command's object (a stable JSON contract): only those keys, None as null."""
         perf = self.performance
         if perf is None:
             performance: dict[str, Any] | None = None
@@ -425,7 +426,7 @@ def numerical_column_drift(ref: NumericReference, current: BinnedSample | None,
                                           nulls=(current_values or {}).get(None, 0))
         n_distinct = int(distinct.size)
     else:
-        reference = ref.histogram
+        reference = cast(BinnedSample, ref.histogram)  # a histogram-binned feature has its fine histogram
         current_sample = current if current is not None else BinnedSample(
             edges=ref.edges, counts=np.zeros(ref.edges.size + 1, dtype=np.int64), sums=np.zeros(ref.edges.size + 1),
             shift=reference.shift)
@@ -537,5 +538,6 @@ def window_report(engine: Engine, mapping: ModelMapping, profile: ReferenceProfi
                   end: datetime, *, rules: AlertRules | None = None) -> WindowReport:
     """The report of ``[start, end)``, all versions together (at most six warehouse statements)."""
     rows = wa.log_rows(mapping, start, end)
+    assert rows.start is not None and rows.end is not None  # log_rows always bounds the window
     aggregates = fetch_aggregates(engine, mapping, profile, rows.start, rows.end)[wa.WHOLE]
     return build_report(mapping, profile, aggregates, start=rows.start, end=rows.end, rules=rules)

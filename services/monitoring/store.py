@@ -1,4 +1,4 @@
-"""Monitoring tables of the tower state (DESIGN.md §3), declared on ``services.stores.tower_db.METADATA``.
+"""Monitoring tables of the tower state (docs/ARCHITECTURE.md), declared on ``services.stores.tower_db.METADATA``.
 
 ``monitoring_results`` is long format, one row per (model, version, window, slice, column, metric),
 readable by any SQL client::

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from services.monitoring.store import (
     alert_episodes,
     monitoring_results,
 )
-from services.stats.histogram import coarsen
+from services.stats.histogram import BinnedSample, coarsen
 from services.stores.warehouse import aggregates as wa
 
 Status = Literal["ok", "warning", "alert", "unknown"]
@@ -257,7 +257,7 @@ def feature_distributions(engine: Engine, mapping: ModelMapping, reference: Refe
     rows = wa.log_rows(mapping, start, end)
     if column in mapping.categorical:
         current = wa.value_counts(engine, mapping, rows, [column], numeric=False).get(wa.WHOLE, {}).get(column, {})
-        ref = reference.categorical.get(column, {})
+        ref: dict[str | None, int] | dict[float | None, int] = reference.categorical.get(column, {})
         keys = sorted({k for k in (*ref, *current) if k is not None})
         ref_counts = np.array([ref.get(k, 0) for k in keys], dtype=float)
         cur_counts = np.array([current.get(k, 0) for k in keys], dtype=float)
@@ -272,11 +272,13 @@ def feature_distributions(engine: Engine, mapping: ModelMapping, reference: Refe
             cur_counts = np.array([current.get(v, 0) for v in values], dtype=float)
             labels, lower, upper = [f"{v:g}" for v in values], list(values), list(values)
         else:
-            sample = wa.numeric_histograms(engine, mapping, rows, {column: ref_column.edges},
-                                           shifts={column: ref_column.histogram.shift})[wa.WHOLE][column]
+            sample = wa.numeric_histograms(
+                engine, mapping, rows, {column: ref_column.edges},
+                shifts={column: cast(BinnedSample, ref_column.histogram).shift})[wa.WHOLE][column]
             step = max((ref_column.edges.size + 1) // DISPLAY_BINS, 1)  # 999 edges: every 50th, 5 % each
             display = ref_column.edges[step - 1::step][:DISPLAY_BINS - 1]
-            ref_coarse, cur_coarse = coarsen(ref_column.histogram, display), coarsen(sample, display)
+            ref_coarse = coarsen(cast(BinnedSample, ref_column.histogram), display)
+            cur_coarse = coarsen(sample, display)
             ref_counts, cur_counts = ref_coarse.counts.astype(float), cur_coarse.counts.astype(float)
             bounds = [None, *display.tolist(), None]
             lower, upper = bounds[:-1], bounds[1:]

@@ -53,6 +53,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy import stats
@@ -191,6 +192,7 @@ def numerical_method(n_reference: int, n_distinct: int | None) -> str:
     if n_reference > SMALL_SAMPLE_ROWS:
         return "jensenshannon" if few else "wasserstein"
     if few:
+        assert n_distinct is not None  # few implies n_distinct is not None
         return "z" if n_distinct <= 2 else "chisquare"
     return "ks"
 
@@ -350,7 +352,8 @@ def wasserstein_1(reference: BinnedSample, current: BinnedSample) -> float | Non
         return None
     edges = reference.edges
     if edges.size == 0:
-        return abs(reference.sums[0] / reference.n - current.sums[0] / current.n)
+        w1: float = abs(reference.sums[0] / reference.n - current.sums[0] / current.n)
+        return w1
 
     def tails(sample: BinnedSample) -> tuple[float, float]:
         low = (sample.counts[0] * edges[0] - sample.sums[0]) / sample.n
@@ -368,8 +371,11 @@ def wasserstein_1(reference: BinnedSample, current: BinnedSample) -> float | Non
     points = np.sort(np.stack([a, r_lo, r_hi, c_lo, c_hi, b], axis=1), axis=1)
     start, end = points[:, :-1], points[:, 1:]
 
-    def cdf(before, share, lo, hi, x, left_limit):
-        return before[:, None] + share[:, None] * _in_bin_cdf(x, lo[:, None], hi[:, None], left_limit=left_limit)
+    def cdf(before: np.ndarray, share: np.ndarray, lo: np.ndarray, hi: np.ndarray, x: np.ndarray,
+            left_limit: bool) -> np.ndarray:
+        value: np.ndarray = before[:, None] + share[:, None] * _in_bin_cdf(x, lo[:, None], hi[:, None],
+                                                                          left_limit=left_limit)
+        return value
 
     d0 = cdf(r_before, r_share, r_lo, r_hi, start, False) - cdf(c_before, c_share, c_lo, c_hi, start, False)
     d1 = cdf(r_before, r_share, r_lo, r_hi, end, True) - cdf(c_before, c_share, c_lo, c_hi, end, True)
@@ -386,7 +392,8 @@ def _single_valued(sample: BinnedSample) -> np.ndarray:
     expected = sample.counts * left
     same = np.isclose(sample.sums, expected, rtol=1e-9, atol=0.0)
     same[0] = sample.counts[0] == 0
-    return same | (sample.counts == 0)
+    result: np.ndarray = same | (sample.counts == 0)
+    return result
 
 
 def _values_from_bins(reference: BinnedSample, current: BinnedSample) -> tuple[dict[str, int], dict[str, int]] | None:
@@ -467,7 +474,8 @@ def numerical_drift(reference: BinnedSample, current: BinnedSample, *, deciles: 
             if value_counts is None:
                 raise ValueError("a numerical column with at most 5 distinct values is tested on value counts: bin "
                                  "both samples at their distinct values (bin_value_counts) or use categorical_drift")
-        score = categorical_drift(*(value_counts or ({}, {})), method=method).score
+        pair = cast("tuple[Mapping[str | None, int], Mapping[str | None, int]]", value_counts or ({}, {}))
+        score = categorical_drift(*pair, method=method).score
     else:
         scores = {"wasserstein": w_normed, "ks": p_ks, "psi": psi_value, "jensenshannon": js_value}
         if method not in scores:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, SupportsInt, cast
 
 import numpy as np
 
@@ -142,11 +142,11 @@ def group_counts_from_rows(rows: Iterable[tuple[object, object, object, int]]) -
         if prediction not in (0, 1) or (not _is_missing(label) and label not in (0, 1)):
             raise ValueError("predictions and labels must be 0 or 1")
         slot = acc.setdefault(_group_name(group), [0, 0, 0, 0, 0, 0])
-        count, pred = int(count), int(prediction)
+        count, pred = int(count), int(cast(SupportsInt, prediction))  # checked 0/1 above
         slot[0] += count
         slot[1] += count * pred
         if not _is_missing(label):
-            index = {(1, 1): 2, (1, 0): 3, (0, 1): 4, (0, 0): 5}[(pred, int(label))]
+            index = {(1, 1): 2, (1, 0): 3, (0, 1): 4, (0, 0): 5}[(pred, int(cast(SupportsInt, label)))]
             slot[index] += count
     return tuple(GroupCounts(group, *values) for group, values in sorted(acc.items()))
 

@@ -11,7 +11,7 @@ Two ways, both from small query results:
 * **Exactly**, as numpy's default (``method="linear"``): position ``h = (n - 1) * p``, the order
   statistics at ``floor(h)`` and ``floor(h) + 1`` (0-based; ``ORDER BY x LIMIT 2 OFFSET floor(h)``, or a
   window function), interpolated with the fraction ``h - floor(h)``. This is also how SQL builds the
-  reference edges by sorting once (see DESIGN.md section 6).
+  reference edges by sorting once (see docs/ARCHITECTURE.md, measured facts).
 """
 
 from __future__ import annotations
@@ -115,4 +115,5 @@ def exact_quantiles(lower_values: np.ndarray, upper_values: np.ndarray, fraction
     b = np.asarray(upper_values, dtype=float)
     t = np.asarray(fractions, dtype=float)
     diff = b - a
-    return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+    result: np.ndarray = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+    return result

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import url2pathname
 
@@ -387,7 +387,8 @@ class Registry:
         items: list[Any] = []
         token: str | None = None
         while True:
-            page = self._call(lambda client, token=token: fetch(client, token))
+            # cast: mypy cannot infer a lambda whose default argument binds the loop variable
+            page = self._call(cast("Callable[[MlflowClient], Any]", lambda client, token=token: fetch(client, token)))
             items.extend(page)
             token = getattr(page, "token", None)
             if not token:
@@ -491,7 +492,9 @@ class Registry:
         for stage, alias in stage_aliases.items():
             version = current.get(alias)
             # MLflow drops an alias with its version; None also if that happened since the read above.
-            holder = None if version is None else self._optional(lambda c, v=version: c.get_model_version(name, v))
+            # cast: mypy cannot infer a lambda whose default argument binds the loop variable
+            holder = None if version is None else self._optional(
+                cast("Callable[[MlflowClient], Any]", lambda c, v=version: c.get_model_version(name, v)))
             result[stage] = None if holder is None else self._version_info(holder, aliases)
         return result
 
@@ -566,7 +569,7 @@ class Registry:
 
     def _checked_version(self, version: str | int, name: str) -> str:
         # Refused, never repaired: "03" must not reach MLflow as a second spelling of version 3.
-        from services.governance.validation import canonical_version
+        from services.versions import canonical_version
 
         return canonical_version(version)
 

@@ -69,3 +69,14 @@ def create_schema(engine: Engine) -> None:
         raise TowerStateUnavailable(
             f"The tower state database cannot be reached: {str(exc.orig).splitlines()[0]}",
             "Check TOWER_DB_URL.") from exc
+
+
+def ping(engine: Engine) -> None:
+    """Ask the tower state the cheapest question; TowerStateUnavailable if it does not answer."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.DBAPIError as exc:
+        raise TowerStateUnavailable(
+            f"The tower state database cannot be reached: {str(exc.orig).splitlines()[0]}",
+            "Check TOWER_DB_URL.") from exc

@@ -33,7 +33,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _log_tail(path: Path) -> str:
+def log_tail(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -95,7 +95,7 @@ def run_mlflow_server(
             if proc.poll() is not None:
                 raise RuntimeError(
                     f"mlflow server exited with code {proc.returncode} before answering {url}/health.\n"
-                    f"Command: {' '.join(command)}\nServer log:\n{_log_tail(log_path)}"
+                    f"Command: {' '.join(command)}\nServer log:\n{log_tail(log_path)}"
                 )
             try:
                 response = requests.get(f"{url}/health", timeout=2)
@@ -106,7 +106,7 @@ def run_mlflow_server(
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"mlflow server did not answer {url}/health within {startup_timeout_s:.0f} s.\n"
-                    f"Command: {' '.join(command)}\nServer log:\n{_log_tail(log_path)}"
+                    f"Command: {' '.join(command)}\nServer log:\n{log_tail(log_path)}"
                 )
             time.sleep(0.2)
         yield url

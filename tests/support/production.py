@@ -56,7 +56,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from services.settings import Settings, load_settings
-from tests.support.mlflow_server import _log_tail, free_port, stop_process_group
+from tests.support.mlflow_server import free_port, log_tail, stop_process_group
 
 BACKEND_ENV = "TOWER_TEST_BACKEND"
 PRODUCTION = "production"
@@ -303,14 +303,14 @@ class AuthMlflowServer:
         while True:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"mlflow server (basic-auth) exited with code {self._proc.returncode}.\n"
-                                   f"Server log:\n{_log_tail(log_path)}")
+                                   f"Server log:\n{log_tail(log_path)}")
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"mlflow server (basic-auth) did not answer {self.url}/health within "
-                                   f"{STARTUP_TIMEOUT_S:.0f} s.\nServer log:\n{_log_tail(log_path)}")
+                                   f"{STARTUP_TIMEOUT_S:.0f} s.\nServer log:\n{log_tail(log_path)}")
             time.sleep(0.2)
 
     def stop(self) -> None:

@@ -1,7 +1,7 @@
 """Push-down SQL for monitoring: histograms, value counts, group counts and quantiles in the warehouse.
 
 The statistics of ``services.stats`` are computed from aggregates; this module is the only one that
-asks the warehouse for them (DESIGN.md §2, "push the work to the data"). Every function sends a few
+asks the warehouse for them (docs/ARCHITECTURE.md, "Push the work to the data"). Every function sends a few
 statements whatever the size of the data, and only one row per (group, bin) or (group, value) comes
 back. As in ``services.stores.warehouse.logs``: SQLAlchemy Core with bound parameters, names only from a
 :class:`~services.mapping.ModelMapping`, naive UTC datetimes, half-open windows ``[start, end)``.
@@ -32,7 +32,7 @@ features over several statements when needed.
 edges[])`` (a binary search in the server); DuckDB a uniform grid over the edges (of x or of ln x):
 each value's cell is joined to its row of a grid table (the cell's first bin and the few edges
 that may follow), lent to DuckDB as an Arrow table registered on the connection for the statement
-(`_duckdb_grids`), or, where no grid narrows the search, a binary search over one bound array; any
+(`duckdb_grids`), or, where no grid narrows the search, a binary search over one bound array; any
 other dialect a balanced ``CASE`` tree (about ten comparisons per value). All of them give exactly
 the bins of ``bin_sample``.
 """
@@ -41,35 +41,42 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from services.errors import ConfigError, MappingError, WarehouseUnavailable
+from services.errors import ConfigError, MappingError
 from services.mapping import ModelMapping
 from services.stats.fairness import GroupCounts, group_counts_from_rows
 from services.stats.histogram import BinnedSample, default_shift, quantile_probabilities
 from services.stats.performance import AUC_DECIMALS, ConfusionCounts, ScoreCounts
 from services.stats.quantiles import exact_quantiles, quantile_positions
+from services.stores.warehouse.binning import (
+    GridPlan,
+    binned_values,
+    duckdb_grids,
+    grid_columns,
+    grid_plan,
+    int_literal,
+)
 from services.stores.warehouse.logs import (
-    _aggregate,
-    _connection,
-    _day,
-    _first_line,
-    _naive_utc,
-    _naive_utc_or_none,
-    _safe_url,
-    _split_table,
-    _version_str,
+    connection,
+    latency_aggregate,
+    naive_utc,
+    naive_utc_or_none,
+    split_table_name,
+    utc_day,
+    version_str,
 )
 
 __all__ = [
+    "finite_value",
+    "rows_source",
     "FINE_BINS",
     "VALUE_COUNT_MAX",
     "WHOLE",
@@ -127,7 +134,7 @@ class Rows:
 
 
 def _window(start: datetime, end: datetime, what: str) -> tuple[datetime, datetime]:
-    start, end = _naive_utc(start), _naive_utc(end)
+    start, end = naive_utc(start), naive_utc(end)
     if start >= end:
         raise ConfigError(f"The {what} starts at {start:%Y-%m-%d %H:%M:%S} but ends at {end:%Y-%m-%d %H:%M:%S}; "
                           "its start must be before its end.")
@@ -169,11 +176,6 @@ def reference_rows(mapping: ModelMapping, start: datetime | None = None, end: da
 # --------------------------------------------------------------------------------------------
 # SQL building blocks
 # --------------------------------------------------------------------------------------------
-def _split_table_name(table: str) -> tuple[str | None, str]:
-    schema, _, name = table.rpartition(".")
-    return (schema or None), name
-
-
 def _ts(mapping: ModelMapping) -> Any:
     return sa.column(mapping.column("timestamp"), sa.DateTime())
 
@@ -185,7 +187,7 @@ def _where(mapping: ModelMapping, rows: Rows) -> list[Any]:
     return [ts >= rows.start, ts < rows.end]
 
 
-def _source(mapping: ModelMapping, rows: Rows, dialect: str, by_day: bool, by_version: bool,
+def rows_source(mapping: ModelMapping, rows: Rows, dialect: str, by_day: bool, by_version: bool,
             columns: Sequence[str], exprs: Mapping[str, Any]) -> tuple[Any, list[str]]:
     """A subquery of ``rows`` with ``day``/``version`` (as asked) and the labelled ``exprs``.
 
@@ -199,11 +201,11 @@ def _source(mapping: ModelMapping, rows: Rows, dialect: str, by_day: bool, by_ve
     if by_day:
         if not rows.is_log:
             raise ValueError("only the prediction log can be grouped by day")
-        keys.append(_day(dialect, _ts(mapping)).label("day"))
+        keys.append(utc_day(dialect, _ts(mapping)).label("day"))
     if by_version:
         needed.append(mapping.column("version"))
         keys.append(sa.column(mapping.column("version")).label("version"))
-    schema, name = _split_table_name(rows.table)
+    schema, name = split_table_name(rows.table)
     table = sa.table(name, *(sa.column(c) for c in dict.fromkeys(needed)), schema=schema)
     query = (sa.select(*keys, *(expr.label(label) for label, expr in exprs.items()))
              .select_from(table).where(*_where(mapping, rows)))
@@ -221,7 +223,7 @@ def _is_finite(dialect: str, x: Any) -> Any:
     return sa.and_(x > sa.literal(-math.inf, sa.Double()), x < sa.literal(math.inf, sa.Double()))
 
 
-def _finite(dialect: str, name: str) -> Any:
+def finite_value(dialect: str, name: str) -> Any:
     """The column as a double, NULL where it is not a finite number."""
     x = _double(name)
     return sa.case((_is_finite(dialect, x), x), else_=sa.null())
@@ -235,16 +237,12 @@ def _finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _int_literal(value: int) -> Any:
-    return sa.literal(int(value), sa.Integer(), literal_execute=True)
-
-
 class _Keys:
     """Turns the raw (day, version) values of result rows into a GroupKey, once per distinct value."""
 
     def __init__(self, by_day: bool, by_version: bool) -> None:
         self.by_day, self.by_version = by_day, by_version
-        self._seen: dict[tuple, GroupKey] = {}
+        self._seen: dict[tuple[Any, ...], GroupKey] = {}
 
     def __call__(self, raw: Sequence[Any]) -> GroupKey:
         """``raw``: the row's leading key columns (day first, then version, as grouped)."""
@@ -252,8 +250,8 @@ class _Keys:
         key = self._seen.get(raw)
         if key is None:
             values = iter(raw)
-            day = _naive_utc_or_none(next(values)) if self.by_day else None
-            version = _version_str(next(values)) if self.by_version else None
+            day = naive_utc_or_none(next(values)) if self.by_day else None
+            version = version_str(next(values)) if self.by_version else None
             key = self._seen[raw] = (day, version)
         return key
 
@@ -275,198 +273,12 @@ def _grouped(source: Any, keys: Sequence[str], *columns: Any, where: Sequence[An
     return query.group_by(*by) if by else query
 
 
-# --- binning ----------------------------------------------------------------------------------
-def _bin_case_tree(x: Any, edges: np.ndarray, lo: int, hi: int) -> Any:
-    """The bin of ``x`` among bins ``lo .. hi``, knowing it lies there: a balanced CASE tree."""
-    if lo == hi:
-        return _int_literal(lo)
-    mid = (lo + hi + 1) // 2  # bins >= mid are those with x >= edges[mid - 1]
-    return sa.case((x >= sa.literal(float(edges[mid - 1]), sa.Double()), _bin_case_tree(x, edges, mid, hi)),
-                   else_=_bin_case_tree(x, edges, lo, mid - 1))
-
-
-@dataclass(frozen=True)
-class _GridPlan:
-    """A uniform grid over the edges (of x, or of ln x) that narrows each value's search to a few edges.
-
-    For the cell ``g`` of a value, ``starts[g]`` is the number of edges below the cell *before* it,
-    and the bin lies within the next ``2**steps - 1`` edges (the edges of cells g-1, g, g+1: a value
-    put one cell off by floating-point rounding is still found).
-    """
-
-    log: bool
-    origin: float
-    scale: float
-    starts: tuple[int, ...]
-    steps: int
-
-
-GRID_CELLS = 4096
-_GRID_MAX_STEPS = 6  # beyond this the full ten-step search is as cheap
-
-
-def _grid_plan(edges: np.ndarray) -> _GridPlan | None:
-    """The better of a linear and a log grid, or None when neither beats a plain binary search."""
-    if edges.size < 16:
-        return None
-    best: _GridPlan | None = None
-    for log in (False, True):
-        if log and edges[0] <= 0:
-            continue
-        points = np.log(edges) if log else edges
-        width = (points[-1] - points[0]) / GRID_CELLS
-        if not np.isfinite(width) or width <= 0:
-            continue
-        lower = np.searchsorted(points, points[0] + width * np.arange(GRID_CELLS), side="left")
-        per_cell = np.diff(np.append(lower, edges.size))
-        padded = np.concatenate([[0], per_cell, [0]])
-        reach = int((padded[:-2] + padded[1:-1] + padded[2:]).max())
-        steps = max(int(reach).bit_length(), 1)
-        if best is None or steps < best.steps:
-            starts = tuple(np.concatenate([[0], lower[:-1]]).astype(np.int64).tolist())
-            best = _GridPlan(log, float(points[0]), float(1 / width), starts, steps)
-    return best if best is not None and best.steps <= _GRID_MAX_STEPS else None
-
-
-GRID_TABLE = "tower_histogram_grid"
-"""The name under which `numeric_histograms` lends DuckDB the grids of its statement (see `_duckdb_grids`)."""
-
-
-def _grid_columns(plans: Mapping[int, _GridPlan]) -> int:
-    """How many candidate-edge columns the grid table needs: the most any of ``plans`` looks at."""
-    return max(((1 << plan.steps) - 1 for plan in plans.values()), default=1)
-
-
-def _grid_table(plans: Mapping[int, _GridPlan], edges: Mapping[int, np.ndarray]) -> Any:
-    """One Arrow table of every grid: ``(f, cell, start, e0 .. e{K-1})``, 4096 rows per feature ``f``.
-
-    ``start`` is the number of edges below the cell before ``cell``; ``e_j`` the edge ``start + j``
-    (+inf past the last edge), so that a value's bin is ``start`` plus how many ``e_j`` are ``<= x``.
-    """
-    import pyarrow as pa
-
-    width = _grid_columns(plans)
-    parts: dict[str, list[np.ndarray]] = defaultdict(list)
-    for index, plan in plans.items():
-        starts = np.asarray(plan.starts, dtype=np.int64)
-        padded = np.concatenate([np.asarray(edges[index], dtype=float), np.full(width, math.inf)])
-        parts["f"].append(np.full(GRID_CELLS, index, dtype=np.int64))
-        parts["cell"].append(np.arange(GRID_CELLS, dtype=np.int64))
-        parts["start"].append(starts)
-        for j in range(width):
-            parts[f"e{j}"].append(padded[starts + j])
-    return pa.table({name: np.concatenate(arrays) for name, arrays in parts.items()})
-
-
-@contextmanager
-def _duckdb_grids(conn: Any, plans: Mapping[int, _GridPlan], edges: Mapping[int, np.ndarray]) -> Iterator[None]:
-    """Lend DuckDB the grid table as ``GRID_TABLE`` for the statements run inside.
-
-    An Arrow table registered on the connection is read in place (a temporary view of this
-    connection only, so concurrent sessions on other pooled connections do not see each other's).
-    Binding the same numbers as list parameters instead cost 0.035 s per statement at 17 features
-    (DuckDB converts 87,000 Python objects), a quarter of the whole statement on a 200,000-row window.
-    """
-    if not plans:
-        yield
-        return
-    import duckdb
-
-    driver = conn.connection.driver_connection
-    try:
-        # DuckDB 2 refuses to register while an earlier statement's result on this pooled connection
-        # (the pool's ping, a result read with .one()) is unfinished; every statement here only reads.
-        driver.abort()
-        driver.register(GRID_TABLE, _grid_table(plans, edges))
-    except duckdb.Error as exc:  # not wrapped by SQLAlchemy: say it as every other warehouse failure
-        raise WarehouseUnavailable(f"The warehouse at {_safe_url(conn.engine.url)} failed to answer: "
-                                   f"{_first_line(exc)}.", "Try again in a moment.") from exc
-    try:
-        yield
-    finally:
-        try:
-            driver.unregister(GRID_TABLE)
-        except duckdb.Error:  # a failed statement aborted the transaction: its own error is the one to raise
-            pass
-
-
-def _binned_duckdb_grid(source: Any, keys: list[str], edges: np.ndarray, index: int, plan: _GridPlan,
-                        width: int) -> Any:
-    """DuckDB: each value's grid cell joined to its row of the grid table (``_grid_table``: the
-    cell's first bin and the few edges that may follow it); the bin is the first bin plus how many
-    of those edges are <= x.
-
-    A join rather than list subscripts per value: DuckDB copies a bound list for every vector it
-    subscripts, so a lookup costs in proportion to the list's length (measured: 8 ns per value
-    into 16 entries, 20 ns into 4096; the join probe costs about 3 ns). A NULL x has no cell, so
-    the left join leaves its bin NULL.
-    """
-    x = source.c.x
-    candidates = (1 << plan.steps) - 1  # the edges of the cells before, at and after the value's
-    grid = sa.table(GRID_TABLE, sa.column("f"), sa.column("cell"), sa.column("start"),
-                    *(sa.column(f"e{j}") for j in range(width)))
-    t = sa.func.ln(sa.func.greatest(x, sa.literal(float(edges[0]), sa.Double()))) if plan.log else x
-    cell = sa.func.least(sa.func.greatest(sa.func.floor((t - sa.literal(plan.origin, sa.Double()))
-                                                        * sa.literal(plan.scale, sa.Double())), 0.0),
-                         float(GRID_CELLS - 1))
-    bin_expr = grid.c.start
-    for j in range(candidates):
-        bin_expr = bin_expr + sa.cast(x >= grid.c[f"e{j}"], sa.BigInteger())
-    on = sa.and_(grid.c.f == _int_literal(index), grid.c.cell == sa.cast(cell, sa.BigInteger()))
-    joined = source.outerjoin(grid, on)
-    return sa.select(*(source.c[k] for k in keys), x, bin_expr.label("bin")).select_from(joined).subquery()
-
-
-def _binned_duckdb_search(source: Any, keys: list[str], edges: np.ndarray, param: str) -> Any:
-    """DuckDB without a grid (few or clustered edges): binary lifting over one bound array, b grows
-    by `step` while edges[b + step] <= x. The array is padded with +inf so that no subscript runs
-    past its end, and a NULL x gives a NULL bin through the arithmetic alone (no CASE)."""
-    x = source.c.x
-    step = 1 << (int(edges.size).bit_length() - 1)
-    array = sa.bindparam(param, edges.astype(float).tolist() + [math.inf] * (2 * step), type_=sa.ARRAY(sa.Double()))
-    level = sa.select(*(source.c[k] for k in keys), x,
-                      sa.cast(x * sa.literal(0.0, sa.Double()), sa.BigInteger()).label("bin")).subquery()
-    while step:
-        b = level.c.bin
-        above = sa.cast(level.c.x >= array[b + _int_literal(step)], sa.BigInteger())
-        level = sa.select(*(level.c[k] for k in keys), level.c.x,
-                          (b + above * _int_literal(step)).label("bin")).subquery()
-        step >>= 1
-    return level
-
-
-def _binned(dialect: str, source: Any, keys: list[str], edges: np.ndarray, param: str, *,
-            grid: tuple[int, _GridPlan, int] | None = None) -> Any:
-    """A subquery of ``source`` with its keys, ``x`` and ``bin`` (NULL where x is NULL).
-
-    ``grid`` (DuckDB): ``(feature index, its grid plan, the grid table's width)`` when the statement
-    runs inside `_duckdb_grids`; without it DuckDB bins by a plain binary search.
-    """
-    x = source.c.x
-    keyed = [source.c[k] for k in keys]
-    if dialect == "duckdb" and edges.size:
-        if grid is not None:
-            index, plan, width = grid
-            return _binned_duckdb_grid(source, keys, edges, index, plan, width)
-        return _binned_duckdb_search(source, keys, edges, param)
-    if dialect == "postgresql" and edges.size:
-        from sqlalchemy.dialects import postgresql
-
-        array = sa.bindparam(param, [float(e) for e in edges], type_=postgresql.ARRAY(sa.Double()))
-        bin_expr = sa.func.width_bucket(x, array)  # NULL for NULL
-    elif edges.size:
-        bin_expr = sa.case((x.is_(None), sa.null()), else_=_bin_case_tree(x, edges, 0, edges.size))
-    else:
-        bin_expr = sa.case((x.is_not(None), _int_literal(0)), else_=sa.null())
-    return sa.select(*keyed, x, bin_expr.label("bin")).subquery()
-
-
 # --------------------------------------------------------------------------------------------
 # Numerical histograms
 # --------------------------------------------------------------------------------------------
 def numeric_histograms(engine: Engine, mapping: ModelMapping, rows: Rows, edges: Mapping[str, np.ndarray], *,
                        shifts: Mapping[str, float] | None = None, by_day: bool = False,
-                       by_version: bool = False) -> dict[GroupKey, dict[str, BinnedSample]]:
+                       by_version: bool = False, grid: bool = True) -> dict[GroupKey, dict[str, BinnedSample]]:
     """Fine histograms of numerical columns, one `BinnedSample` per group and column.
 
     ``edges`` maps each column to its interior edges (the reference's 1000-quantiles); ``shifts``
@@ -482,17 +294,17 @@ def numeric_histograms(engine: Engine, mapping: ModelMapping, rows: Rows, edges:
     shift_of = {c: (default_shift(edge_arrays[c]) if shifts is None or c not in shifts else float(shifts[c]))
                 for c in columns}
     batches = _batches(columns, edge_arrays, dialect)
-    found: dict[GroupKey, dict[str, tuple]] = defaultdict(dict)
+    found: dict[GroupKey, dict[str, tuple[Any, ...]]] = defaultdict(dict)
     keys_of = _Keys(by_day, by_version)
-    plans: dict[int, _GridPlan] = {}
-    if dialect == "duckdb":
+    plans: dict[int, GridPlan] = {}
+    if dialect == "duckdb" and grid:  # grid=False: the plain binary search (the benchmark compares both)
         for index, column in enumerate(columns):
-            plan = _grid_plan(edge_arrays[column]) if edge_arrays[column].size else None
+            plan = grid_plan(edge_arrays[column]) if edge_arrays[column].size else None
             if plan is not None:
                 plans[index] = plan
-    width = _grid_columns(plans)
-    with _connection(engine, mapping) as conn, \
-            _duckdb_grids(conn, plans, {i: edge_arrays[columns[i]] for i in plans}):
+    width = grid_columns(plans)
+    with connection(engine, mapping) as conn, \
+            duckdb_grids(conn, plans, {i: edge_arrays[columns[i]] for i in plans}):
         for batch in batches:
             if dialect == "postgresql":
                 statement = _histograms_unnested(mapping, rows, columns, edge_arrays, shift_of, by_day, by_version)
@@ -500,12 +312,13 @@ def numeric_histograms(engine: Engine, mapping: ModelMapping, rows: Rows, edges:
                 branches = []
                 for column in batch:
                     index = columns.index(column)
-                    source, keys = _source(mapping, rows, dialect, by_day, by_version, [column],
-                                           {"x": _finite(dialect, column)})
-                    grid = (index, plans[index], width) if index in plans else None
-                    binned = _binned(dialect, source, keys, edge_arrays[column], f"edges_{index}", grid=grid)
+                    source, keys = rows_source(mapping, rows, dialect, by_day, by_version, [column],
+                                           {"x": finite_value(dialect, column)})
+                    grid_spec = (index, plans[index], width) if index in plans else None
+                    binned = binned_values(dialect, source, keys, edge_arrays[column], f"edges_{index}",
+                                           grid=grid_spec)
                     x = binned.c.x
-                    branches.append(_grouped(binned, keys, _int_literal(index).label("f"), binned.c.bin,
+                    branches.append(_grouped(binned, keys, int_literal(index).label("f"), binned.c.bin,
                                              sa.func.count().label("n"), sa.func.sum(x).label("s"),
                                              sa.func.sum(_square(x, shift_of[column], dialect)).label("ss"),
                                              group=[binned.c.bin]))
@@ -525,7 +338,7 @@ def numeric_histograms(engine: Engine, mapping: ModelMapping, rows: Rows, edges:
     return result
 
 
-def _accumulate_bins(found: dict[GroupKey, dict[str, tuple]], rows: Sequence[Sequence[Any]], keys_of: _Keys,
+def _accumulate_bins(found: dict[GroupKey, dict[str, tuple[Any, ...]]], rows: Sequence[Sequence[Any]], keys_of: _Keys,
                      columns: Sequence[str], edges: Mapping[str, np.ndarray]) -> None:
     """Add the rows ``(keys..., f, bin, n, s, ss)`` of a histogram statement into ``found``.
 
@@ -591,12 +404,12 @@ def _histograms_unnested(mapping: ModelMapping, rows: Rows, columns: list[str], 
     """
     from sqlalchemy.dialects import postgresql
 
-    source, keys = _source(mapping, rows, "postgresql", by_day, by_version, columns,
-                           {f"x{i}": _finite("postgresql", c) for i, c in enumerate(columns)})
+    source, keys = rows_source(mapping, rows, "postgresql", by_day, by_version, columns,
+                           {f"x{i}": finite_value("postgresql", c) for i, c in enumerate(columns)})
     xs = [source.c[f"x{i}"] for i in range(len(columns))]
     bins = [sa.func.width_bucket(x, sa.bindparam(f"edges_{i}", [float(e) for e in edges[c]],
                                                  type_=postgresql.ARRAY(sa.Double())))
-            if edges[c].size else sa.case((x.is_not(None), _int_literal(0)), else_=sa.null())
+            if edges[c].size else sa.case((x.is_not(None), int_literal(0)), else_=sa.null())
             for i, (c, x) in enumerate(zip(columns, xs, strict=True))]
     squares = [_square(x, shifts[c], "postgresql") for c, x in zip(columns, xs, strict=True)]
     unpivoted = (sa.func.unnest(postgresql.array(xs), postgresql.array(bins), postgresql.array(squares))
@@ -642,12 +455,12 @@ def value_counts(engine: Engine, mapping: ModelMapping, rows: Rows, columns: Seq
     dialect = engine.dialect.name
     branches = []
     for index, column in enumerate(columns):
-        value = _finite(dialect, column) if numeric else sa.cast(sa.column(column), sa.String())
-        source, keys = _source(mapping, rows, dialect, by_day, by_version, [column], {"value": value})
-        branches.append(_grouped(source, keys, _int_literal(index).label("f"), source.c.value,
+        value = finite_value(dialect, column) if numeric else sa.cast(sa.column(column), sa.String())
+        source, keys = rows_source(mapping, rows, dialect, by_day, by_version, [column], {"value": value})
+        branches.append(_grouped(source, keys, int_literal(index).label("f"), source.c.value,
                                  sa.func.count().label("n"), group=[source.c.value]))
     result: dict[GroupKey, dict[str, dict[Any, int]]] = {}
-    with _connection(engine, mapping) as conn:
+    with connection(engine, mapping) as conn:
         keys_of = _Keys(by_day, by_version)
         for row in conn.execute(_union(branches)):
             f, value, n = row[keys_of.width:]
@@ -684,13 +497,13 @@ def fairness_counts(engine: Engine, mapping: ModelMapping, rows: Rows, *, by_day
     for index, attribute in enumerate(attributes):
         # Grouped on the plain values, NaN and +-inf sorted out on the few result rows: a finite check
         # and integer cast of every row took 60 % of the statement's CPU.
-        source, keys = _source(mapping, rows, dialect, by_day, by_version, [attribute, prediction, label], {
+        source, keys = rows_source(mapping, rows, dialect, by_day, by_version, [attribute, prediction, label], {
             "grp": sa.cast(sa.column(attribute), sa.String()), "p": _double(prediction), "y": _double(label)})
         c = source.c
-        branches.append(_grouped(source, keys, _int_literal(index).label("f"), c.grp, c.p, c.y,
+        branches.append(_grouped(source, keys, int_literal(index).label("f"), c.grp, c.p, c.y,
                                  sa.func.count().label("n"), where=[c.p.is_not(None)], group=[c.grp, c.p, c.y]))
-    collected: dict[GroupKey, dict[str, list[tuple]]] = defaultdict(lambda: {a: [] for a in attributes})
-    with _connection(engine, mapping) as conn:
+    collected: dict[GroupKey, dict[str, list[tuple[Any, ...]]]] = defaultdict(lambda: {a: [] for a in attributes})
+    with connection(engine, mapping) as conn:
         keys_of = _Keys(by_day, by_version)
         for row in conn.execute(_union(branches)):
             f, group, p, y, n = row[keys_of.width:]
@@ -770,14 +583,14 @@ def classification_counts(engine: Engine, mapping: ModelMapping, rows: Rows, *, 
     prediction = mapping.column("prediction")
     has_label, has_score = "label" in mapping.columns, "score" in mapping.columns
     exprs = {"p": _double(prediction), "y": _double(mapping.column("label")) if has_label else sa.null(),
-             "s": _round_score(dialect, _finite(dialect, mapping.column("score"))) if has_score else sa.null()}
+             "s": _round_score(dialect, finite_value(dialect, mapping.column("score"))) if has_score else sa.null()}
     read = [prediction] + [mapping.column(c) for c in ("label", "score") if c in mapping.columns]
-    source, keys = _source(mapping, rows, dialect, by_day, by_version, read, exprs)
+    source, keys = rows_source(mapping, rows, dialect, by_day, by_version, read, exprs)
     c = source.c
     query = _grouped(source, keys, c.s, c.p, c.y, sa.func.count().label("n"), where=[c.p.is_not(None)],
                      group=[c.s, c.p, c.y])
     parts: dict[GroupKey, list[tuple[Any, Any, Any, int]]] = defaultdict(list)
-    with _connection(engine, mapping) as conn:
+    with connection(engine, mapping) as conn:
         keys_of = _Keys(by_day, by_version)
         for row in conn.execute(query):
             parts[keys_of(row[:keys_of.width])].append(tuple(row[keys_of.width:]))
@@ -817,8 +630,9 @@ def _classification(mapping: ModelMapping, rows: list[tuple[Any, Any, Any, int]]
             slot = score_rows.setdefault(float(score), [0, 0])
             slot[0 if key[1] == 1 else 1] += n
     levels = np.array(sorted(score_rows), dtype=float)
-    scores = (ScoreCounts(levels=levels, positives=[score_rows[v][0] for v in levels],
-                          negatives=[score_rows[v][1] for v in levels]) if has_score else None)
+    # Lists are fine: ScoreCounts.__post_init__ converts them to int64 arrays.
+    scores = (ScoreCounts(levels=levels, positives=cast(np.ndarray, [score_rows[v][0] for v in levels]),
+                          negatives=cast(np.ndarray, [score_rows[v][1] for v in levels])) if has_score else None)
     return ClassificationCounts(predictions=predictions, labeled=labeled,
                                 confusion=ConfusionCounts(tp=cells[1, 1], fp=cells[1, 0], fn=cells[0, 1],
                                                           tn=cells[0, 0]), scores=scores)
@@ -843,15 +657,15 @@ def regression_sums(engine: Engine, mapping: ModelMapping, rows: Rows, *, by_day
                     by_version: bool = False) -> dict[GroupKey, RegressionSums]:
     """``COUNT``, ``SUM(|prediction - label|)`` and ``SUM((prediction - label)^2)`` in one statement."""
     dialect = engine.dialect.name
-    pred = _finite(dialect, mapping.column("prediction"))
-    label = _finite(dialect, mapping.column("label")) if "label" in mapping.columns else sa.null()
+    pred = finite_value(dialect, mapping.column("prediction"))
+    label = finite_value(dialect, mapping.column("label")) if "label" in mapping.columns else sa.null()
     read = [mapping.column(c) for c in ("prediction", "label") if c in mapping.columns]
-    source, keys = _source(mapping, rows, dialect, by_day, by_version, read, {"pred": pred, "error": pred - label})
+    source, keys = rows_source(mapping, rows, dialect, by_day, by_version, read, {"pred": pred, "error": pred - label})
     c = source.c
     query = _grouped(source, keys, sa.func.count(c.pred).label("predictions"), sa.func.count(c.error).label("labeled"),
                      sa.func.sum(sa.func.abs(c.error)).label("sae"), sa.func.sum(c.error * c.error).label("sse"))
     result: dict[GroupKey, RegressionSums] = {}
-    with _connection(engine, mapping) as conn:
+    with connection(engine, mapping) as conn:
         keys_of = _Keys(by_day, by_version)
         for row in conn.execute(query):
             predictions, labeled, sae, sse = row[keys_of.width:]
@@ -882,10 +696,11 @@ def latency_summaries(engine: Engine, mapping: ModelMapping, start: datetime, en
                       by_day: bool = False, by_version: bool = False) -> dict[GroupKey, LatencySummary]:
     """Requests, errors and p50/p95/p99 latency of the log in ``[start, end)`` per group."""
     rows = log_rows(mapping, start, end)
+    assert rows.start is not None and rows.end is not None  # log_rows always sets the window
     keys = tuple(k for k, on in (("day", by_day), ("version", by_version)) if on)
     result: dict[GroupKey, LatencySummary] = {}
     keys_of = _Keys(by_day, by_version)
-    for record in _aggregate(engine, mapping, rows.start, rows.end, keys, quantiles=True):
+    for record in latency_aggregate(engine, mapping, rows.start, rows.end, keys, quantiles=True):
         requests = int(record["requests"] or 0)
         if requests == 0 and keys:
             continue
@@ -918,7 +733,7 @@ def column_profiles(engine: Engine, mapping: ModelMapping, rows: Rows, columns: 
 
     Two statements whatever the number of columns: counts first, then, per column, only the ranks
     next to ``(n - 1) * i / n_bins`` of the sorted finite values (``ROW_NUMBER() OVER (ORDER BY x)``),
-    interpolated as numpy's linear quantile does (DESIGN.md §6: faster than ``quantile_cont`` with a
+    interpolated as numpy's linear quantile does (docs/ARCHITECTURE.md: faster than ``quantile_cont`` with a
     thousand probabilities, and bit-for-bit ``np.quantile``).
     """
     if n_bins % 10:
@@ -926,15 +741,15 @@ def column_profiles(engine: Engine, mapping: ModelMapping, rows: Rows, columns: 
     columns = list(columns)
     dialect = engine.dialect.name
     needed = list(columns) + ([mapping.column("timestamp")] if rows.start is not None else [])
-    schema, name = _split_table_name(rows.table)
+    schema, name = split_table_name(rows.table)
     table = sa.table(name, *(sa.column(c) for c in dict.fromkeys(needed)), schema=schema)
     counts = [sa.func.count().label("rows")]
     for index, column in enumerate(columns):
-        x = _finite(dialect, column)
+        x = finite_value(dialect, column)
         counts += [sa.func.count(x).label(f"n{index}"), sa.func.count(sa.distinct(x)).label(f"d{index}")]
     probabilities = quantile_probabilities(n_bins)
     profiles: dict[str, ColumnProfile] = {}
-    with _connection(engine, mapping) as conn:
+    with connection(engine, mapping) as conn:
         first = conn.execute(sa.select(*counts).select_from(table).where(*_where(mapping, rows))).mappings().one()
         total = int(first["rows"] or 0)
         wanted: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -952,10 +767,10 @@ def column_profiles(engine: Engine, mapping: ModelMapping, rows: Rows, columns: 
                 batches.append([])
                 used = 0
             used += len(ranks)
-            x = _finite(dialect, column)
+            x = finite_value(dialect, column)
             ranked = (sa.select(x.label("x"), sa.func.row_number().over(order_by=x).label("rn"))
                       .select_from(table).where(*_where(mapping, rows), x.is_not(None)).subquery())
-            batches[-1].append(sa.select(_int_literal(index).label("f"), ranked.c.rn, ranked.c.x)
+            batches[-1].append(sa.select(int_literal(index).label("f"), ranked.c.rn, ranked.c.x)
                                .where(ranked.c.rn.in_(ranks)))
         values: dict[str, dict[int, float]] = defaultdict(dict)
         for selects in batches:
@@ -977,11 +792,11 @@ def column_profiles(engine: Engine, mapping: ModelMapping, rows: Rows, columns: 
 def log_bounds(engine: Engine, mapping: ModelMapping) -> tuple[datetime, datetime] | None:
     """The first and last prediction time of the log, or None when it is empty."""
     ts = _ts(mapping)
-    schema, name = _split_table(mapping)
+    schema, name = split_table_name(mapping.table)
     table = sa.table(name, ts, schema=schema)
     query = sa.select(sa.func.min(ts, type_=sa.types.NullType()).label("first"),
                       sa.func.max(ts, type_=sa.types.NullType()).label("last")).select_from(table)
-    with _connection(engine, mapping) as conn:
+    with connection(engine, mapping) as conn:
         row = conn.execute(query).mappings().one()
-    first, last = _naive_utc_or_none(row["first"]), _naive_utc_or_none(row["last"])
+    first, last = naive_utc_or_none(row["first"]), naive_utc_or_none(row["last"])
     return None if first is None or last is None else (first, last)

@@ -1,4 +1,4 @@
-"""All SQL against the prediction-log warehouse (DESIGN.md §2, "push the work to the data").
+"""All SQL against the prediction-log warehouse (docs/ARCHITECTURE.md, "Push the work to the data").
 
 Every statement is SQLAlchemy Core with bound parameters; table and column names come only from
 a :class:`~services.mapping.ModelMapping` and reach SQL through ``sqlalchemy.table()`` /
@@ -10,7 +10,7 @@ status differs from ``mapping.ok_status`` (NULL included) is an error. Quantiles
 linearly between the two neighbouring ranks (numpy's default, SQL's ``percentile_cont``) over the
 rows whose latency is not NULL.
 
-Dialect differences live in three small helpers: :func:`_day` (day bucket),
+Dialect differences live in three small helpers: :func:`utc_day` (day bucket),
 :func:`_native_quantiles` (DuckDB ``quantile_cont``, PostgreSQL ``percentile_cont … WITHIN GROUP``)
 and :func:`_ranked_quantiles` (a ROW_NUMBER/COUNT window-function fallback for the rest, SQLite
 among them). On SQLite timestamps are compared as text, so they must be stored the way SQLAlchemy
@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.pool import QueuePool
 
 from services.errors import MappingError, WarehouseUnavailable
@@ -117,13 +118,13 @@ def make_engine(url: str, *, connect_timeout_s: float = 10.0,
             connect_args["connect_timeout"] = timeout
     try:
         if backend not in ("duckdb", "sqlite") and issubclass(
-            parsed.get_dialect().get_pool_class(parsed), QueuePool
+            cast("type[DefaultDialect]", parsed.get_dialect()).get_pool_class(parsed), QueuePool
         ):
             options.update(pool_size=5, max_overflow=5, pool_recycle=1800, pool_timeout=connect_timeout_s)
         engine = sa.create_engine(parsed, connect_args=connect_args, **options)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
         raise WarehouseUnavailable(
-            f"No usable SQLAlchemy driver for the warehouse at {_safe_url(parsed)}: {_first_line(exc)}.",
+            f"No usable SQLAlchemy driver for the warehouse at {safe_url(parsed)}: {first_line(exc)}.",
             "Install the dialect's driver or check WAREHOUSE_URL.",
         ) from exc
     if backend == "postgresql":
@@ -160,14 +161,14 @@ def _postgres_session(dbapi_connection: Any, _record: Any, *, statement_timeout_
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
-def _safe_url(url: URL | str) -> str:
+def safe_url(url: URL | str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except sa_exc.ArgumentError:
         return "(unparseable URL)"
 
 
-def _first_line(exc: BaseException, secret: str | None = None) -> str:
+def first_line(exc: BaseException, secret: str | None = None) -> str:
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip().rstrip(".!")
     if secret:
         text = text.replace(secret, "***")
@@ -175,12 +176,12 @@ def _first_line(exc: BaseException, secret: str | None = None) -> str:
 
 
 def _reason(engine: Engine, exc: sa_exc.DBAPIError) -> str:
-    return _first_line(exc.orig if exc.orig is not None else exc, engine.url.password)
+    return first_line(exc.orig if exc.orig is not None else exc, engine.url.password)
 
 
 def _unavailable(engine: Engine, exc: sa_exc.DBAPIError) -> WarehouseUnavailable:
     return WarehouseUnavailable(
-        f"Cannot reach the warehouse at {_safe_url(engine.url)}: {_reason(engine, exc)}.",
+        f"Cannot reach the warehouse at {safe_url(engine.url)}: {_reason(engine, exc)}.",
         "Check WAREHOUSE_URL and that the database is running.",
     )
 
@@ -200,7 +201,7 @@ def _query_failed(engine: Engine, mapping: ModelMapping | None, exc: sa_exc.DBAP
     orig = exc.orig
     if (getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)) == _QUERY_CANCELED:
         return WarehouseUnavailable(
-            f"The warehouse at {_safe_url(engine.url)} did not answer in time: {_reason(engine, exc)}.",
+            f"The warehouse at {safe_url(engine.url)} did not answer in time: {_reason(engine, exc)}.",
             "The query ran past TOWER_WAREHOUSE_STATEMENT_TIMEOUT_S; the database may be overloaded. Try again later.",
         )
     connection_problem = exc.connection_invalidated or (
@@ -209,7 +210,7 @@ def _query_failed(engine: Engine, mapping: ModelMapping | None, exc: sa_exc.DBAP
     )
     if connection_problem or mapping is None:
         return WarehouseUnavailable(
-            f"The warehouse at {_safe_url(engine.url)} failed to answer: {_reason(engine, exc)}.",
+            f"The warehouse at {safe_url(engine.url)} failed to answer: {_reason(engine, exc)}.",
             "Check WAREHOUSE_URL and that the database is running.",
         )
     return MappingError(
@@ -219,7 +220,7 @@ def _query_failed(engine: Engine, mapping: ModelMapping | None, exc: sa_exc.DBAP
 
 
 @contextmanager
-def _connection(engine: Engine, mapping: ModelMapping | None) -> Iterator[Connection]:
+def connection(engine: Engine, mapping: ModelMapping | None) -> Iterator[Connection]:
     """A connection whose failures come out as WarehouseUnavailable or MappingError."""
     try:
         conn = engine.connect()
@@ -227,7 +228,7 @@ def _connection(engine: Engine, mapping: ModelMapping | None) -> Iterator[Connec
         raise _unavailable(engine, exc) from exc
     except sa_exc.TimeoutError as exc:
         raise WarehouseUnavailable(
-            f"Every connection to the warehouse at {_safe_url(engine.url)} is busy.", "Try again in a moment."
+            f"Every connection to the warehouse at {safe_url(engine.url)} is busy.", "Try again in a moment."
         ) from exc
     try:
         with conn:
@@ -236,11 +237,18 @@ def _connection(engine: Engine, mapping: ModelMapping | None) -> Iterator[Connec
         raise _query_failed(engine, mapping, exc) from exc
 
 
+def ping(engine: Engine) -> None:
+    """Ask the warehouse the cheapest question; WarehouseUnavailable if it does not answer."""
+    with connection(engine, None) as conn:
+        conn.execute(sa.text("SELECT 1"))
+
+
 # --------------------------------------------------------------------------------------------
 # Mapping check
 # --------------------------------------------------------------------------------------------
-def _split_table(mapping: ModelMapping) -> tuple[str | None, str]:
-    schema, _, name = mapping.table.rpartition(".")
+def split_table_name(table: str) -> tuple[str | None, str]:
+    """``schema.table`` into (schema or None, table)."""
+    schema, _, name = table.rpartition(".")
     return (schema or None), name
 
 
@@ -251,7 +259,8 @@ def _expected_columns(mapping: ModelMapping) -> list[tuple[str, str]]:
     expected += [(name, "categorical feature") for name in mapping.categorical]
     expected += [(name, "sensitive attribute") for name in mapping.sensitive]
     seen: set[str] = set()
-    return [(name, what) for name, what in expected if not (name in seen or seen.add(name))]
+    # set.add is called for its side effect (it returns None) in this first-occurrence dedupe.
+    return [(name, what) for name, what in expected if not (name in seen or seen.add(name))]  # type: ignore[func-returns-value]
 
 
 def _column_names(conn: Connection, schema: str | None, name: str) -> list[str]:
@@ -277,8 +286,8 @@ def _column_names(conn: Connection, schema: str | None, name: str) -> list[str]:
 
 def check_mapping(engine: Engine, mapping: ModelMapping) -> None:
     """Raise MappingError unless the mapped table holds every mapped column."""
-    schema, name = _split_table(mapping)
-    with _connection(engine, mapping) as conn:
+    schema, name = split_table_name(mapping.table)
+    with connection(engine, mapping) as conn:
         if not sa.inspect(conn).has_table(name, schema=schema):
             raise MappingError(
                 f"Table {mapping.table} of model '{mapping.name}' does not exist in the warehouse.",
@@ -303,7 +312,7 @@ def check_mapping(engine: Engine, mapping: ModelMapping) -> None:
 # --------------------------------------------------------------------------------------------
 # Queries
 # --------------------------------------------------------------------------------------------
-def _day(dialect: str, ts: Any) -> Any:
+def utc_day(dialect: str, ts: Any) -> Any:
     """Midnight (UTC) of a timestamp, as the dialect computes it."""
     if dialect in ("duckdb", "postgresql"):
         return sa.func.date_trunc("day", ts)
@@ -323,13 +332,13 @@ def _native_quantiles(dialect: str, latency: Any) -> list[Any] | None:
 
 def _window_rows(mapping: ModelMapping, dialect: str, start: datetime, end: datetime, keys: Sequence[str]) -> Any:
     """The rows of [start, end) as a subquery: group keys, ts, latency (double), is_error (0/1)."""
-    schema, name = _split_table(mapping)
+    schema, name = split_table_name(mapping.table)
     ts = sa.column(mapping.column("timestamp"), sa.DateTime())
-    version = sa.column(mapping.column("version"))
-    latency = sa.column(mapping.column("latency_ms"))
-    status = sa.column(mapping.column("status"))
+    version: sa.ColumnClause[Any] = sa.column(mapping.column("version"))
+    latency: sa.ColumnClause[Any] = sa.column(mapping.column("latency_ms"))
+    status: sa.ColumnClause[Any] = sa.column(mapping.column("status"))
     log = sa.table(name, ts, version, latency, status, schema=schema)
-    key_exprs = {"day": _day(dialect, ts), "version": version}
+    key_exprs = {"day": utc_day(dialect, ts), "version": version}
     return (
         sa.select(
             *(key_exprs[k].label(k) for k in keys),
@@ -339,12 +348,12 @@ def _window_rows(mapping: ModelMapping, dialect: str, start: datetime, end: date
             sa.case((sa.cast(status, sa.String()) == mapping.ok_status, 0), else_=1).label("is_error"),
         )
         .select_from(log)
-        .where(ts >= _naive_utc(start), ts < _naive_utc(end))
+        .where(ts >= naive_utc(start), ts < naive_utc(end))
         .subquery("w")
     )
 
 
-def _ranked_quantiles(conn: Connection, rows: Any, keys: Sequence[str]) -> dict[tuple, list[float | None]]:
+def _ranked_quantiles(conn: Connection, rows: Any, keys: Sequence[str]) -> dict[tuple[Any, ...], list[float | None]]:
     """Quantiles for dialects without a quantile aggregate.
 
     Ranks each group's non-NULL latencies with ROW_NUMBER and COUNT over the partition, keeps only
@@ -367,7 +376,7 @@ def _ranked_quantiles(conn: Connection, rows: Any, keys: Sequence[str]) -> dict[
         sa.and_(position > (ranked.c.n - 1) * q - 1.5, position < (ranked.c.n - 1) * q + 1.5) for q in QUANTILES
     ]
     query = sa.select(*(ranked.c[k] for k in keys), ranked.c.n, ranked.c.rn, ranked.c.latency).where(sa.or_(*near))
-    groups: dict[tuple, tuple[int, dict[int, float]]] = {}
+    groups: dict[tuple[Any, ...], tuple[int, dict[int, float]]] = {}
     for row in conn.execute(query).mappings():
         key = tuple(row[k] for k in keys)
         n, values = groups.setdefault(key, (int(row["n"]), {}))
@@ -383,7 +392,7 @@ def _interpolate(n: int, values: dict[int, float], q: float) -> float:
     return low + (values[hi] - low) * (h - lo)
 
 
-def _aggregate(
+def latency_aggregate(
     engine: Engine,
     mapping: ModelMapping,
     start: datetime,
@@ -409,7 +418,7 @@ def _aggregate(
     query = sa.select(*columns)
     if keys:
         query = query.group_by(*(rows.c[k] for k in keys))
-    with _connection(engine, mapping) as conn:
+    with connection(engine, mapping) as conn:
         result = [dict(row) for row in conn.execute(query).mappings()]
         if quantiles and native is None:
             ranked = _ranked_quantiles(conn, rows, keys)
@@ -425,7 +434,7 @@ def _frame(records: list[dict[str, Any]], dtypes: dict[str, str], sort: Sequence
         errors = int(record["errors"] or 0)
         record.update(requests=requests, errors=errors, error_rate=errors / requests if requests else None)
         if "version" in record:
-            record["version"] = _version_str(record["version"])
+            record["version"] = version_str(record["version"])
     if sort:
         records.sort(key=lambda r: tuple(_sort_key(c, r[c]) for c in sort))
     data = {}
@@ -440,13 +449,13 @@ def _frame(records: list[dict[str, Any]], dtypes: dict[str, str], sort: Sequence
     return pd.DataFrame(data, columns=list(dtypes))
 
 
-def _sort_key(column: str, value: Any) -> tuple:
+def _sort_key(column: str, value: Any) -> tuple[Any, ...]:
     if column == "version":  # 2 before 10; names after numbers
         return (0, int(value), "") if value.isdigit() else (1, 0, value)
-    return (0, _naive_utc_or_none(value) or datetime.min, "")
+    return (0, naive_utc_or_none(value) or datetime.min, "")
 
 
-def _version_str(value: Any) -> str:
+def version_str(value: Any) -> str:
     if value is None:
         return UNKNOWN_VERSION
     if isinstance(value, bytes):
@@ -457,11 +466,11 @@ def _version_str(value: Any) -> str:
 
 
 def _timestamps(values: list[Any]) -> pd.Series:
-    cleaned = [_naive_utc_or_none(v) for v in values]
+    cleaned = [naive_utc_or_none(v) for v in values]
     return pd.Series(pd.to_datetime(cleaned), dtype="datetime64[ns]")
 
 
-def _naive_utc(value: datetime) -> datetime:
+def naive_utc(value: datetime) -> datetime:
     """A naive UTC datetime from a datetime, date or pandas Timestamp (aware ones are converted)."""
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
@@ -472,7 +481,7 @@ def _naive_utc(value: datetime) -> datetime:
     return value
 
 
-def _naive_utc_or_none(value: Any) -> datetime | None:
+def naive_utc_or_none(value: Any) -> datetime | None:
     """A timestamp as returned by any driver (datetime, date, text on SQLite) as naive UTC."""
     if value is None:
         return None
@@ -480,25 +489,26 @@ def _naive_utc_or_none(value: Any) -> datetime | None:
         stamp = pd.Timestamp(value)
         if stamp.tzinfo is not None:
             stamp = stamp.tz_convert("UTC").tz_localize(None)
-        return stamp.to_pydatetime()
-    return _naive_utc(value)
+        stamp_utc: datetime = stamp.to_pydatetime()
+        return stamp_utc
+    return naive_utc(value)
 
 
 def traffic_by_day(engine: Engine, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
     """Requests and errors per (UTC day, version) in [start, end)."""
-    records = _aggregate(engine, mapping, start, end, ("day", "version"), quantiles=False)
+    records = latency_aggregate(engine, mapping, start, end, ("day", "version"), quantiles=False)
     return _frame(records, _TRAFFIC_COLUMNS, ("day", "version"))
 
 
 def latency_by_day(engine: Engine, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
     """Requests, errors, error rate and p50/p95/p99 latency per (UTC day, version) in [start, end)."""
-    records = _aggregate(engine, mapping, start, end, ("day", "version"), quantiles=True)
+    records = latency_aggregate(engine, mapping, start, end, ("day", "version"), quantiles=True)
     return _frame(records, _LATENCY_BY_DAY_COLUMNS, ("day", "version"))
 
 
 def latency_by_version(engine: Engine, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
     """Requests, errors, error rate, p50/p95/p99 latency, first and last request per version."""
-    records = _aggregate(
+    records = latency_aggregate(
         engine, mapping, start, end, ("version",), quantiles=True, first_seen=True, last_seen=True
     )
     return _frame(records, _LATENCY_BY_VERSION_COLUMNS, ("version",))
@@ -506,7 +516,7 @@ def latency_by_version(engine: Engine, mapping: ModelMapping, start: datetime, e
 
 def window_summary(engine: Engine, mapping: ModelMapping, start: datetime, end: datetime) -> WindowSummary:
     """The whole window, all versions together; an empty window gives requests=0 and no quantiles."""
-    (record,) = _aggregate(engine, mapping, start, end, (), quantiles=True, last_seen=True)
+    (record,) = latency_aggregate(engine, mapping, start, end, (), quantiles=True, last_seen=True)
     requests = int(record["requests"] or 0)
     errors = int(record["errors"] or 0)
     p50, p95, p99 = (None if record[c] is None else float(record[c]) for c in QUANTILE_COLUMNS)
@@ -517,14 +527,14 @@ def window_summary(engine: Engine, mapping: ModelMapping, start: datetime, end: 
         p50_ms=p50,
         p95_ms=p95,
         p99_ms=p99,
-        last_prediction_at=_naive_utc_or_none(record["last_seen"]),
+        last_prediction_at=naive_utc_or_none(record["last_seen"]),
     )
 
 
 def last_prediction_at(engine: Engine, mapping: ModelMapping) -> datetime | None:
     """When the model last served a prediction (any version), or None for an empty log."""
-    schema, name = _split_table(mapping)
-    ts = sa.column(mapping.column("timestamp"))
+    schema, name = split_table_name(mapping.table)
+    ts: sa.ColumnClause[Any] = sa.column(mapping.column("timestamp"))
     query = sa.select(sa.func.max(ts, type_=sa.types.NullType())).select_from(sa.table(name, ts, schema=schema))
-    with _connection(engine, mapping) as conn:
-        return _naive_utc_or_none(conn.execute(query).scalar())
+    with connection(engine, mapping) as conn:
+        return naive_utc_or_none(conn.execute(query).scalar())
