@@ -43,7 +43,7 @@ browser:
 	  else echo "chromium is not installed: the browser tests will be skipped"; fi; }
 
 # Lint and types first, then two passes: the whole suite on the embedded stores, then the modules
-# marked `production` again on the production backends (PostgreSQL warehouse and tower state, MLflow
+# marked `both_backends` again on the production backends (PostgreSQL warehouse and tower state, MLflow
 # server with basic auth and a service account; tests/support/production.py). Both passes always
 # run; any step failing fails.
 test: $(STAMP) browser
@@ -52,7 +52,7 @@ test: $(STAMP) browser
 	@status=0; \
 	$(BIN)/python -m pytest || status=1; \
 	echo "== second pass: production backends (PostgreSQL, MLflow server with basic auth) =="; \
-	$(BIN)/python -m pytest --backend production -m production || status=1; \
+	$(BIN)/python -m pytest --backend production -m both_backends || status=1; \
 	exit $$status
 
 # The load benchmark's smoke test (2 browser sessions); timing-sensitive, so not part of `make test`.

@@ -21,7 +21,7 @@ from tests.test_pages import texts
 from tests.test_sign_in import GOOD_AUTH
 
 # Run again on the production backends by the second pass of `make test`.
-pytestmark = pytest.mark.production
+pytestmark = pytest.mark.both_backends
 
 ISSUER = "http://127.0.0.1:9400"
 

@@ -96,9 +96,10 @@ def test_the_published_demo_token_is_refused_outside_demo_mode():
 
 
 def test_the_committed_tower_yaml_gives_ci_bot_only_the_demo_token():
+    from services.auth.identity import auth_config
     from services.settings import PROJECT_ROOT, load_settings
 
-    auth = load_settings({"TOWER_CONFIG": str(PROJECT_ROOT / "tower.yaml")}).auth
+    auth = auth_config(load_settings({"TOWER_CONFIG": str(PROJECT_ROOT / "tower.yaml")}))
     assert service_actor("ci-bot", auth, DEMO_SERVICE_TOKEN, demo=True).roles == {"model_owner"}
     with pytest.raises(Forbidden):
         service_actor("ci-bot", auth, DEMO_SERVICE_TOKEN, demo=False)

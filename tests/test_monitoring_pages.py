@@ -16,7 +16,7 @@ from tests.support.production import warehouse_file
 from tests.test_pages import DEMO_MODELS, open_page, oracle_copy, texts
 
 # Run again on the production backends by the second pass of `make test`.
-pytestmark = pytest.mark.production
+pytestmark = pytest.mark.both_backends
 
 PAGES = ["app_pages/drift.py", "app_pages/fairness.py", "app_pages/performance.py", "app_pages/alerts.py"]
 

@@ -14,7 +14,7 @@ from services.settings import PROJECT_ROOT
 from tests.test_pages import DEMO_MODELS, open_page, texts
 
 # Run again on the production backends by the second pass of `make test`.
-pytestmark = pytest.mark.production
+pytestmark = pytest.mark.both_backends
 
 PAGES = ["app_pages/fleet.py", "app_pages/model.py", "app_pages/latency.py"]
 

@@ -22,7 +22,7 @@ from services.settings import PROJECT_ROOT, Settings
 from tests.support.production import warehouse_file
 
 # Run again on the production backends by the second pass of `make test`.
-pytestmark = pytest.mark.production
+pytestmark = pytest.mark.both_backends
 
 DEMO_MODELS = {"credit-risk", "loan-approval", "fraud-detection", "demand-forecast"}
 

@@ -29,7 +29,7 @@ from tests.support.databases import ScratchWarehouse, ensure_postgres
 from tests.test_pages import open_page, texts
 
 # Run again on the production backends by the second pass of `make test`.
-pytestmark = pytest.mark.production
+pytestmark = pytest.mark.both_backends
 
 UNGOVERNED = "ungoverned-model"
 SLEEP_S = 30  # what a slow query would take; every bound below is a small fraction of it

@@ -10,7 +10,7 @@ from services.settings import PROJECT_ROOT
 from tests.test_pages import texts
 
 # Run again on the production backends by the second pass of `make test`.
-pytestmark = pytest.mark.production
+pytestmark = pytest.mark.both_backends
 
 GOOD_AUTH = {
     "redirect_uri": "http://localhost:8501/oauth2callback",
