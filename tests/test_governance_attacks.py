@@ -113,6 +113,32 @@ def test_an_older_request_approved_after_a_newer_promotion_is_refused_and_can_be
     assert audit.verify_all(world.ctx).ok
 
 
+@pytest.mark.parametrize("verdict", ["approve", "reject"])
+def test_a_reviewer_who_loses_the_race_is_told_who_decided_not_that_the_request_is_stale(
+        world: World, monkeypatch: pytest.MonkeyPatch, verdict: str) -> None:
+    """Two reviewers at once: the rival's promotion lands between the loser's first look and its
+    staleness check. The holder has changed because of that very decision, so the loser must hear
+    who decided first (DecisionConflict), not be asked to refresh a request that is closed."""
+    rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    real = promotion.governed_holders
+    rival_done: list[bool] = []
+
+    def rival_decides_first(ctx, model):  # the interleaving a second process produces
+        if not rival_done:
+            rival_done.append(True)
+            assert promotion.approve(world.ctx, RITA, rid, "first").promoted
+        return real(ctx, model)
+
+    monkeypatch.setattr(promotion, "governed_holders", rival_decides_first)
+    with pytest.raises(promotion.DecisionConflict, match=r"already approved by Rita at "):
+        if verdict == "approve":
+            promotion.approve(world.ctx, ROB, rid, "second")
+        else:
+            promotion.reject(world.ctx, ROB, rid, "second")
+    rows = ledger.read(world.ctx.engine, lambda c: ledger.decisions_of_request(c, rid))
+    assert [d.action for d in rows] == ["request", "promote"]  # the loser recorded nothing
+
+
 def test_evidence_older_than_the_policy_allows_is_refused_until_refreshed(world: World) -> None:
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
     now = world.ctx.now()

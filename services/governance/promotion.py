@@ -535,10 +535,18 @@ def staleness(ctx: GovernanceContext, request: PromotionRequest) -> str | None:
     return _staleness(ctx, request, governed_holders(ctx, request.model))
 
 
-def _refuse_if_stale(ctx: GovernanceContext, request: PromotionRequest, holders: dict[str, str | None]) -> None:
+def _refuse_if_stale(ctx: GovernanceContext, actor: Actor, request: PromotionRequest,
+                     holders: dict[str, str | None], actions: tuple[str, ...]) -> Outcome | None:
+    """Refuse a decision on out-of-date evidence. The holder may have changed because a rival's
+    decision on this very request just landed: then the answer is the settled one (who decided
+    first, or this actor's own identical retry), never "refresh" a request that is closed."""
     why = _staleness(ctx, request, holders)
-    if why is not None:
-        raise StaleRequest(f"This request cannot be decided as it stands. {why}", _REFRESH_HINT)
+    if why is None:
+        return None
+    settled = _retry_answer(ctx, actor, request.id, actions)  # raises DecisionConflict if a rival decided
+    if settled is not None:
+        return settled
+    raise StaleRequest(f"This request cannot be decided as it stands. {why}", _REFRESH_HINT)
 
 
 @write_step(Action.REJECT, Action.CANCEL_REQUEST)
@@ -578,7 +586,10 @@ def reject(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str) 
     retry = _retry_answer(ctx, actor, request_id, (ledger.REJECT,))
     if retry is not None:
         return retry
-    _refuse_if_stale(ctx, get_request(ctx, request_id), governed_holders(ctx, row.model))
+    settled = _refuse_if_stale(ctx, actor, get_request(ctx, request_id), governed_holders(ctx, row.model),
+                               (ledger.REJECT,))
+    if settled is not None:
+        return settled
     evidence = collect_evidence(ctx, row.model, row.version, row.stage)
     return _record_resolution(ctx, actor, row, ledger.REJECT, comment, evidence.digest, evidence)
 
@@ -681,7 +692,9 @@ def approve(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str 
         return retry
     holders = governed_holders(ctx, row.model)
     request = get_request(ctx, request_id)
-    _refuse_if_stale(ctx, request, holders)
+    settled = _refuse_if_stale(ctx, actor, request, holders, (ledger.APPROVE, ledger.PROMOTE))
+    if settled is not None:
+        return settled
     evidence = collect_evidence(ctx, row.model, row.version, row.stage, holder_version=holders.get(row.stage),
                                 holders_known=True)
     overridden = tuple(g.name for g in evidence.failing)
