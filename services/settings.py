@@ -125,6 +125,15 @@ class Settings:
         return hash((self.mlflow_tracking_uri, self.warehouse_url, self.tower_db_url, self.config_path))
 
 
+def refuse_unknown_keys(where: str, raw: Mapping[Any, Any], known: set[str] | frozenset[str]) -> None:
+    """ConfigError naming the keys of ``raw`` that ``where`` does not know, and the ones it does:
+    a misspelt key must never be ignored silently (a policy that looks stricter than it is)."""
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                          f"known keys are {', '.join(sorted(known))}.")
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -29,9 +29,10 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
+from services.demo.processes import free_port
 from services.errors import ConfigError, NotFound, RegistryUnavailable
 from services.stores.registry import Lineage, Registry, VersionInfo
-from tests.support.mlflow_server import free_port, run_mlflow_server
+from tests.support.mlflow_server import run_mlflow_server
 
 STAGES = {"Production": "production", "Staging": "staging"}
 GIT_COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -23,7 +23,7 @@ from typing import Any
 
 from services.auth.service_tokens import parse_token_hash, verify_token
 from services.errors import ConfigError, Forbidden
-from services.settings import Settings
+from services.settings import Settings, refuse_unknown_keys
 
 ROLES = ("viewer", "data_scientist", "model_owner", "reviewer", "admin")
 SERVICE_ROLES = ("viewer", "data_scientist", "model_owner")  # never reviewer or admin
@@ -132,10 +132,7 @@ def _service_account(name: str, spec: Any) -> ServiceAccount:
     roles = spec.get("roles") if isinstance(spec, dict) else None
     if not isinstance(roles, list):
         raise ConfigError(f"{where} needs a list of roles.")
-    unknown = set(spec) - _ACCOUNT_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                          f"known keys are {', '.join(sorted(_ACCOUNT_KEYS))}.")
+    refuse_unknown_keys(where, spec, _ACCOUNT_KEYS)
     parsed = tuple(_role(r, where) for r in roles)
     deciding = [r for r in parsed if r not in SERVICE_ROLES]
     if deciding:

@@ -35,7 +35,7 @@ from typing import Any
 from services.auth.identity import ROLES, auth_config
 from services.errors import ConfigError
 from services.mapping import ModelMapping
-from services.settings import Settings
+from services.settings import Settings, refuse_unknown_keys
 
 DIRECTIONS = ("higher", "lower")
 _KEYS = {"approvals_required", "approvers", "override_roles", "requesters", "metrics",
@@ -177,10 +177,7 @@ def _validate_section(model: str, raw: Any, service_issuer: str = DEFAULT_SERVIC
         return {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a mapping.")
-    unknown = set(raw) - _KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                          f"known keys are {', '.join(sorted(_KEYS))}.")
+    refuse_unknown_keys(where, raw, _KEYS)
     parsed: dict[str, Any] = {}
     if "approvals_required" in raw:
         n = raw["approvals_required"]

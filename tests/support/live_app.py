@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.demo.processes import free_port, stop_process_group
 from services.demo.serve import answers_within, demo_secrets_file, provider_command
 from services.settings import PROJECT_ROOT, load_settings
-from tests.support.mlflow_server import free_port, stop_process_group
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,16 +19,11 @@ from pathlib import Path
 
 import requests
 
+from services.demo.processes import free_port, stop_process_group
+
 STARTUP_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_CHARS = 4000
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def log_tail(path: Path) -> str:
@@ -39,24 +32,6 @@ def log_tail(path: Path) -> str:
     except OSError as exc:
         return f"<server log unreadable: {exc}>"
     return text[-LOG_TAIL_CHARS:] if text else "<server log empty>"
-
-
-def stop_process_group(proc: subprocess.Popen) -> None:
-    """SIGTERM a process group started with start_new_session, SIGKILL it if it lingers."""
-    if proc.poll() is not None:
-        with contextlib.suppress(ProcessLookupError):  # children may outlive the parent
-            os.killpg(proc.pid, signal.SIGKILL)
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=STOP_TIMEOUT_S)
 
 
 @contextlib.contextmanager
@@ -111,6 +86,6 @@ def run_mlflow_server(
             time.sleep(0.2)
         yield url
     finally:
-        stop_process_group(proc)
+        stop_process_group(proc, STOP_TIMEOUT_S)
         with contextlib.suppress(OSError):
             log_path.unlink()
