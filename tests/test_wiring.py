@@ -41,7 +41,7 @@ def test_a_ci_request_through_the_cli_records_the_drift_and_fairness_the_browser
     monkeypatch.setenv("TOWER_DATA_DIR", str(demo_dir))
     monkeypatch.setenv("TOWER_DEMO", "true")
     monkeypatch.setenv("TOWER_SECRETS_FILE", str(tmp_path / "no-secrets.toml"))  # never the developer's own
-    browser = wiring.governance_context(load_settings())  # what app_pages/backends.governance caches
+    browser = wiring.governance_context(load_settings())  # what ui.backends.governance serves
     version = _drifted_candidate(browser)
     seen = collect_evidence(browser, MODEL, version, STAGE)
 

@@ -63,9 +63,6 @@ def provider_command(oidc_port: int) -> list[str]:
     return command
 
 
-# Kept under its old name: tests/support/live_app.py imports it from here.
-answers_within = wait_for
-
 PROVIDER_HOST = "127.0.0.1"
 APP_HOST = "localhost"  # the host the redirect URI names, so the sign-in cookie comes back
 # What stops the launcher: a supervisor's SIGTERM, the terminal's Ctrl-C, or the terminal closing.

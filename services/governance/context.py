@@ -1,8 +1,8 @@
 """What the governance services work on: settings, the registry, the tower state, the evidence sources.
 
-Build one per process with ``services.wiring.governance_context`` (the app and the CLI both do; a
-page keeps it in ``st.cache_resource``) and pass it as the first argument of every governance
-service function.
+Get it from ``services.wiring.Backends.governance()`` (the app keeps one Backends per settings in
+``st.cache_resource``; the CLI builds one per command) and pass it as the first argument of every
+governance service function.
 """
 
 from __future__ import annotations

@@ -198,10 +198,10 @@ def run_monitoring(settings: Any, *, model: str | None = None, since: date | Non
     if since is not None and until is not None and since > until:
         raise ConfigError(f"--since {since} is after --until {until}.")
     names = [model] if model is not None else sorted(settings.models)
-    own_warehouse, own_tower = warehouse is None, tower is None
-    warehouse = warehouse or wiring.warehouse_engine(settings)
-    tower = tower or wiring.tower_engine(settings)
+    backends = wiring.Backends.from_settings(settings)  # opens only the stores not given
     try:
+        warehouse = warehouse or backends.warehouse()
+        tower = tower or backends.tower()
         create_schema(tower)
         runs = []
         for name in names:
@@ -214,7 +214,4 @@ def run_monitoring(settings: Any, *, model: str | None = None, since: date | Non
                                      error=str(exc)))
         return runs
     finally:
-        if own_warehouse:
-            warehouse.dispose()
-        if own_tower:
-            tower.dispose()
+        backends.close()

@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.demo import processes
 from services.demo.processes import free_port, stop_process_group
-from services.demo.serve import answers_within, demo_secrets_file, provider_command
+from services.demo.serve import demo_secrets_file, provider_command
 from services.settings import PROJECT_ROOT, load_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,7 +28,7 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
 def wait_for(url: str, timeout_s: float, log: Path | None = None) -> None:
     """Wait for a test server; if it never answers, fail with the tail of its log."""
-    if answers_within(url, timeout_s):
+    if processes.wait_for(url, timeout_s):
         return
     detail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f} s.\n{detail}")
