@@ -97,16 +97,19 @@ class Backends:
                 self._warehouse = warehouse_engine(self.settings)
             return self._warehouse
 
-    def governance(self) -> GovernanceContext:
+    def governance(self, settings: Settings | None = None) -> GovernanceContext:
         """The governance context: registry, tower state, latency evidence from the warehouse (None
         while it cannot be opened, which the evidence reports as "no data") and the stored monitoring
-        results (drift and fairness evidence). Cheap: it only bundles the shared clients."""
+        results (drift and fairness evidence). Cheap: it only bundles the shared clients.
+
+        ``settings`` (naming the same stores) supplies the policies, so an edited tower.yaml reaches
+        the next decision while the engines stay shared."""
         tower = self.tower()
         try:
             warehouse: Engine | None = self.warehouse()
         except TowerError:
             warehouse = None
-        return GovernanceContext(settings=self.settings, registry=self.registry, engine=tower,
+        return GovernanceContext(settings=settings or self.settings, registry=self.registry, engine=tower,
                                  warehouse=warehouse, monitoring=TowerMonitoringEvidence(tower))
 
     def close(self) -> None:

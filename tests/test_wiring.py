@@ -82,9 +82,9 @@ def test_the_cli_and_the_app_build_their_governance_context_with_the_same_functi
     built: list[object] = []
     real = wiring.Backends.governance
 
-    def spy(self: wiring.Backends):
-        built.append(self.settings)
-        return real(self)
+    def spy(self: wiring.Backends, settings=None):
+        built.append(settings or self.settings)
+        return real(self, settings)
 
     monkeypatch.setattr(wiring.Backends, "governance", spy)
     settings = load_settings({"TOWER_DATA_DIR": str(tmp_path)})
@@ -108,5 +108,42 @@ def test_the_app_holds_one_registry_client_and_one_engine_per_store(tmp_path: Pa
         assert backends.registry(settings) is ctx.registry is backends.governance(settings).registry
         assert backends.tower(settings) is ctx.engine
         assert ctx.warehouse is None  # no warehouse file in an empty data folder: latency says "no data"
+    finally:
+        backends.stores.clear()
+
+
+def test_settings_that_name_the_same_stores_share_one_set_of_engines(tmp_path: Path) -> None:
+    """Every run reads the settings afresh (and tests change the environment): a new settings object
+    for the same stores must not open new connection pools, or a long-lived server runs out of them."""
+    from ui import backends
+
+    first = load_settings({"TOWER_DATA_DIR": str(tmp_path), "SOMETHING_ELSE": "1"})
+    second = load_settings({"TOWER_DATA_DIR": str(tmp_path), "SOMETHING_ELSE": "2"})
+    elsewhere = load_settings({"TOWER_DATA_DIR": str(tmp_path / "other")})
+    backends.stores.clear()
+    try:
+        assert backends.tower(first) is backends.tower(second)
+        assert backends.registry(first) is backends.registry(second)
+        assert backends.tower(elsewhere) is not backends.tower(first)
+    finally:
+        backends.stores.clear()
+
+
+def test_the_governance_context_follows_the_policies_of_the_settings_it_is_asked_with(tmp_path: Path) -> None:
+    """Sharing the engines must not freeze the policies: an edited tower.yaml reaches the next decision."""
+    import dataclasses
+
+    from services.governance.policy import policies
+    from ui import backends
+
+    settings = load_settings({"TOWER_DATA_DIR": str(tmp_path)})
+    stricter = dataclasses.replace(settings, sections={**settings.sections,
+                                                       "policies": {"default": {"approvals_required": 3}}})
+    backends.stores.clear()
+    try:
+        backends.governance(settings)
+        ctx = backends.governance(stricter)
+        assert ctx.engine is backends.tower(settings)
+        assert policies(ctx.settings).for_model("any-model").approvals_required == 3
     finally:
         backends.stores.clear()

@@ -47,10 +47,12 @@ def guarded(s: Settings, backend: str, fn: Callable[[], T]) -> T:
     return board().call(backend, targets(s), fn)
 
 
-@st.cache_resource(show_spinner=False)
+# Keyed on the stores the settings name, not on the whole object: every run reads the settings
+# afresh, and a new key for the same stores would open new connection pools that are never closed.
+@st.cache_resource(show_spinner=False, hash_funcs={Settings: lambda s: s.stores_key})
 def stores(s: Settings) -> wiring.Backends:
-    """One set of backends per settings, shared by every session: one registry client, one warehouse
-    engine and one tower-state engine. Building it touches no store."""
+    """One set of backends per set of stores, shared by every session: one registry client, one
+    warehouse engine and one tower-state engine. Building it touches no store."""
     return wiring.Backends.from_settings(s)
 
 
@@ -110,7 +112,7 @@ def latency_by_version(s: Settings, mapping: ModelMapping, start: datetime, end:
 def governance(s: Settings) -> GovernanceContext:
     """The governance context over the shared backends. It holds clients, engines and policies,
     never who is acting."""
-    return guarded(s, TOWER, lambda: stores(s).governance())
+    return guarded(s, TOWER, lambda: stores(s).governance(s))
 
 
 def tower(s: Settings) -> Engine:
