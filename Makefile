@@ -57,7 +57,7 @@ test: $(STAMP) browser
 
 # The load benchmark's smoke test (2 browser sessions); timing-sensitive, so not part of `make test`.
 bench-smoke: $(STAMP) browser
-	$(BIN)/python -m pytest -m load tests/test_bench_load_smoke.py
+	$(BIN)/python -m pytest -m load tests/bench/test_load_bench_smoke.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

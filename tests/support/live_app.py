@@ -70,3 +70,12 @@ def live_app(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[Live
 
 def chromium_available() -> bool:
     return CHROMIUM.exists() and shutil.which("chromium") is not None
+
+
+def sign_in(page, app: LiveApp, user: str) -> None:
+    page.goto(app.url + "/")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(app.oidc_url + "/oauth2/authorize**", timeout=20_000)
+    page.get_by_role("button", name=user, exact=True).click()
+    page.wait_for_url(app.url + "/**", timeout=20_000)
+    page.get_by_text("Signed in as").wait_for(timeout=30_000)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.live_app import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LiveApp, chromium_available, live_app
+from tests.support.live_app import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LiveApp, chromium_available, live_app, sign_in
 
 pytestmark = pytest.mark.skipif(not chromium_available(),
                                 reason="Debian's chromium is not installed (make test installs it when run as root)")
@@ -38,15 +38,6 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     yield context.new_page()
     context.close()
-
-
-def sign_in(page, app: LiveApp, user: str) -> None:
-    page.goto(app.url + "/")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(app.oidc_url + "/oauth2/authorize**", timeout=20_000)
-    page.get_by_role("button", name=user, exact=True).click()
-    page.wait_for_url(app.url + "/**", timeout=20_000)
-    page.get_by_text("Signed in as").wait_for(timeout=30_000)
 
 
 def keep(page, name: str) -> None:

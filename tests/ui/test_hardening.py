@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from services.settings import PROJECT_ROOT
-from tests.test_pages import open_page
+from tests.support.app_test import open_page
 from ui.notices import literal
 
 HOSTILE = ("**bold** [click](javascript:alert(1)) ![x](data:image/png;base64,AAAA) <img src=x onerror=alert(1)> "

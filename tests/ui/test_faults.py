@@ -19,12 +19,11 @@ from services.errors import TowerError
 from services.governance import promotion
 from services.settings import load_settings
 from services.wiring import governance_context
+from tests.support.app_test import open_page, texts
 from tests.support.databases import POSTGRES_URL, ensure_postgres
-from tests.support.live_app import CHROMIUM, CHROMIUM_ARGS, chromium_available, live_app
+from tests.support.live_app import CHROMIUM, CHROMIUM_ARGS, chromium_available, live_app, sign_in
 from tests.support.mlflow_server import run_mlflow_server
 from tests.support.tcp_proxy import FaultyProxy
-from tests.test_browser import sign_in
-from tests.test_pages import open_page, texts
 
 BOUND_S = 10.0
 COOLDOWN_S = 10.5  # the outage board asks a down store again after 10 s

@@ -7,47 +7,18 @@ the DuckDB file it was loaded from (tests.support.production.warehouse_file).
 
 from __future__ import annotations
 
-import functools
-import shutil
-import tempfile
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from services.settings import PROJECT_ROOT, Settings
+from services.settings import Settings
+from tests.support.app_test import DEMO_MODELS, open_page, oracle_copy
 from tests.support.production import warehouse_file
 
 # Run again on the production backends by the second pass of `make test`.
 pytestmark = pytest.mark.both_backends
-
-DEMO_MODELS = {"credit-risk", "loan-approval", "fraud-detection", "demand-forecast"}
-
-
-def open_page(page: str | None = None, **query: str) -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
-    at.run()
-    if page:
-        at.switch_page(page)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
-
-
-@functools.cache
-def oracle_copy(path: str) -> str:
-    """A private copy of the warehouse file for the oracle: DuckDB refuses a second in-process
-    connection with another configuration than the app's, and the oracle must not share the app's.
-
-    Pass ``str(warehouse_file(settings))``, not WAREHOUSE_URL: under the production backends that
-    is a PostgreSQL URL and the rows come from the DuckDB file it was loaded from."""
-    target = Path(tempfile.mkdtemp()) / "oracle.duckdb"
-    shutil.copy(path, target)
-    return str(target)
-
 
 def raw_latencies(settings: Settings, model: str, start: datetime, end: datetime) -> dict[str, np.ndarray]:
     mapping = settings.models[model]
@@ -61,11 +32,6 @@ def raw_latencies(settings: Settings, model: str, start: datetime, end: datetime
     for v, lat in rows:
         by_version.setdefault(v, []).append(lat)
     return {v: np.asarray(values) for v, values in by_version.items()}
-
-
-def texts(at: AppTest, kinds: tuple[str, ...] = ("error", "warning", "info", "markdown", "caption")) -> str:
-    """What the page says in words, with the markdown escapes that make registry text inert removed."""
-    return " ".join(str(e.value) for kind in kinds for e in getattr(at, kind)).replace("\\", "")
 
 
 @pytest.mark.parametrize("page", [None, "app_pages/fleet.py", "app_pages/model.py", "app_pages/latency.py"])

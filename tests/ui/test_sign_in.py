@@ -7,18 +7,11 @@ from streamlit.testing.v1 import AppTest
 
 from services.auth.identity import sign_in_status
 from services.settings import PROJECT_ROOT
-from tests.test_pages import texts
+from tests.support.app_test import GOOD_AUTH, texts
 
 # Run again on the production backends by the second pass of `make test`.
 pytestmark = pytest.mark.both_backends
 
-GOOD_AUTH = {
-    "redirect_uri": "http://localhost:8501/oauth2callback",
-    "cookie_secret": "a-long-random-cookie-secret-0123456789",
-    "client_id": "tower",
-    "client_secret": "a-real-looking-client-secret",
-    "server_metadata_url": "http://127.0.0.1:9400/.well-known/openid-configuration",
-}
 
 
 def app(auth: dict | None, user: dict | None = None) -> AppTest:

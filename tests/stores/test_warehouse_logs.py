@@ -23,7 +23,7 @@ from services.mapping import ModelMapping, parse_model_mapping
 from services.stores.warehouse import logs as warehouse
 from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAY0 = datetime(2026, 3, 1)
 # A window that starts and ends inside a day, so filtering and bucketing both matter.
 START = DAY0 + timedelta(days=1, hours=6)

@@ -17,8 +17,7 @@ from services.errors import Forbidden
 from services.governance import audit, promotion
 from services.settings import PROJECT_ROOT, load_settings
 from services.wiring import governance_context
-from tests.test_pages import texts
-from tests.test_sign_in import GOOD_AUTH
+from tests.support.app_test import GOOD_AUTH, texts
 
 # Run again on the production backends by the second pass of `make test`.
 pytestmark = pytest.mark.both_backends
@@ -49,7 +48,7 @@ def widget(elements, label: str):
 
 # Gates that v4 of credit-risk passes without monitoring results, so the journey is the subject
 # here; the demo's own policy (overrides, drift and fairness gates) has its tests below and in
-# tests/test_governance_*.
+# tests/governance/.
 JOURNEY_POLICIES = {
     "default": {"approvals_required": 1, "approvers": {"roles": ["reviewer"]}, "override_roles": ["admin"]},
     "credit-risk": {"approvals_required": 2,

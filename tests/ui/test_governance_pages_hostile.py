@@ -23,8 +23,8 @@ from streamlit.testing.v1 import AppTest
 from services.auth.identity import Actor
 from services.governance import audit, promotion
 from services.settings import PROJECT_ROOT
+from tests.support.app_test import GOOD_AUTH
 from tests.support.governance import HOSTILE_MODEL, ISSUER, World, open_world
-from tests.test_sign_in import GOOD_AUTH
 from ui.notices import literal
 
 HOSTILE_NAME = "[click](http://evil.test) ![x](http://evil.test/x.png) <b>boss</b> # H1"

@@ -25,8 +25,8 @@ from services.stores.registry import Registry
 from services.stores.tower_db import make_tower_engine
 from services.stores.warehouse import logs as warehouse
 from tests.support import production as prod
+from tests.support.app_test import open_page, texts
 from tests.support.databases import ScratchWarehouse, ensure_postgres
-from tests.test_pages import open_page, texts
 
 # Run again on the production backends by the second pass of `make test`.
 pytestmark = pytest.mark.both_backends

@@ -31,7 +31,7 @@ from services.stores.tower_db import create_schema, make_tower_engine
 from tests.support import monitoring_data as data
 from tests.support.databases import ScratchWarehouse, ensure_postgres
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAYS = 6
 GAP_DAY = 3  # no traffic at all that day
 

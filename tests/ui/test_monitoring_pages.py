@@ -12,8 +12,8 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 from scipy.stats import ks_2samp, wasserstein_distance
 
+from tests.support.app_test import DEMO_MODELS, open_page, oracle_copy, texts
 from tests.support.production import warehouse_file
-from tests.test_pages import DEMO_MODELS, open_page, oracle_copy, texts
 
 # Run again on the production backends by the second pass of `make test`.
 pytestmark = pytest.mark.both_backends
