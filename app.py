@@ -11,10 +11,12 @@ import streamlit as st
 from services.errors import ConfigError
 from services.wiring import load_settings
 from ui import backends
+from ui.navigation import resume_pending_link, signed_in_pages, signed_out_pages
 from ui.notices import literal, show_error
 from ui.page import running
 from ui.recovery import recovered
 from ui.session import current_actor, sign_in
+from ui.sign_in import sign_in_screen
 
 st.set_page_config(page_title="ML Control Tower", page_icon=":material/flight_takeoff:", layout="wide")
 
@@ -26,29 +28,14 @@ except ConfigError as err:
     st.stop()
 
 actor = current_actor(settings)
-if actor is None:  # sign-in is configured and nobody is signed in: the login page is all there is
+if actor is None:  # sign-in is configured and nobody is signed in: every URL asks to sign in first
     with running(settings):
-        st.navigation([st.Page("app_pages/login.py", title="Sign in", icon=":material/login:")]).run()
+        st.navigation(signed_out_pages(sign_in_screen), position="hidden").run()
     st.stop()
 
-monitor = [
-    st.Page("app_pages/fleet.py", title="Fleet", icon=":material/dashboard:", url_path="fleet", default=True),
-    st.Page("app_pages/model.py", title="Model detail", icon=":material/account_tree:", url_path="model"),
-    st.Page("app_pages/latency.py", title="Latency", icon=":material/speed:", url_path="latency"),
-    st.Page("app_pages/drift.py", title="Drift explorer", icon=":material/ssid_chart:", url_path="drift"),
-    st.Page("app_pages/fairness.py", title="Fairness", icon=":material/balance:", url_path="fairness"),
-    st.Page("app_pages/performance.py", title="Performance", icon=":material/trending_up:", url_path="performance"),
-    st.Page("app_pages/alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
-]
-# Navigation shows each role its pages; the pages check the role again, the services at every write.
-govern = []
-if actor.has_role("model_owner", "admin"):
-    govern.append(st.Page("app_pages/promotions.py", title="Promotions", icon=":material/upgrade:",
-                          url_path="promotions"))
-if actor.has_role("reviewer", "admin"):
-    govern.append(st.Page("app_pages/review.py", title="Review queue", icon=":material/fact_check:",
-                          url_path="review"))
-govern.append(st.Page("app_pages/audit.py", title="Audit trail", icon=":material/history:", url_path="audit"))
+# Navigation shows each role its pages (the others' URLs explain the missing role); the pages check
+# the role again, the services at every write.
+sections, by_path = signed_in_pages(actor)
 with st.sidebar:
     if actor.authenticated:
         st.markdown(f"Signed in as **{literal(actor.name)}**  \n"
@@ -62,8 +49,10 @@ with st.sidebar:
                 + (f"  \n{literal(problem)}" if problem else ""), icon=":material/lock:")
     if settings.demo:
         st.caption("Demo mode: embedded registry and warehouse.")
+navigation = st.navigation(sections)
+resume_pending_link(by_path)  # the link asked for before sign-in, once
 with running(settings):  # the pages get these settings: tower.yaml is read once per run
-    st.navigation({"Monitor": monitor, "Govern": govern}).run()
+    navigation.run()
 
 
 @st.fragment(run_every=10)

@@ -3,46 +3,14 @@ through the demo's local OIDC provider. Each journey's last screen is kept in te
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.live_app import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LiveApp, chromium_available, live_app, sign_in
+from tests.support.live_app import chromium_available, keep, sign_in
 
 pytestmark = pytest.mark.skipif(not chromium_available(),
                                 reason="Debian's chromium is not installed (make test installs it when run as root)")
-
-
-@pytest.fixture(scope="module")
-def app(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    data_dir = tmp_path_factory.mktemp("live") / "demo"
-    shutil.copytree(demo_template, data_dir)
-    with live_app(data_dir) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
-    yield context.new_page()
-    context.close()
-
-
-def keep(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def test_a_visitor_must_sign_in_and_gets_roles_from_the_identity_provider(app, page):

@@ -72,10 +72,17 @@ def chromium_available() -> bool:
     return CHROMIUM.exists() and shutil.which("chromium") is not None
 
 
-def sign_in(page, app: LiveApp, user: str) -> None:
-    page.goto(app.url + "/")
+def sign_in(page, app: LiveApp, user: str, path: str = "/") -> None:
+    """Open ``path`` signed out, sign in as ``user`` at the demo's provider, wait to be back."""
+    page.goto(app.url + path)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(app.oidc_url + "/oauth2/authorize**", timeout=20_000)
     page.get_by_role("button", name=user, exact=True).click()
     page.wait_for_url(app.url + "/**", timeout=20_000)
     page.get_by_text("Signed in as").wait_for(timeout=30_000)
+
+
+def keep(page, name: str) -> None:
+    """Keep the page's screen as test-artifacts/<name>.png."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
