@@ -6,7 +6,7 @@ import pandas as pd
 
 from services.governance.evidence import Evidence
 from services.governance.ledger import Decision
-from services.governance.promotion import PromotionRequest
+from services.governance.review_state import PromotionRequest
 
 GATE_ICONS = {"passed": "✅ passed", "failed": "❌ failed", "no_data": "⚪ no data"}
 

@@ -22,9 +22,9 @@ import pytest
 import sqlalchemy as sa
 
 from services.errors import Forbidden, RegistryUnavailable, TowerError
-from services.governance import audit, ledger, projection, promotion
+from services.governance import audit, ledger, projection, promotion, review_state
 from services.governance.ledger_keys import LedgerKeys, MissingLedgerKey
-from services.governance.promotion import StaleRequest
+from services.governance.staleness import StaleRequest
 from services.governance.validation import InvalidInput, canonical_version
 from services.settings import PROJECT_ROOT
 from services.stores.registry import Registry
@@ -74,7 +74,7 @@ def test_a_version_spelled_another_way_is_refused_naming_the_canonical_form(worl
     promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "the real one")
     with pytest.raises(InvalidInput, match="not in canonical form.*Write it as 3"):
         promotion.request_promotion(world.ctx, ALICE, "credit-risk", spelling, "Production", "a second one")
-    assert [r.version for r in promotion.list_requests(world.ctx, status="open")] == ["3"]
+    assert [r.version for r in review_state.list_requests(world.ctx, status="open")] == ["3"]
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "", "1" * 30, "v3", "3\x00"])
@@ -106,7 +106,7 @@ def test_an_older_request_approved_after_a_newer_promotion_is_refused_and_can_be
     assert world.ctx.registry.model_aliases("credit-risk")["production"] == "2"  # nothing silently replaced
 
     promotion.refresh_evidence(world.ctx, ROB, older)
-    request = promotion.get_request(world.ctx, older)
+    request = review_state.get_request(world.ctx, older)
     assert (request.previous_version, request.round, request.approvals) == ("2", 1, ())
     assert promotion.approve(world.ctx, ROB, older, "on the fresh evidence").promoted
     assert world.ctx.registry.model_aliases("credit-risk")["production"] == "3"
@@ -120,7 +120,7 @@ def test_a_reviewer_who_loses_the_race_is_told_who_decided_not_that_the_request_
     staleness check. The holder has changed because of that very decision, so the loser must hear
     who decided first (DecisionConflict), not be asked to refresh a request that is closed."""
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
-    real = promotion.governed_holders
+    real = review_state.governed_holders
     rival_done: list[bool] = []
 
     def rival_decides_first(ctx, model):  # the interleaving a second process produces
@@ -129,6 +129,7 @@ def test_a_reviewer_who_loses_the_race_is_told_who_decided_not_that_the_request_
             assert promotion.approve(world.ctx, RITA, rid, "first").promoted
         return real(ctx, model)
 
+    # patched where the write paths look it up (promotion imports it from review_state)
     monkeypatch.setattr(promotion, "governed_holders", rival_decides_first)
     with pytest.raises(promotion.DecisionConflict, match=r"already approved by Rita at "):
         if verdict == "approve":
@@ -154,7 +155,7 @@ def test_a_refresh_resets_the_approvals_given_on_the_old_evidence(tmp_path: Path
         rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
         promotion.approve(world.ctx, ROB, rid, "first of two")
         promotion.refresh_evidence(world.ctx, RITA, rid)
-        request = promotion.get_request(world.ctx, rid)
+        request = review_state.get_request(world.ctx, rid)
         assert request.approvals == () and [why for _, why in request.void_approvals] == [
             "It was given before the evidence was refreshed."]
         assert not promotion.approve(world.ctx, RITA, rid, "one of two again").promoted
@@ -187,7 +188,7 @@ def test_an_approval_whose_approver_lost_the_right_no_longer_completes_the_quoru
         promotion.request_promotion(world.ctx, demoted, "fraud-detection", "3", "Staging", "as an owner now")
         outcome = promotion.approve(world.ctx, RITA, rid, "second approval")
         assert not outcome.promoted
-        request = promotion.get_request(world.ctx, rid)
+        request = review_state.get_request(world.ctx, rid)
         assert [d.actor_subject for d in request.approvals] == ["rita"]
         assert [why for _, why in request.void_approvals] == ["Rob no longer holds the reviewer role."]
         assert world.ctx.registry.model_aliases("credit-risk")["production"] == "1"
@@ -237,14 +238,14 @@ def test_an_emptied_ledger_is_reported_while_audit_tags_remain(world: World) -> 
 
 def test_editing_an_evidence_body_from_failed_to_passed_is_refused_at_load_and_reported(world: World) -> None:
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "4", "Production", "v4").request.id
-    request = promotion.get_request(world.ctx, rid)
-    evidence = promotion.evidence_snapshot(world.ctx, request.evidence_digest or "")
+    request = review_state.get_request(world.ctx, rid)
+    evidence = review_state.evidence_snapshot(world.ctx, request.evidence_digest or "")
     assert evidence is not None and [g.status for g in evidence.gates if g.name == "metric:roc_auc"] == ["failed"]
     with world.ctx.engine.begin() as conn:
         conn.execute(ledger.EVIDENCE.update().values(body=sa.func.replace(ledger.EVIDENCE.c.body, '"failed"',
                                                                           '"passed"')))
     with pytest.raises(ledger.TamperedRecord, match="altered"):
-        promotion.evidence_snapshot(world.ctx, request.evidence_digest or "")
+        review_state.evidence_snapshot(world.ctx, request.evidence_digest or "")
     report = audit.verify_all(world.ctx)
     assert [f.kind for f in report.findings] == ["evidence"] and report.findings[0].seq == 1
 

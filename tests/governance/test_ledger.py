@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.errors import TowerError
-from services.governance import audit, ledger, projection, promotion
+from services.governance import audit, ledger, projection, promotion, review_state
 from services.settings import PROJECT_ROOT
 from tests.support.governance import ADA, ALICE, CRASH_SCRIPT, RITA, ROB, World, decide_in_process, open_world, person
 
@@ -56,7 +56,7 @@ def assert_exactly_one_effective_decision(world: World, rid: str, results: list[
             assert f"by {winner_name} at " in message  # who decided first, and when
     rows = [d for d in ledger.read(world.ctx.engine, lambda c: ledger.decisions(c)) if d.request_id == rid]
     assert [d.action for d in rows] == ["request", "promote" if verdict == "approve" else "reject"]
-    request = promotion.get_request(world.ctx, rid)
+    request = review_state.get_request(world.ctx, rid)
     assert request.status == ("approved" if verdict == "approve" else "rejected")
     assert request.resolution is not None and request.resolution.actor_subject == winner_subject
     tags = {k: json.loads(v) for k, v in world.ctx.registry.version_tags("credit-risk", "3").items()

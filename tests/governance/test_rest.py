@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.errors import NotFound, RegistryUnavailable
-from services.governance import audit, ledger, promotion
+from services.governance import audit, ledger, promotion, review_state
 from services.stores.registry import Registry
 from tests.support.governance import ALICE, HOSTILE_MODEL, RITA, ROB, World, open_world
 from tests.support.mlflow_server import run_mlflow_server
@@ -72,5 +72,5 @@ def test_decisions_are_projected_exactly_through_a_real_mlflow_server(world: Wor
     # the server is gone: nothing can be decided without the facts authorization needs
     with pytest.raises(RegistryUnavailable, match="cannot be used"):
         promotion.approve(ctx, ROB, second, "registry down")
-    assert promotion.get_request(world.ctx, second).is_open
+    assert review_state.get_request(world.ctx, second).is_open
     assert audit.verify_chain(world.ctx).ok and audit.verify_chain(world.ctx).rows == 3
