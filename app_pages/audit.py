@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from services.governance import audit, promotion, review_state
-from services.governance.ledger import LEDGER_ACTIONS
+from services.governance.ledger_rows import LEDGER_ACTIONS
 from services.settings import Settings
 from ui import backends
 from ui.governance_tables import decisions_table

@@ -26,11 +26,11 @@ from sqlalchemy.engine import Connection
 
 from services.auth.identity import Actor
 from services.errors import Conflict, NotFound, TowerError
-from services.governance import ledger, projection
+from services.governance import ledger, ledger_rows, ledger_tx, projection
 from services.governance.authz import Action, Resource, authorize, write_action, write_step
 from services.governance.context import GovernanceContext
 from services.governance.evidence import Evidence, collect_evidence
-from services.governance.ledger import Decision, RequestRow
+from services.governance.ledger_rows import Decision, RequestRow
 from services.governance.policy import Policy
 from services.governance.review_state import (
     PromotionRequest,
@@ -49,8 +49,8 @@ from services.governance.validation import InvalidInput, canonical_version, chec
 
 _log = logging.getLogger(__name__)
 PROMOTION, ROLLBACK = "promotion", "rollback"
-_VERBS = {ledger.PROMOTE: "approved", ledger.REJECT: "rejected", ledger.CANCEL: "cancelled",
-          ledger.APPROVE: "approved", ledger.REQUEST: "requested"}
+_VERBS = {ledger_rows.PROMOTE: "approved", ledger_rows.REJECT: "rejected", ledger_rows.CANCEL: "cancelled",
+          ledger_rows.APPROVE: "approved", ledger_rows.REQUEST: "requested"}
 
 
 class DecisionConflict(Conflict):
@@ -70,7 +70,7 @@ class Outcome:
 
     @property
     def promoted(self) -> bool:
-        return self.decision.action == ledger.PROMOTE
+        return self.decision.action == ledger_rows.PROMOTE
 
 
 # ----------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def _actor_fields(actor: Actor) -> dict[str, Any]:
 def _decided_message(decision: Decision) -> str:
     verb = _VERBS.get(decision.action, decision.action)
     return (f"This request was already {verb} by {decision.actor_name} at "
-            f"{ledger.iso(decision.recorded_at)} (decision {decision.decision_id[:12]}).")
+            f"{ledger_rows.iso(decision.recorded_at)} (decision {decision.decision_id[:12]}).")
 
 
 def _settled(conn: Connection, actor: Actor, request_id: str,
@@ -102,16 +102,16 @@ def _settled(conn: Connection, actor: Actor, request_id: str,
     row = ledger.get_request_row(conn, request_id)
     if row is None:
         raise NotFound(f"Promotion request {request_id!r} does not exist.")
-    if row.status != ledger.OPEN:
+    if row.status != ledger_rows.OPEN:
         resolution = ledger.decision_by_id(conn, row.resolution_id or "")
         if resolution is None:  # pragma: no cover - resolve_request always names its decision
             raise Conflict(f"Promotion request {request_id} is {row.status}.")
         if resolution.action in actions and actor.is_same_person(resolution.actor_issuer, resolution.actor_subject):
             return row, resolution
         raise DecisionConflict(_decided_message(resolution), resolution, "Reload the request to see the decision.")
-    if ledger.APPROVE in actions:
+    if ledger_rows.APPROVE in actions:
         rnd = current_round(ledger.decisions_of_request(conn, request_id))
-        mine = ledger.decision_by_id(conn, ledger.approval_decision_id(request_id, actor.issuer, actor.subject,
+        mine = ledger.decision_by_id(conn, ledger_rows.approval_decision_id(request_id, actor.issuer, actor.subject,
                                                                        rnd.number))
         if mine is not None:
             return row, mine
@@ -119,7 +119,7 @@ def _settled(conn: Connection, actor: Actor, request_id: str,
 
 
 def _request_row(ctx: GovernanceContext, request_id: str) -> RequestRow:
-    row = ledger.read(ctx.engine, lambda c: ledger.get_request_row(c, request_id))
+    row = ledger_tx.read(ctx.engine, lambda c: ledger.get_request_row(c, request_id))
     if row is None:
         raise NotFound(f"Promotion request {request_id!r} does not exist.")
     return row
@@ -127,7 +127,7 @@ def _request_row(ctx: GovernanceContext, request_id: str) -> RequestRow:
 
 def _retry_answer(ctx: GovernanceContext, actor: Actor, request_id: str, actions: tuple[str, ...]) -> Outcome | None:
     """Before collecting evidence: an identical retry answers at once, a lost race fails at once."""
-    _, settled = ledger.read(ctx.engine, lambda c: _settled(c, actor, request_id, actions))
+    _, settled = ledger_tx.read(ctx.engine, lambda c: _settled(c, actor, request_id, actions))
     return None if settled is None else Outcome(get_request(ctx, request_id), settled, created=False)
 
 
@@ -194,12 +194,12 @@ def _record_request(ctx: GovernanceContext, actor: Actor, plan: _RequestPlan) ->
         if existing is not None:
             if existing.kind == plan.kind and actor.is_same_person(existing.requester_issuer,
                                                                    existing.requester_subject):
-                first = ledger.decision_by_id(conn, ledger.request_decision_id(existing.id))
+                first = ledger.decision_by_id(conn, ledger_rows.request_decision_id(existing.id))
                 assert first is not None
                 return existing.id, first, False
             raise Conflict(
                 f"Request {existing.id} to promote version {plan.version} of '{plan.model}' to {plan.stage} is "
-                f"already open (made by {existing.requester_name} at {ledger.iso(existing.created_at)}).",
+                f"already open (made by {existing.requester_name} at {ledger_rows.iso(existing.created_at)}).",
                 "Review or cancel that request instead.")
         now = ctx.now()
         ledger.store_evidence(conn, body, digest, now)
@@ -209,14 +209,15 @@ def _record_request(ctx: GovernanceContext, actor: Actor, plan: _RequestPlan) ->
             requester_subject=actor.subject, requester_name=actor.name, reason=plan.reason,
             evidence_digest=digest, created_at=now, on_behalf_of=plan.on_behalf_of)
         decision = ledger.append_decision(
-            conn, decision_id=ledger.request_decision_id(request_id), request_id=request_id, action=ledger.REQUEST,
-            model=plan.model, version=plan.version, from_stage=_stages_of(plan.holders, plan.version),
-            to_stage=plan.stage, previous_version=plan.holders.get(plan.stage), **_actor_fields(actor),
-            comment=plan.reason, override_reason=None, overridden_gates=(), evidence_digest=digest, recorded_at=now,
+            conn, decision_id=ledger_rows.request_decision_id(request_id), request_id=request_id,
+            action=ledger_rows.REQUEST, model=plan.model, version=plan.version,
+            from_stage=_stages_of(plan.holders, plan.version), to_stage=plan.stage,
+            previous_version=plan.holders.get(plan.stage), **_actor_fields(actor), comment=plan.reason,
+            override_reason=None, overridden_gates=(), evidence_digest=digest, recorded_at=now,
             on_behalf_of=plan.on_behalf_of)
         return request_id, decision, True
 
-    rid, decision, created = ledger.run_locked(ctx.engine, write)
+    rid, decision, created = ledger_tx.run_locked(ctx.engine, write)
     return _finish(ctx, rid, decision, created)
 
 
@@ -255,7 +256,7 @@ def cancel_request(ctx: GovernanceContext, actor: Actor, request_id: str, commen
         model=row.model, version=row.version, stage=row.stage,
         requester=(row.requester_issuer, row.requester_subject), policy=ctx.policy(row.model)))
     comment = check_text(comment, "comment", required=False)
-    return _record_resolution(ctx, actor, row, ledger.CANCEL, comment, row.evidence_digest, None)
+    return _record_resolution(ctx, actor, row, ledger_rows.CANCEL, comment, row.evidence_digest, None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,14 +289,14 @@ def _record_resolution(ctx: GovernanceContext, actor: Actor, row: RequestRow, ac
         if evidence is not None and digest is not None:
             ledger.store_evidence(conn, evidence.to_json(), digest, now)
         decision = ledger.append_decision(
-            conn, decision_id=ledger.resolution_decision_id(row.id), request_id=row.id, action=action,
+            conn, decision_id=ledger_rows.resolution_decision_id(row.id), request_id=row.id, action=action,
             model=row.model, version=row.version, from_stage=_stages_of(holders, row.version), to_stage=row.stage,
             previous_version=holders.get(row.stage), **_actor_fields(actor), comment=comment,
             override_reason=None, overridden_gates=(), evidence_digest=digest, recorded_at=now)
         ledger.resolve_request(conn, decision)
         return decision, True
 
-    decision, created = ledger.run_locked(ctx.engine, write)
+    decision, created = ledger_tx.run_locked(ctx.engine, write)
     return _finish(ctx, row.id, decision, created)
 
 
@@ -309,15 +310,15 @@ def reject(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str) 
     row = _request_row(ctx, request_id)
     authorize(actor, Action.REJECT, review_resource(ctx, row))
     comment = check_text(comment, "comment explaining the rejection", required=True)
-    retry = _retry_answer(ctx, actor, request_id, (ledger.REJECT,))
+    retry = _retry_answer(ctx, actor, request_id, (ledger_rows.REJECT,))
     if retry is not None:
         return retry
     settled = _refuse_if_stale(ctx, actor, get_request(ctx, request_id), governed_holders(ctx, row.model),
-                               (ledger.REJECT,))
+                               (ledger_rows.REJECT,))
     if settled is not None:
         return settled
     evidence = collect_evidence(ctx, row.model, row.version, row.stage)
-    return _record_resolution(ctx, actor, row, ledger.REJECT, comment, evidence.digest, evidence)
+    return _record_resolution(ctx, actor, row, ledger_rows.REJECT, comment, evidence.digest, evidence)
 
 
 @write_action(Action.REJECT)
@@ -340,20 +341,21 @@ def _record_refresh(ctx: GovernanceContext, actor: Actor, row: RequestRow, evide
                     holders: dict[str, str | None]) -> Outcome:
     def write(conn: Connection) -> tuple[Decision, bool]:
         current = ledger.get_request_row(conn, row.id)
-        if current is None or current.status != ledger.OPEN:
+        if current is None or current.status != ledger_rows.OPEN:
             _settled(conn, actor, row.id, ())  # raises the conflict naming who resolved it
         rnd = current_round(ledger.decisions_of_request(conn, row.id))
         now = ctx.now()
         ledger.store_evidence(conn, evidence.to_json(), evidence.digest, now)
         decision = ledger.append_decision(
-            conn, decision_id=ledger.refresh_decision_id(row.id, rnd.number + 1), request_id=row.id,
-            action=ledger.REFRESH, model=row.model, version=row.version, from_stage=_stages_of(holders, row.version),
-            to_stage=row.stage, previous_version=holders.get(row.stage), **_actor_fields(actor),
+            conn, decision_id=ledger_rows.refresh_decision_id(row.id, rnd.number + 1), request_id=row.id,
+            action=ledger_rows.REFRESH, model=row.model, version=row.version,
+            from_stage=_stages_of(holders, row.version), to_stage=row.stage, previous_version=holders.get(row.stage),
+            **_actor_fields(actor),
             comment="evidence refreshed", override_reason=None, overridden_gates=(),
             evidence_digest=evidence.digest, recorded_at=now)
         return decision, True
 
-    decision, created = ledger.run_locked(ctx.engine, write)
+    decision, created = ledger_tx.run_locked(ctx.engine, write)
     return _finish(ctx, row.id, decision, created)
 
 
@@ -364,7 +366,7 @@ def _record_approval(ctx: GovernanceContext, actor: Actor, row: RequestRow, poli
     body, digest = evidence.to_json(), evidence.digest
 
     def write(conn: Connection) -> tuple[Decision, bool]:
-        _, settled = _settled(conn, actor, row.id, (ledger.APPROVE, ledger.PROMOTE))
+        _, settled = _settled(conn, actor, row.id, (ledger_rows.APPROVE, ledger_rows.PROMOTE))
         if settled is not None:
             return settled, False
         mine = ledger.decisions_of_request(conn, row.id)
@@ -382,9 +384,9 @@ def _record_approval(ctx: GovernanceContext, actor: Actor, row: RequestRow, poli
         ledger.store_evidence(conn, body, digest, now)
         decision = ledger.append_decision(
             conn,
-            decision_id=(ledger.resolution_decision_id(row.id) if final
-                         else ledger.approval_decision_id(row.id, actor.issuer, actor.subject, rnd.number)),
-            request_id=row.id, action=ledger.PROMOTE if final else ledger.APPROVE, model=row.model,
+            decision_id=(ledger_rows.resolution_decision_id(row.id) if final
+                         else ledger_rows.approval_decision_id(row.id, actor.issuer, actor.subject, rnd.number)),
+            request_id=row.id, action=ledger_rows.PROMOTE if final else ledger_rows.APPROVE, model=row.model,
             version=row.version, from_stage=_stages_of(holders, row.version), to_stage=row.stage,
             previous_version=holders.get(row.stage), **_actor_fields(actor), comment=comment,
             override_reason=override_reason, overridden_gates=overridden, evidence_digest=digest, recorded_at=now)
@@ -392,7 +394,7 @@ def _record_approval(ctx: GovernanceContext, actor: Actor, row: RequestRow, poli
             ledger.resolve_request(conn, decision)
         return decision, True
 
-    decision, created = ledger.run_locked(ctx.engine, write)
+    decision, created = ledger_tx.run_locked(ctx.engine, write)
     return _finish(ctx, row.id, decision, created)
 
 
@@ -413,12 +415,12 @@ def approve(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str 
     authorize(actor, Action.APPROVE, resource)
     comment = check_text(comment, "comment", required=False)
     override_reason = check_text(override_reason, "override reason", required=False) or None
-    retry = _retry_answer(ctx, actor, request_id, (ledger.APPROVE, ledger.PROMOTE))
+    retry = _retry_answer(ctx, actor, request_id, (ledger_rows.APPROVE, ledger_rows.PROMOTE))
     if retry is not None:
         return retry
     holders = governed_holders(ctx, row.model)
     request = get_request(ctx, request_id)
-    settled = _refuse_if_stale(ctx, actor, request, holders, (ledger.APPROVE, ledger.PROMOTE))
+    settled = _refuse_if_stale(ctx, actor, request, holders, (ledger_rows.APPROVE, ledger_rows.PROMOTE))
     if settled is not None:
         return settled
     evidence = collect_evidence(ctx, row.model, row.version, row.stage, holder_version=holders.get(row.stage),

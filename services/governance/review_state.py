@@ -19,11 +19,12 @@ from sqlalchemy.engine import Connection
 
 from services.auth.identity import Actor, auth_config
 from services.errors import NotFound
-from services.governance import ledger
+from services.governance import ledger, ledger_rows, ledger_tx
 from services.governance.authz import Action, Resource, allowed
 from services.governance.context import GovernanceContext
 from services.governance.evidence import Evidence
-from services.governance.ledger import Decision, RequestRow
+from services.governance.ledger_rows import Decision, RequestRow
+from services.governance.ledger_schema import LEDGER, REQUESTS
 from services.governance.policy import Policy
 from services.governance.validation import canonical_version
 
@@ -58,7 +59,7 @@ class PromotionRequest:
 
     @property
     def is_open(self) -> bool:
-        return self.status == ledger.OPEN
+        return self.status == ledger_rows.OPEN
 
 
 def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow],
@@ -73,7 +74,7 @@ def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow],
         policy = ctx.policy(row.model)
         rnd = current_round(mine)
         counted, void = count_approvals(ctx, policy, mine, rnd, decisions)
-        if resolution is not None and resolution.action == ledger.PROMOTE and resolution not in counted:
+        if resolution is not None and resolution.action == ledger_rows.PROMOTE and resolution not in counted:
             counted.append(resolution)
         basis = rnd.basis
         result.append(PromotionRequest(
@@ -101,10 +102,10 @@ def current_round(decisions: Sequence[Decision]) -> EvidenceRound:
     approvals: list[Decision]
     basis, number, approvals = None, 0, []
     for d in sorted(decisions, key=lambda d: d.seq):
-        if d.action in (ledger.REQUEST, ledger.REFRESH):
+        if d.action in (ledger_rows.REQUEST, ledger_rows.REFRESH):
             basis, approvals = d, []
-            number += d.action == ledger.REFRESH
-        elif d.action == ledger.APPROVE:
+            number += d.action == ledger_rows.REFRESH
+        elif d.action == ledger_rows.APPROVE:
             approvals.append(d)
     return EvidenceRound(number, basis, tuple(approvals))
 
@@ -160,7 +161,7 @@ def count_approvals(ctx: GovernanceContext, policy: Policy, mine: Sequence[Decis
     latest_roles: dict[str, frozenset[str]] = {}
     for d in sorted(everything, key=lambda d: d.seq):  # the newest roles the ledger has seen per actor
         latest_roles[d.actor_key] = frozenset(d.actor_roles)
-    requester = next((d for d in mine if d.action == ledger.REQUEST), None)
+    requester = next((d for d in mine if d.action == ledger_rows.REQUEST), None)
     counted: list[Decision] = []
     void: list[tuple[Decision, str]] = []
     people: set[str] = set()
@@ -175,7 +176,7 @@ def count_approvals(ctx: GovernanceContext, policy: Policy, mine: Sequence[Decis
             counted.append(approval)
         else:
             void.append((approval, why))
-    stale = [d for d in mine if d.action == ledger.APPROVE and d not in rnd.approvals]
+    stale = [d for d in mine if d.action == ledger_rows.APPROVE and d not in rnd.approvals]
     void += [(d, "It was given before the evidence was refreshed.") for d in stale]
     return counted, void
 
@@ -183,13 +184,13 @@ def count_approvals(ctx: GovernanceContext, policy: Policy, mine: Sequence[Decis
 def later_rows_of_actors(conn: Connection, rows: Sequence[Decision]) -> list[Decision]:
     """Rows of other requests by the approvers of ``rows``, newer than their approvals: the roles
     the ledger saw them with last (an approval by someone seen since without the right stops counting)."""
-    approvers = {(d.actor_issuer, d.actor_subject) for d in rows if d.action == ledger.APPROVE}
+    approvers = {(d.actor_issuer, d.actor_subject) for d in rows if d.action == ledger_rows.APPROVE}
     if not approvers:
         return []
     first = min(d.seq for d in rows)
     ids = {d.request_id for d in rows}
-    actor_pair = sa.tuple_(ledger.LEDGER.c.actor_issuer, ledger.LEDGER.c.actor_subject)
-    later = ledger.decisions(conn, ledger.LEDGER.c.seq > first, actor_pair.in_(list(approvers)))
+    actor_pair = sa.tuple_(LEDGER.c.actor_issuer, LEDGER.c.actor_subject)
+    later = ledger.decisions(conn, LEDGER.c.seq > first, actor_pair.in_(list(approvers)))
     return [d for d in later if d.request_id not in ids]
 
 
@@ -199,18 +200,18 @@ def list_requests(ctx: GovernanceContext, status: str | None = None,
     def query(conn: Connection) -> tuple[list[RequestRow], list[Decision]]:
         conditions = []
         if status is not None:
-            conditions.append(ledger.REQUESTS.c.status == status)
+            conditions.append(REQUESTS.c.status == status)
         if model is not None:
-            conditions.append(ledger.REQUESTS.c.model == model)
-        rows = [ledger.request_from_row(r) for r in conn.execute(
-            sa.select(ledger.REQUESTS).where(*conditions)
-            .order_by(ledger.REQUESTS.c.created_at.desc(), ledger.REQUESTS.c.id)).mappings()]
+            conditions.append(REQUESTS.c.model == model)
+        rows = [ledger_rows.request_from_row(r) for r in conn.execute(
+            sa.select(REQUESTS).where(*conditions)
+            .order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id)).mappings()]
         ids = [r.id for r in rows]
         found: list[Decision] = []
         for start in range(0, len(ids), 500):
-            found += ledger.decisions(conn, ledger.LEDGER.c.request_id.in_(ids[start:start + 500]))
+            found += ledger.decisions(conn, LEDGER.c.request_id.in_(ids[start:start + 500]))
         return rows, found + later_rows_of_actors(conn, found)
-    rows, decisions = ledger.read(ctx.engine, query)
+    rows, decisions = ledger_tx.read(ctx.engine, query)
     return _assemble(ctx, rows, decisions)
 
 
@@ -218,7 +219,7 @@ def get_request(ctx: GovernanceContext, request_id: str) -> PromotionRequest:
     def query(conn: Connection) -> tuple[RequestRow | None, list[Decision]]:
         mine = ledger.decisions_of_request(conn, request_id)
         return ledger.get_request_row(conn, request_id), mine + later_rows_of_actors(conn, mine)
-    row, decisions = ledger.read(ctx.engine, query)
+    row, decisions = ledger_tx.read(ctx.engine, query)
     if row is None:
         raise NotFound(f"Promotion request {request_id!r} does not exist.", "It may have been mistyped.")
     return _assemble(ctx, [row], decisions)[0]
@@ -227,7 +228,7 @@ def get_request(ctx: GovernanceContext, request_id: str) -> PromotionRequest:
 def evidence_snapshot(ctx: GovernanceContext, digest: str) -> Evidence | None:
     """The evidence recorded under ``digest`` (with a request or a decision), verified against the
     digest (``ledger.TamperedRecord`` if its body was edited)."""
-    body = ledger.read(ctx.engine, lambda c: ledger.load_evidence(c, digest))
+    body = ledger_tx.read(ctx.engine, lambda c: ledger.load_evidence(c, digest))
     return None if body is None else Evidence.from_dict(json.loads(body))
 
 
@@ -237,7 +238,7 @@ def review_resource(ctx: GovernanceContext, request: PromotionRequest | RequestR
     The requester and the person a bot acted for come from the request's own ledger row, its hash
     checked, never from the request table a database user could edit.
     """
-    first = ledger.read(ctx.engine, lambda c: ledger.verified_request_decision(c, request.id))
+    first = ledger_tx.read(ctx.engine, lambda c: ledger.verified_request_decision(c, request.id))
     canonical_version(first.version)  # a row an older tower wrote as "03" is never decided on
     owner = ctx.registry.model_tags(first.model).get("owner")
     extra: dict[str, Any] = {}
@@ -269,11 +270,11 @@ def governed_holders(ctx: GovernanceContext, model: str) -> dict[str, str | None
     def latest(conn: Connection) -> dict[str, str]:
         found = {stage: ledger.latest_promotion(conn, model, stage) for stage in holders}
         return {stage: d.version for stage, d in found.items() if d is not None}
-    return {**holders, **ledger.read(ctx.engine, latest)}
+    return {**holders, **ledger_tx.read(ctx.engine, latest)}
 
 
 def previous_holder(ctx: GovernanceContext, model: str, stage: str) -> str | None:
     """The version that held ``stage`` before the current holder, per the ledger."""
     stage = ctx.stage_name(stage)
-    latest = ledger.read(ctx.engine, lambda c: ledger.latest_promotion(c, model, stage))
+    latest = ledger_tx.read(ctx.engine, lambda c: ledger.latest_promotion(c, model, stage))
     return None if latest is None else latest.previous_version

@@ -7,7 +7,7 @@ button; the write paths in ``promotion`` ask ``stale_reason`` with the holders t
 from __future__ import annotations
 
 from services.errors import Conflict
-from services.governance import ledger
+from services.governance import ledger_rows
 from services.governance.context import GovernanceContext
 from services.governance.review_state import PromotionRequest, evidence_snapshot, governed_holders
 
@@ -28,7 +28,7 @@ def stale_reason(ctx: GovernanceContext, request: PromotionRequest, holders: dic
     max_age = getattr(ctx.policy(request.model), "evidence_max_age", None)
     if max_age is not None and request.evidence_digest:
         evidence = evidence_snapshot(ctx, request.evidence_digest)
-        collected = None if evidence is None else ledger.parse_iso(evidence.collected_at)
+        collected = None if evidence is None else ledger_rows.parse_iso(evidence.collected_at)
         if collected is not None and ctx.now() - collected > max_age:
             age_days = (ctx.now() - collected).total_seconds() / 86400
             return (f"The evidence was collected {age_days:.1f} days ago, {collected:%Y-%m-%d %H:%M} UTC; the policy "

@@ -22,8 +22,9 @@ import pytest
 import sqlalchemy as sa
 
 from services.errors import Forbidden, RegistryUnavailable, TowerError
-from services.governance import audit, ledger, projection, promotion, review_state
+from services.governance import audit, ledger, ledger_rows, ledger_tx, projection, promotion, review_state
 from services.governance.ledger_keys import LedgerKeys, MissingLedgerKey
+from services.governance.ledger_schema import EVIDENCE, LEDGER, PROJECTIONS, REQUESTS
 from services.governance.staleness import StaleRequest
 from services.governance.validation import InvalidInput, canonical_version
 from services.settings import PROJECT_ROOT
@@ -44,8 +45,8 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
         yield w
 
 
-def _rows(world: World) -> list[ledger.Decision]:
-    return ledger.read(world.ctx.engine, lambda c: ledger.decisions(c))
+def _rows(world: World) -> list[ledger_rows.Decision]:
+    return ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions(c))
 
 
 def _as_db_admin(world: World, *statements: str) -> None:
@@ -60,7 +61,7 @@ def _as_db_admin(world: World, *statements: str) -> None:
             conn.exec_driver_sql(statement)
 
 
-def _promoted(world: World) -> list[ledger.Decision]:
+def _promoted(world: World) -> list[ledger_rows.Decision]:
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "better auc").request.id
     assert promotion.approve(world.ctx, RITA, rid, "ok").promoted
     return _rows(world)
@@ -136,7 +137,7 @@ def test_a_reviewer_who_loses_the_race_is_told_who_decided_not_that_the_request_
             promotion.approve(world.ctx, ROB, rid, "second")
         else:
             promotion.reject(world.ctx, ROB, rid, "second")
-    rows = ledger.read(world.ctx.engine, lambda c: ledger.decisions_of_request(c, rid))
+    rows = ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions_of_request(c, rid))
     assert [d.action for d in rows] == ["request", "promote"]  # the loser recorded nothing
 
 
@@ -169,7 +170,7 @@ def test_editing_the_requester_in_the_request_table_does_not_let_the_requester_a
     alice = person("alice", "model_owner", "reviewer")
     rid = promotion.request_promotion(world.ctx, alice, "credit-risk", "3", "Production", "mine").request.id
     with world.ctx.engine.begin() as conn:
-        conn.execute(ledger.REQUESTS.update().where(ledger.REQUESTS.c.id == rid).values(requester_subject="mallory"))
+        conn.execute(REQUESTS.update().where(REQUESTS.c.id == rid).values(requester_subject="mallory"))
     with pytest.raises((Forbidden, ledger.TamperedRecord)):
         promotion.approve(world.ctx, alice, rid, "approving my own")
     assert world.ctx.registry.model_aliases("credit-risk")["production"] == "1"
@@ -213,11 +214,11 @@ def test_rewriting_a_row_and_rehashing_every_row_after_it_is_caught_by_the_regis
     rows = _promoted(world)
     _as_db_admin(world, "UPDATE governance_ledger SET comment = 'nothing to see' WHERE seq = 1")
     with world.ctx.engine.begin() as conn:  # re-hash the whole chain, as a careful admin would
-        prev = ledger.GENESIS_HASH
-        for row in conn.execute(sa.select(ledger.LEDGER).order_by(ledger.LEDGER.c.seq)).mappings().all():
+        prev = ledger_rows.GENESIS_HASH
+        for row in conn.execute(sa.select(LEDGER).order_by(LEDGER.c.seq)).mappings().all():
             values = {**row, "prev_hash": prev}
-            values["hash"] = ledger.row_hash(values)
-            conn.execute(ledger.LEDGER.update().where(ledger.LEDGER.c.seq == row["seq"])
+            values["hash"] = ledger_rows.row_hash(values)
+            conn.execute(LEDGER.update().where(LEDGER.c.seq == row["seq"])
                          .values(prev_hash=values["prev_hash"], hash=values["hash"]))
             prev = values["hash"]
     assert audit.verify_chain(world.ctx).ok  # self-consistent again
@@ -242,7 +243,7 @@ def test_editing_an_evidence_body_from_failed_to_passed_is_refused_at_load_and_r
     evidence = review_state.evidence_snapshot(world.ctx, request.evidence_digest or "")
     assert evidence is not None and [g.status for g in evidence.gates if g.name == "metric:roc_auc"] == ["failed"]
     with world.ctx.engine.begin() as conn:
-        conn.execute(ledger.EVIDENCE.update().values(body=sa.func.replace(ledger.EVIDENCE.c.body, '"failed"',
+        conn.execute(EVIDENCE.update().values(body=sa.func.replace(EVIDENCE.c.body, '"failed"',
                                                                           '"passed"')))
     with pytest.raises(ledger.TamperedRecord, match="altered"):
         review_state.evidence_snapshot(world.ctx, request.evidence_digest or "")
@@ -295,7 +296,7 @@ def _registry_state(world: World) -> tuple[str | None, dict[str, str]]:
 def _assert_converged(world: World) -> None:
     rows = _rows(world)
     holder, tags = _registry_state(world)
-    latest = ledger.read(world.ctx.engine, lambda c: ledger.latest_promotion(c, "credit-risk", "Production"))
+    latest = ledger_tx.read(world.ctx.engine, lambda c: ledger.latest_promotion(c, "credit-risk", "Production"))
     assert holder == (latest.version if latest else "1")
     assert set(tags) == {f"tower_audit_{d.decision_id}" for d in rows if d.model == "credit-risk"}
     assert projection.pending_projections(world.ctx) == []
@@ -362,7 +363,7 @@ def test_a_stage_moved_outside_the_tower_is_given_back_by_repair(world: World) -
 def test_two_repairs_and_a_decision_racing_in_threads_converge(world: World) -> None:
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
     with world.ctx.engine.begin() as conn:  # leave something for the repairs to do
-        conn.execute(ledger.PROJECTIONS.delete())
+        conn.execute(PROJECTIONS.delete())
     with ThreadPoolExecutor(3) as pool:
         jobs = [pool.submit(projection.repair_projections, world.ctx, ADA),
                 pool.submit(promotion.approve, world.ctx, RITA, rid, "racing"),
@@ -432,13 +433,13 @@ def test_two_repairs_and_a_decision_racing_in_separate_processes_converge(world:
 def test_a_row_written_before_versions_were_canonical_is_reported_at_verification(world: World) -> None:
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
     with world.ctx.engine.begin() as conn:  # what an older tower wrote: "03" beside "3"
-        row = dict(conn.execute(sa.select(ledger.LEDGER)).mappings().one())
-        conn.execute(ledger.REQUESTS.update().where(ledger.REQUESTS.c.id == rid).values(version="03"))
+        row = dict(conn.execute(sa.select(LEDGER)).mappings().one())
+        conn.execute(REQUESTS.update().where(REQUESTS.c.id == rid).values(version="03"))
     _as_db_admin(world, "DELETE FROM governance_projections", "DELETE FROM governance_ledger")
     values = {**row, "version": "03"}
-    values["hash"] = ledger.row_hash(values)
+    values["hash"] = ledger_rows.row_hash(values)
     with world.ctx.engine.begin() as conn:
-        conn.execute(ledger.LEDGER.insert().values(**values))
+        conn.execute(LEDGER.insert().values(**values))
     report = audit.verify_all(world.ctx)
     assert report.findings[0].kind == "version" and "'03'" in report.findings[0].message
     with pytest.raises(TowerError, match="canonical"):
@@ -456,7 +457,7 @@ def test_with_a_ledger_key_a_rehashed_chain_does_not_verify_and_rotation_keeps_o
     monkeypatch.setenv("TOWER_LEDGER_KEY", KEY_ONE)
     monkeypatch.setenv("TOWER_SECRETS_FILE", str(world.root / "no-secrets.toml"))
     rows = _promoted(world)
-    assert all(r for r in ledger.read(world.ctx.engine, lambda c: c.execute(sa.select(ledger.LEDGER.c.key_id))
+    assert all(r for r in ledger_tx.read(world.ctx.engine, lambda c: c.execute(sa.select(LEDGER.c.key_id))
                                                                     .scalars().all()))
     assert audit.verify_chain(world.ctx).ok
     # rotation: a new current key, the old one kept as previous; old rows verify, new rows use the new key
@@ -470,14 +471,14 @@ def test_with_a_ledger_key_a_rehashed_chain_does_not_verify_and_rotation_keeps_o
     # an admin without the key rewrites row 1 and re-hashes the chain with plain SHA-256
     _as_db_admin(world, "UPDATE governance_ledger SET comment = 'rewritten', key_id = NULL WHERE seq = 1")
     with world.ctx.engine.begin() as conn:
-        prev = ledger.GENESIS_HASH
-        for row in conn.execute(sa.select(ledger.LEDGER).order_by(ledger.LEDGER.c.seq)).mappings().all():
+        prev = ledger_rows.GENESIS_HASH
+        for row in conn.execute(sa.select(LEDGER).order_by(LEDGER.c.seq)).mappings().all():
             values = {**row, "prev_hash": prev, "key_id": row["key_id"] if row["seq"] > 1 else None}
             try:
-                values["hash"] = ledger.row_hash(values, LedgerKeys(None, {}))
+                values["hash"] = ledger_rows.row_hash(values, LedgerKeys(None, {}))
             except MissingLedgerKey:
                 break
-            conn.execute(ledger.LEDGER.update().where(ledger.LEDGER.c.seq == row["seq"])
+            conn.execute(LEDGER.update().where(LEDGER.c.seq == row["seq"])
                          .values(prev_hash=prev, hash=values["hash"]))
             prev = values["hash"]
     report = audit.verify_chain(world.ctx)

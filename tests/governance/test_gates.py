@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.errors import ConfigError, Forbidden
-from services.governance import ledger, promotion, review_state
+from services.governance import ledger_rows, promotion, review_state
 from services.governance.canonical import canonical_json
 from services.governance.evidence import FAILED, NO_DATA, PASSED, collect_evidence
 from services.governance.policy import parse_policies, policies
@@ -185,4 +185,4 @@ def test_a_no_data_gate_also_needs_an_override(world: World) -> None:
         promotion.approve(world.ctx, RITA, rid, "ok")
     outcome = promotion.approve(world.ctx, ADA, rid, "", override_reason="canary starts after promotion")
     assert outcome.decision.overridden_gates == ("latency_p95_ms",)
-    assert outcome.decision.action == ledger.PROMOTE
+    assert outcome.decision.action == ledger_rows.PROMOTE

@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from services.errors import Conflict, Forbidden, NotFound
-from services.governance import audit, ledger, projection, promotion, review_state
+from services.governance import audit, ledger, ledger_tx, projection, promotion, review_state
+
+# by name: the helper ledger_rows(world) below would shadow the module
+from services.governance.ledger_rows import Decision, approval_decision_id, resolution_decision_id
 from services.governance.promotion import DecisionConflict
 from services.governance.validation import InvalidInput
 from tests.support.governance import (
@@ -60,8 +63,8 @@ def any_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]
         yield w
 
 
-def ledger_rows(world: World) -> list[ledger.Decision]:
-    return ledger.read(world.ctx.engine, lambda c: ledger.decisions(c))
+def ledger_rows(world: World) -> list[Decision]:
+    return ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions(c))
 
 
 def audit_tags(world: World, model: str, version: str) -> dict[str, dict]:
@@ -136,7 +139,7 @@ def test_cancel_by_anyone_but_the_requester_is_forbidden(world: World) -> None:
             promotion.cancel_request(world.ctx, other, rid, "mine now")
     outcome = promotion.cancel_request(world.ctx, ALICE, rid, "changed my mind")
     assert outcome.request.status == "cancelled" and outcome.decision.action == "cancel"
-    assert outcome.decision.decision_id == ledger.resolution_decision_id(rid)
+    assert outcome.decision.decision_id == resolution_decision_id(rid)
     with pytest.raises(DecisionConflict, match="already cancelled by Alice"):
         promotion.approve(world.ctx, RITA, rid, "too late")
     # the request slot is free again
@@ -152,7 +155,7 @@ def test_approval_moves_the_alias_and_writes_audit_and_state_tags(any_world: Wor
     outcome = promotion.approve(world.ctx, RITA, rid, "looks good")
     assert outcome.promoted and outcome.created and outcome.projection_error is None
     assert outcome.request.status == "approved"
-    assert outcome.decision.decision_id == ledger.resolution_decision_id(rid)
+    assert outcome.decision.decision_id == resolution_decision_id(rid)
     assert production(world) == "3"
     tags = audit_tags(world, "credit-risk", "3")
     tag = tags[f"tower_audit_{outcome.decision.decision_id}"]
@@ -176,7 +179,7 @@ def test_n_of_m_the_alias_moves_only_when_enough_distinct_approvers_approved(tmp
         first = promotion.approve(world.ctx, RITA, rid, "one")
         assert (first.decision.action, first.promoted, first.request.status) == ("approve", False, "open")
         assert production(world) == "1"
-        assert first.decision.decision_id == ledger.approval_decision_id(rid, ISSUER, "rita")
+        assert first.decision.decision_id == approval_decision_id(rid, ISSUER, "rita")
         again = promotion.approve(world.ctx, RITA, rid, "one again")  # the same approver counts once
         assert (again.created, again.decision) == (False, first.decision)
         renamed = promotion.approve(world.ctx, person("rita", "reviewer", email="other@x.test"), rid, "still me")
