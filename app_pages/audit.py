@@ -8,8 +8,8 @@ from datetime import UTC, datetime, time
 import pandas as pd
 import streamlit as st
 
-from services.governance import audit, promotion
-from services.governance.ledger import LEDGER_ACTIONS
+from services.governance import audit, promotion, review_state
+from services.governance.ledger_rows import LEDGER_ACTIONS
 from services.settings import Settings
 from ui import backends
 from ui.governance_tables import decisions_table
@@ -61,7 +61,7 @@ def _stage_history(settings: Settings, model: str) -> None:
     for change in audit.detect_external_changes(ctx, model):
         st.warning(literal(change.description), icon=":material/sync_problem:")
     actor = current_actor(settings)
-    previous = promotion.previous_holder(ctx, model, stage)
+    previous = review_state.previous_holder(ctx, model, stage)
     if actor is not None and actor.has_role("model_owner", "admin") and previous:
         with st.form("rollback"):
             reason = st.text_input(f"Reason to roll {stage} back to v{previous}")

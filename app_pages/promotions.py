@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from services.auth.identity import Actor
-from services.governance import promotion
+from services.governance import promotion, review_state
 from services.settings import Settings
 from ui import backends
 from ui.governance_tables import gates_table, requests_table
@@ -44,14 +44,14 @@ def _request_form(settings: Settings, actor: Actor) -> None:
             outcome = promotion.request_promotion(ctx, actor_for_write(settings), model, version, stage, reason)
         st.success(f"Request {outcome.request.id[:12]} recorded: v{version} of {literal(model)} → {stage}. "
                    "A reviewer will see it in the review queue.")
-        evidence = promotion.evidence_snapshot(ctx, outcome.request.evidence_digest or "")
+        evidence = review_state.evidence_snapshot(ctx, outcome.request.evidence_digest or "")
         if evidence is not None:
             st.dataframe(gates_table(evidence), hide_index=True)
 
 
 def _my_requests(settings: Settings, actor: Actor) -> None:
     ctx = backends.governance(settings)
-    mine = [r for r in promotion.list_requests(ctx)
+    mine = [r for r in review_state.list_requests(ctx)
             if actor.is_same_person(r.requester_issuer, r.requester_subject)]
     if not mine:
         st.info("You have not requested any promotion yet.")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from services.auth.identity import Actor
-from services.governance import promotion
+from services.governance import promotion, review_state
 from services.governance.authz import Action
 from services.governance.context import GovernanceContext
+from services.governance.staleness import staleness
 from services.settings import Settings
 from ui import backends
 from ui.governance_tables import decisions_table, gates_table, metrics_table, requests_table
@@ -16,9 +17,9 @@ from ui.page import page
 from ui.session import actor_for_write, require_roles
 
 
-def _decide(settings: Settings, request: promotion.PromotionRequest, actor: Actor, failing: list[str]) -> None:
+def _decide(settings: Settings, request: review_state.PromotionRequest, actor: Actor, failing: list[str]) -> None:
     ctx = backends.governance(settings)
-    allowed = promotion.allowed_actions(ctx, actor, request)
+    allowed = review_state.allowed_actions(ctx, actor, request)
     if not allowed & {Action.APPROVE, Action.REJECT}:
         st.info("You may not decide this request (you asked for it, created the version, or the model's "
                 "policy names other approvers).")
@@ -47,12 +48,12 @@ def _decide(settings: Settings, request: promotion.PromotionRequest, actor: Acto
                        "An administrator's repair pass will apply it.")
 
 
-def _stale(settings: Settings, ctx: GovernanceContext, request: promotion.PromotionRequest, actor: Actor) -> bool:
+def _stale(settings: Settings, ctx: GovernanceContext, request: review_state.PromotionRequest, actor: Actor) -> bool:
     """Show the current holder; when the evidence is out of date, say why and offer a refresh."""
-    holder = promotion.governed_holders(ctx, request.model).get(request.stage)
+    holder = review_state.governed_holders(ctx, request.model).get(request.stage)
     st.markdown(f"**Current holder of {literal(request.stage)}:** {'v' + literal(holder) if holder else 'nobody'}"
                 f" · compared against v{literal(request.previous_version) if request.previous_version else '—'}")
-    why = promotion.staleness(ctx, request)
+    why = staleness(ctx, request)
     if why is None:
         return False
     st.warning(f"{literal(why)}  \nRefresh the evidence to decide: a new snapshot is taken against the current "
@@ -69,7 +70,7 @@ def render(settings: Settings) -> None:
     if actor is None:
         return
     ctx = backends.governance(settings)
-    waiting = promotion.list_requests(ctx, status="open")
+    waiting = review_state.list_requests(ctx, status="open")
     if not waiting:
         st.info("No promotion request is waiting for review.")
         return
@@ -86,7 +87,7 @@ def render(settings: Settings) -> None:
     st.text_area("Justification", request.reason, disabled=True)
     if _stale(settings, ctx, request, actor):
         return
-    evidence = promotion.evidence_snapshot(ctx, request.evidence_digest or "")
+    evidence = review_state.evidence_snapshot(ctx, request.evidence_digest or "")
     failing = []
     if evidence is not None:
         st.markdown("**Gates of the model's policy** (evidence snapshotted with the request)")

@@ -12,7 +12,7 @@ import pytest
 
 from services import wiring
 from services.auth.identity import DEMO_SERVICE_TOKEN
-from services.governance import commands, promotion
+from services.governance import commands, review_state
 from services.governance.evidence import FAILED, NO_DATA, collect_evidence
 from services.monitoring.views import TowerMonitoringEvidence
 from services.settings import PROJECT_ROOT, load_settings
@@ -52,8 +52,8 @@ def test_a_ci_request_through_the_cli_records_the_drift_and_fairness_the_browser
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
-    request = promotion.get_request(browser, done.stdout.strip())
-    recorded = promotion.evidence_snapshot(browser, request.evidence_digest)
+    request = review_state.get_request(browser, done.stdout.strip())
+    recorded = review_state.evidence_snapshot(browser, request.evidence_digest)
     assert recorded is not None
     assert (request.requester_name, request.version) == ("service:ci-bot", version)
     recorded_gates, seen_gates = _gates(recorded), _gates(seen)

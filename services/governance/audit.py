@@ -18,11 +18,12 @@ from sqlalchemy.engine import Connection
 
 from services.auth.identity import Actor
 from services.errors import NotFound, TowerError
-from services.governance import ledger, projection
+from services.governance import ledger, ledger_rows, ledger_tx, projection
 from services.governance.canonical import sha256_hex
 from services.governance.context import GovernanceContext
-from services.governance.ledger import LEDGER, Decision
 from services.governance.ledger_keys import KEY_ENV, PREVIOUS_ENV, MissingLedgerKey, load_keys
+from services.governance.ledger_rows import Decision
+from services.governance.ledger_schema import EVIDENCE, LEDGER, REQUESTS
 from services.governance.validation import InvalidInput, canonical_version
 
 
@@ -51,7 +52,7 @@ def verify_chain(ctx: GovernanceContext) -> ChainReport:
     keys = load_keys()
 
     def check(conn: Connection) -> ChainReport:
-        expected_seq, prev_hash, count = 1, ledger.GENESIS_HASH, 0
+        expected_seq, prev_hash, count = 1, ledger_rows.GENESIS_HASH, 0
         rows = conn.execution_options(yield_per=1000).execute(sa.select(LEDGER).order_by(LEDGER.c.seq)).mappings()
         for row in rows:
             count += 1
@@ -62,7 +63,7 @@ def verify_chain(ctx: GovernanceContext) -> ChainReport:
                 problem = "its prev_hash is not the hash of the row before it"
             else:
                 try:
-                    if ledger.row_hash(row, keys) != row["hash"]:
+                    if ledger_rows.row_hash(row, keys) != row["hash"]:
                         problem = "its content does not match its hash (the row was altered)"
                 except MissingLedgerKey as exc:
                     problem = exc.message
@@ -70,7 +71,7 @@ def verify_chain(ctx: GovernanceContext) -> ChainReport:
                 return ChainReport(False, count, int(row["seq"]), row["decision_id"], problem, None)
             expected_seq, prev_hash = expected_seq + 1, row["hash"]
         return ChainReport(True, count, None, None, None, None if count == 0 else prev_hash)
-    return ledger.read(ctx.engine, check)
+    return ledger_tx.read(ctx.engine, check)
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,12 @@ def _tower_findings(conn: Connection) -> tuple[int, list[Finding], dict[int, Any
     """Chain, request rows and evidence bodies; also the rows by seq and the projected ids."""
     findings: list[Finding] = []
     rows = {int(r["seq"]): dict(r) for r in conn.execute(sa.select(LEDGER).order_by(LEDGER.c.seq)).mappings()}
-    expected, prev, keyed = 1, ledger.GENESIS_HASH, False
+    expected, prev, keyed = 1, ledger_rows.GENESIS_HASH, False
     keys = load_keys()
     for seq in sorted(rows):
         row = rows[seq]
         try:
-            rehashed = ledger.row_hash(row, keys)
+            rehashed = ledger_rows.row_hash(row, keys)
         except MissingLedgerKey:
             findings.append(Finding("chain", f"it was hashed with ledger key {row['key_id']}, which is not configured "
                                     f"here (set {KEY_ENV} or {PREVIOUS_ENV})", seq, row["decision_id"]))
@@ -155,27 +156,27 @@ def _tower_findings(conn: Connection) -> tuple[int, list[Finding], dict[int, Any
                                     "cancel or reject its request and file a new one", seq, rows[seq]["decision_id"],
                                     rows[seq]["model"]))
     by_decision = {r["decision_id"]: r for r in rows.values()}
-    for request in conn.execute(sa.select(ledger.REQUESTS).order_by(ledger.REQUESTS.c.created_at)).mappings():
-        first = by_decision.get(ledger.request_decision_id(request["id"]))
+    for request in conn.execute(sa.select(REQUESTS).order_by(REQUESTS.c.created_at)).mappings():
+        first = by_decision.get(ledger_rows.request_decision_id(request["id"]))
         if first is None:
             findings.append(Finding("request", "a request row has no request decision in the ledger (it was inserted "
                                     "or its ledger row deleted)", None, None, request["model"], request["version"]))
             continue
-        for name, ledger_name in ledger.REQUEST_IMMUTABLE.items():
+        for name, ledger_name in ledger_rows.REQUEST_IMMUTABLE.items():
             if name != "id" and request[name] != first[ledger_name]:
                 findings.append(Finding("request", f"request {request['id'][:12]}: its {name} differs from the "
                                         "ledger's record of the request (the request row was edited)",
                                         int(first["seq"]), first["decision_id"], request["model"], request["version"]))
                 break
-        resolution = by_decision.get(ledger.resolution_decision_id(request["id"]))
-        if (resolution is None) != (request["status"] == ledger.OPEN):
+        resolution = by_decision.get(ledger_rows.resolution_decision_id(request["id"]))
+        if (resolution is None) != (request["status"] == ledger_rows.OPEN):
             findings.append(Finding("request", f"request {request['id'][:12]} is '{request['status']}' but the ledger "
                                     f"{'has no' if resolution is None else 'has a'} resolution for it",
                                     None if resolution is None else int(resolution["seq"]), None,
                                     request["model"], request["version"]))
     digests = {r["evidence_digest"] for r in rows.values() if r["evidence_digest"]}
     for digest in sorted(digests):
-        body = conn.execute(sa.select(ledger.EVIDENCE.c.body).where(ledger.EVIDENCE.c.digest == digest)).scalar()
+        body = conn.execute(sa.select(EVIDENCE.c.body).where(EVIDENCE.c.digest == digest)).scalar()
         user = next(r for r in sorted(rows.values(), key=lambda r: r["seq"]) if r["evidence_digest"] == digest)
         if body is None:
             findings.append(Finding("evidence", f"the evidence snapshot {digest[:12]} it refers to is missing",
@@ -251,7 +252,7 @@ def verify_all(ctx: GovernanceContext) -> AuditReport:
     """The chain, the request rows and the evidence bodies against the ledger, then the ledger
     against the registry in both directions (missing, extra or forged audit tags; a ledger shorter
     than the registry's anchors; an empty ledger while tags exist; a head that does not match)."""
-    count, findings, rows, projected = ledger.read(ctx.engine, _tower_findings)
+    count, findings, rows, projected = ledger_tx.read(ctx.engine, _tower_findings)
     models = {r["model"] for r in rows.values()}
     try:
         models |= {m.name for m in ctx.registry.list_models()}
@@ -278,12 +279,12 @@ def history(ctx: GovernanceContext, model: str | None = None, actor: Actor | str
     elif actor:
         conditions.append(sa.or_(LEDGER.c.actor_subject == actor, LEDGER.c.actor_name == actor))
     if since is not None:
-        conditions.append(LEDGER.c.recorded_at >= ledger.iso(since))
+        conditions.append(LEDGER.c.recorded_at >= ledger_rows.iso(since))
     if until is not None:
-        conditions.append(LEDGER.c.recorded_at <= ledger.iso(until))
+        conditions.append(LEDGER.c.recorded_at <= ledger_rows.iso(until))
     if action is not None:
         conditions.append(LEDGER.c.action == action)
-    return ledger.read(ctx.engine, lambda c: ledger.decisions(c, *conditions, descending=True, limit=limit))
+    return ledger_tx.read(ctx.engine, lambda c: ledger.decisions(c, *conditions, descending=True, limit=limit))
 
 
 EXPORT_COLUMNS = ("seq", "recorded_at", "action", "model", "version", "from_stage", "to_stage", "previous_version",
@@ -335,9 +336,9 @@ def holder_at(ctx: GovernanceContext, model: str, stage: str, when: datetime) ->
         if before is not None:
             return before.version
         first = ledger.decisions(conn, LEDGER.c.model == model, LEDGER.c.to_stage == stage,
-                                 LEDGER.c.action == ledger.PROMOTE, limit=1)
+                                 LEDGER.c.action == ledger_rows.PROMOTE, limit=1)
         return first[0].previous_version if first else None
-    return ledger.read(ctx.engine, find)
+    return ledger_tx.read(ctx.engine, find)
 
 
 @dataclass(frozen=True)
@@ -367,7 +368,7 @@ def detect_external_changes(ctx: GovernanceContext, model: str) -> list[External
     def expectations(conn: Connection) -> tuple[list[Decision], set[str]]:
         latest = [ledger.latest_promotion(conn, model, stage) for stage in holders]
         return [d for d in latest if d is not None], ledger.projected_ids(conn)
-    latest, projected = ledger.read(ctx.engine, expectations)
+    latest, projected = ledger_tx.read(ctx.engine, expectations)
     return [
         ExternalChange(model=model, stage=d.to_stage, expected_version=d.version,
                        actual_version=holders.get(d.to_stage), decision_id=d.decision_id,

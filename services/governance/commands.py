@@ -67,14 +67,14 @@ def _request(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _gates(ctx: Any, digest: str | None) -> list[Any]:
-    from services.governance.promotion import evidence_snapshot
+    from services.governance.review_state import evidence_snapshot
 
     evidence = None if digest is None else evidence_snapshot(ctx, digest)
     return [] if evidence is None else list(evidence.gates)
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from services.governance.promotion import list_requests
+    from services.governance.review_state import list_requests
 
     ctx = context(settings)
     for r in list_requests(ctx, status=args.status, model=args.model):

@@ -17,12 +17,12 @@ from typing import Any
 
 from services.auth.identity import Actor
 from services.errors import RegistryUnavailable, TowerError
-from services.governance import ledger
+from services.governance import ledger, ledger_rows, ledger_tx
 from services.governance.authz import Action, authorize, write_action, write_step
 from services.governance.authz import Resource as _Resource
 from services.governance.canonical import canonical_json, sha256_hex
 from services.governance.context import GovernanceContext
-from services.governance.ledger import Decision
+from services.governance.ledger_rows import Decision
 
 AUDIT_TAG_PREFIX = "tower_audit_"
 STAGE_TAG = "tower_stage"
@@ -55,7 +55,7 @@ def audit_tag_value(decision: Decision, limit: int = TAG_VALUE_LIMIT) -> str:
         "from_stage": decision.from_stage, "to_stage": decision.to_stage,
         "previous_version": decision.previous_version, "actor_name": decision.actor_name,
         "issuer": decision.actor_issuer, "subject": decision.actor_subject, "roles": list(decision.actor_roles),
-        "time": ledger.iso(decision.recorded_at), "comment": decision.comment,
+        "time": ledger_rows.iso(decision.recorded_at), "comment": decision.comment,
         "override_reason": decision.override_reason, "overridden_gates": list(decision.overridden_gates),
         "evidence_digest": decision.evidence_digest, "prev_hash": decision.prev_hash, "hash": decision.hash,
     }
@@ -97,7 +97,7 @@ def _move(ctx: GovernanceContext, model: str, stage: str, version: str) -> None:
 def _reconcile_stage(ctx: GovernanceContext, model: str, stage: str) -> dict[str, Any] | None:
     """Make the registry's holder of ``stage`` the ledger's latest promotion of it (under the
     projection lock, so no other projection moves it meanwhile). None: the tower never promoted it."""
-    latest = ledger.read(ctx.engine, lambda c: ledger.latest_promotion(c, model, stage))
+    latest = ledger_tx.read(ctx.engine, lambda c: ledger.latest_promotion(c, model, stage))
     if latest is None:
         return None
     alias = ctx.settings.stage_aliases[stage]
@@ -138,7 +138,7 @@ def _write_tag(ctx: GovernanceContext, decision: Decision) -> str:
 def _anchor_head(ctx: GovernanceContext, model: str) -> None:
     """Anchor the chain head outside the tower database: a DB admin who deletes or rewrites rows
     cannot also make the registry agree (``audit verify`` compares both)."""
-    newest = ledger.read(ctx.engine, ledger.head)
+    newest = ledger_tx.read(ctx.engine, ledger.head)
     if newest is not None:
         ctx.registry.set_model_tag(model, _key(HEAD_TAG), head_tag_value(newest))
 
@@ -156,7 +156,7 @@ def _project_locked(ctx: GovernanceContext, decision: Decision) -> Projected:
     key = _write_tag(ctx, decision)
     applied: dict[str, Any] = {"audit_tag": key, "model": decision.model, "version": decision.version}
     moved = False
-    if decision.action == ledger.PROMOTE:
+    if decision.action == ledger_rows.PROMOTE:
         state = _reconcile_stage(ctx, decision.model, decision.to_stage)
         if state is not None and state["version"] == decision.version:
             applied["stage"] = state
@@ -171,7 +171,7 @@ def apply_projection(ctx: GovernanceContext, decision: Decision) -> Projected:
     """Write the decision's audit tag, make the stage's holder the ledger's latest promotion, anchor
     the chain head, record it; all under the projection lock. Raises a TowerError if the registry
     fails (the decision stays recorded; the repair applies it)."""
-    with ledger.projection_lock(ctx.engine):
+    with ledger_tx.projection_lock(ctx.engine):
         return _project_locked(ctx, decision)
 
 
@@ -188,7 +188,7 @@ def pending_projections(ctx: GovernanceContext) -> list[Decision]:
     def pending(conn: Any) -> list[Decision]:
         done = ledger.projected_ids(conn)
         return [d for d in ledger.decisions(conn) if d.decision_id not in done]
-    return ledger.read(ctx.engine, pending)
+    return ledger_tx.read(ctx.engine, pending)
 
 
 @write_action(Action.REPAIR_PROJECTION)
@@ -200,15 +200,15 @@ def repair_projections(ctx: GovernanceContext, actor: Actor) -> RepairReport:
     applied: list[str] = []
     failed: list[tuple[str, str]] = []
     fixed: list[str] = []
-    with ledger.projection_lock(ctx.engine):
-        total = ledger.read(ctx.engine, lambda c: len(ledger.projected_ids(c)))
+    with ledger_tx.projection_lock(ctx.engine):
+        total = ledger_tx.read(ctx.engine, lambda c: len(ledger.projected_ids(c)))
         for decision in pending_projections(ctx):
             try:
                 if _project_locked(ctx, decision).recorded:
                     applied.append(decision.decision_id)
             except TowerError as exc:
                 failed.append((decision.decision_id, exc.message))
-        for model, stage in sorted(ledger.read(ctx.engine, ledger.promoted_stages)):
+        for model, stage in sorted(ledger_tx.read(ctx.engine, ledger.promoted_stages)):
             try:
                 before = ctx.current_holders(model).get(stage)
                 state = _reconcile_stage(ctx, model, stage)

@@ -1,7 +1,7 @@
 """The tower's own state (TOWER_DB_URL): one MetaData for every table the app owns.
 
 Each subsystem declares its tables on ``METADATA`` in its own module (monitoring results in
-``services.monitoring.store``, the decision ledger in ``services.governance.ledger``);
+``services.monitoring.store``, the decision ledger in ``services.governance.ledger_schema``);
 ``create_schema`` imports them all so one call creates everything. SQLite (embedded default) and
 PostgreSQL (production) are supported.
 """
@@ -20,7 +20,7 @@ from services.errors import TowerStateUnavailable
 
 METADATA = sa.MetaData()
 # Modules that declare tables on METADATA; imported lazily so a subsystem can be absent.
-TABLE_MODULES = ("services.monitoring.store", "services.governance.ledger")
+TABLE_MODULES = ("services.monitoring.store", "services.governance.ledger_schema")
 # Upgrades of existing databases (new nullable columns, new triggers), registered by the modules that
 # own the tables; each is idempotent and runs after create_all.
 UPGRADES: list[Any] = []

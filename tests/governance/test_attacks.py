@@ -22,9 +22,10 @@ import pytest
 import sqlalchemy as sa
 
 from services.errors import Forbidden, RegistryUnavailable, TowerError
-from services.governance import audit, ledger, projection, promotion
+from services.governance import audit, ledger, ledger_rows, ledger_tx, projection, promotion, review_state
 from services.governance.ledger_keys import LedgerKeys, MissingLedgerKey
-from services.governance.promotion import StaleRequest
+from services.governance.ledger_schema import EVIDENCE, LEDGER, PROJECTIONS, REQUESTS
+from services.governance.staleness import StaleRequest
 from services.governance.validation import InvalidInput, canonical_version
 from services.settings import PROJECT_ROOT
 from services.stores.registry import Registry
@@ -44,8 +45,8 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
         yield w
 
 
-def _rows(world: World) -> list[ledger.Decision]:
-    return ledger.read(world.ctx.engine, lambda c: ledger.decisions(c))
+def _rows(world: World) -> list[ledger_rows.Decision]:
+    return ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions(c))
 
 
 def _as_db_admin(world: World, *statements: str) -> None:
@@ -60,7 +61,7 @@ def _as_db_admin(world: World, *statements: str) -> None:
             conn.exec_driver_sql(statement)
 
 
-def _promoted(world: World) -> list[ledger.Decision]:
+def _promoted(world: World) -> list[ledger_rows.Decision]:
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "better auc").request.id
     assert promotion.approve(world.ctx, RITA, rid, "ok").promoted
     return _rows(world)
@@ -74,7 +75,7 @@ def test_a_version_spelled_another_way_is_refused_naming_the_canonical_form(worl
     promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "the real one")
     with pytest.raises(InvalidInput, match="not in canonical form.*Write it as 3"):
         promotion.request_promotion(world.ctx, ALICE, "credit-risk", spelling, "Production", "a second one")
-    assert [r.version for r in promotion.list_requests(world.ctx, status="open")] == ["3"]
+    assert [r.version for r in review_state.list_requests(world.ctx, status="open")] == ["3"]
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "", "1" * 30, "v3", "3\x00"])
@@ -106,7 +107,7 @@ def test_an_older_request_approved_after_a_newer_promotion_is_refused_and_can_be
     assert world.ctx.registry.model_aliases("credit-risk")["production"] == "2"  # nothing silently replaced
 
     promotion.refresh_evidence(world.ctx, ROB, older)
-    request = promotion.get_request(world.ctx, older)
+    request = review_state.get_request(world.ctx, older)
     assert (request.previous_version, request.round, request.approvals) == ("2", 1, ())
     assert promotion.approve(world.ctx, ROB, older, "on the fresh evidence").promoted
     assert world.ctx.registry.model_aliases("credit-risk")["production"] == "3"
@@ -120,7 +121,7 @@ def test_a_reviewer_who_loses_the_race_is_told_who_decided_not_that_the_request_
     staleness check. The holder has changed because of that very decision, so the loser must hear
     who decided first (DecisionConflict), not be asked to refresh a request that is closed."""
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
-    real = promotion.governed_holders
+    real = review_state.governed_holders
     rival_done: list[bool] = []
 
     def rival_decides_first(ctx, model):  # the interleaving a second process produces
@@ -129,13 +130,14 @@ def test_a_reviewer_who_loses_the_race_is_told_who_decided_not_that_the_request_
             assert promotion.approve(world.ctx, RITA, rid, "first").promoted
         return real(ctx, model)
 
+    # patched where the write paths look it up (promotion imports it from review_state)
     monkeypatch.setattr(promotion, "governed_holders", rival_decides_first)
     with pytest.raises(promotion.DecisionConflict, match=r"already approved by Rita at "):
         if verdict == "approve":
             promotion.approve(world.ctx, ROB, rid, "second")
         else:
             promotion.reject(world.ctx, ROB, rid, "second")
-    rows = ledger.read(world.ctx.engine, lambda c: ledger.decisions_of_request(c, rid))
+    rows = ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions_of_request(c, rid))
     assert [d.action for d in rows] == ["request", "promote"]  # the loser recorded nothing
 
 
@@ -154,7 +156,7 @@ def test_a_refresh_resets_the_approvals_given_on_the_old_evidence(tmp_path: Path
         rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
         promotion.approve(world.ctx, ROB, rid, "first of two")
         promotion.refresh_evidence(world.ctx, RITA, rid)
-        request = promotion.get_request(world.ctx, rid)
+        request = review_state.get_request(world.ctx, rid)
         assert request.approvals == () and [why for _, why in request.void_approvals] == [
             "It was given before the evidence was refreshed."]
         assert not promotion.approve(world.ctx, RITA, rid, "one of two again").promoted
@@ -168,7 +170,7 @@ def test_editing_the_requester_in_the_request_table_does_not_let_the_requester_a
     alice = person("alice", "model_owner", "reviewer")
     rid = promotion.request_promotion(world.ctx, alice, "credit-risk", "3", "Production", "mine").request.id
     with world.ctx.engine.begin() as conn:
-        conn.execute(ledger.REQUESTS.update().where(ledger.REQUESTS.c.id == rid).values(requester_subject="mallory"))
+        conn.execute(REQUESTS.update().where(REQUESTS.c.id == rid).values(requester_subject="mallory"))
     with pytest.raises((Forbidden, ledger.TamperedRecord)):
         promotion.approve(world.ctx, alice, rid, "approving my own")
     assert world.ctx.registry.model_aliases("credit-risk")["production"] == "1"
@@ -187,7 +189,7 @@ def test_an_approval_whose_approver_lost_the_right_no_longer_completes_the_quoru
         promotion.request_promotion(world.ctx, demoted, "fraud-detection", "3", "Staging", "as an owner now")
         outcome = promotion.approve(world.ctx, RITA, rid, "second approval")
         assert not outcome.promoted
-        request = promotion.get_request(world.ctx, rid)
+        request = review_state.get_request(world.ctx, rid)
         assert [d.actor_subject for d in request.approvals] == ["rita"]
         assert [why for _, why in request.void_approvals] == ["Rob no longer holds the reviewer role."]
         assert world.ctx.registry.model_aliases("credit-risk")["production"] == "1"
@@ -212,11 +214,11 @@ def test_rewriting_a_row_and_rehashing_every_row_after_it_is_caught_by_the_regis
     rows = _promoted(world)
     _as_db_admin(world, "UPDATE governance_ledger SET comment = 'nothing to see' WHERE seq = 1")
     with world.ctx.engine.begin() as conn:  # re-hash the whole chain, as a careful admin would
-        prev = ledger.GENESIS_HASH
-        for row in conn.execute(sa.select(ledger.LEDGER).order_by(ledger.LEDGER.c.seq)).mappings().all():
+        prev = ledger_rows.GENESIS_HASH
+        for row in conn.execute(sa.select(LEDGER).order_by(LEDGER.c.seq)).mappings().all():
             values = {**row, "prev_hash": prev}
-            values["hash"] = ledger.row_hash(values)
-            conn.execute(ledger.LEDGER.update().where(ledger.LEDGER.c.seq == row["seq"])
+            values["hash"] = ledger_rows.row_hash(values)
+            conn.execute(LEDGER.update().where(LEDGER.c.seq == row["seq"])
                          .values(prev_hash=values["prev_hash"], hash=values["hash"]))
             prev = values["hash"]
     assert audit.verify_chain(world.ctx).ok  # self-consistent again
@@ -237,14 +239,14 @@ def test_an_emptied_ledger_is_reported_while_audit_tags_remain(world: World) -> 
 
 def test_editing_an_evidence_body_from_failed_to_passed_is_refused_at_load_and_reported(world: World) -> None:
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "4", "Production", "v4").request.id
-    request = promotion.get_request(world.ctx, rid)
-    evidence = promotion.evidence_snapshot(world.ctx, request.evidence_digest or "")
+    request = review_state.get_request(world.ctx, rid)
+    evidence = review_state.evidence_snapshot(world.ctx, request.evidence_digest or "")
     assert evidence is not None and [g.status for g in evidence.gates if g.name == "metric:roc_auc"] == ["failed"]
     with world.ctx.engine.begin() as conn:
-        conn.execute(ledger.EVIDENCE.update().values(body=sa.func.replace(ledger.EVIDENCE.c.body, '"failed"',
+        conn.execute(EVIDENCE.update().values(body=sa.func.replace(EVIDENCE.c.body, '"failed"',
                                                                           '"passed"')))
     with pytest.raises(ledger.TamperedRecord, match="altered"):
-        promotion.evidence_snapshot(world.ctx, request.evidence_digest or "")
+        review_state.evidence_snapshot(world.ctx, request.evidence_digest or "")
     report = audit.verify_all(world.ctx)
     assert [f.kind for f in report.findings] == ["evidence"] and report.findings[0].seq == 1
 
@@ -294,7 +296,7 @@ def _registry_state(world: World) -> tuple[str | None, dict[str, str]]:
 def _assert_converged(world: World) -> None:
     rows = _rows(world)
     holder, tags = _registry_state(world)
-    latest = ledger.read(world.ctx.engine, lambda c: ledger.latest_promotion(c, "credit-risk", "Production"))
+    latest = ledger_tx.read(world.ctx.engine, lambda c: ledger.latest_promotion(c, "credit-risk", "Production"))
     assert holder == (latest.version if latest else "1")
     assert set(tags) == {f"tower_audit_{d.decision_id}" for d in rows if d.model == "credit-risk"}
     assert projection.pending_projections(world.ctx) == []
@@ -361,7 +363,7 @@ def test_a_stage_moved_outside_the_tower_is_given_back_by_repair(world: World) -
 def test_two_repairs_and_a_decision_racing_in_threads_converge(world: World) -> None:
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
     with world.ctx.engine.begin() as conn:  # leave something for the repairs to do
-        conn.execute(ledger.PROJECTIONS.delete())
+        conn.execute(PROJECTIONS.delete())
     with ThreadPoolExecutor(3) as pool:
         jobs = [pool.submit(projection.repair_projections, world.ctx, ADA),
                 pool.submit(promotion.approve, world.ctx, RITA, rid, "racing"),
@@ -431,13 +433,13 @@ def test_two_repairs_and_a_decision_racing_in_separate_processes_converge(world:
 def test_a_row_written_before_versions_were_canonical_is_reported_at_verification(world: World) -> None:
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
     with world.ctx.engine.begin() as conn:  # what an older tower wrote: "03" beside "3"
-        row = dict(conn.execute(sa.select(ledger.LEDGER)).mappings().one())
-        conn.execute(ledger.REQUESTS.update().where(ledger.REQUESTS.c.id == rid).values(version="03"))
+        row = dict(conn.execute(sa.select(LEDGER)).mappings().one())
+        conn.execute(REQUESTS.update().where(REQUESTS.c.id == rid).values(version="03"))
     _as_db_admin(world, "DELETE FROM governance_projections", "DELETE FROM governance_ledger")
     values = {**row, "version": "03"}
-    values["hash"] = ledger.row_hash(values)
+    values["hash"] = ledger_rows.row_hash(values)
     with world.ctx.engine.begin() as conn:
-        conn.execute(ledger.LEDGER.insert().values(**values))
+        conn.execute(LEDGER.insert().values(**values))
     report = audit.verify_all(world.ctx)
     assert report.findings[0].kind == "version" and "'03'" in report.findings[0].message
     with pytest.raises(TowerError, match="canonical"):
@@ -455,7 +457,7 @@ def test_with_a_ledger_key_a_rehashed_chain_does_not_verify_and_rotation_keeps_o
     monkeypatch.setenv("TOWER_LEDGER_KEY", KEY_ONE)
     monkeypatch.setenv("TOWER_SECRETS_FILE", str(world.root / "no-secrets.toml"))
     rows = _promoted(world)
-    assert all(r for r in ledger.read(world.ctx.engine, lambda c: c.execute(sa.select(ledger.LEDGER.c.key_id))
+    assert all(r for r in ledger_tx.read(world.ctx.engine, lambda c: c.execute(sa.select(LEDGER.c.key_id))
                                                                     .scalars().all()))
     assert audit.verify_chain(world.ctx).ok
     # rotation: a new current key, the old one kept as previous; old rows verify, new rows use the new key
@@ -469,14 +471,14 @@ def test_with_a_ledger_key_a_rehashed_chain_does_not_verify_and_rotation_keeps_o
     # an admin without the key rewrites row 1 and re-hashes the chain with plain SHA-256
     _as_db_admin(world, "UPDATE governance_ledger SET comment = 'rewritten', key_id = NULL WHERE seq = 1")
     with world.ctx.engine.begin() as conn:
-        prev = ledger.GENESIS_HASH
-        for row in conn.execute(sa.select(ledger.LEDGER).order_by(ledger.LEDGER.c.seq)).mappings().all():
+        prev = ledger_rows.GENESIS_HASH
+        for row in conn.execute(sa.select(LEDGER).order_by(LEDGER.c.seq)).mappings().all():
             values = {**row, "prev_hash": prev, "key_id": row["key_id"] if row["seq"] > 1 else None}
             try:
-                values["hash"] = ledger.row_hash(values, LedgerKeys(None, {}))
+                values["hash"] = ledger_rows.row_hash(values, LedgerKeys(None, {}))
             except MissingLedgerKey:
                 break
-            conn.execute(ledger.LEDGER.update().where(ledger.LEDGER.c.seq == row["seq"])
+            conn.execute(LEDGER.update().where(LEDGER.c.seq == row["seq"])
                          .values(prev_hash=prev, hash=values["hash"]))
             prev = values["hash"]
     report = audit.verify_chain(world.ctx)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from services.auth.identity import ANONYMOUS, Actor
 from services.errors import ConfigError, Forbidden
-from services.governance import ledger, projection, promotion
+from services.governance import ledger, ledger_rows, ledger_schema, projection, promotion
 from services.governance.authz import (
     WRITE_ACTIONS,
     WRITE_STEPS,
@@ -26,6 +26,7 @@ from services.governance.authz import (
     authorize,
     write_action,
 )
+from services.governance.ledger_schema import TABLES
 from services.governance.policy import Approvers, Policy, parse_policies
 from services.settings import PROJECT_ROOT
 from tests.support.governance import ADA, ALICE, BOB, CARL, ISSUER, OTHER_ISSUER, RITA, VIC, World, open_world, person
@@ -409,9 +410,9 @@ def test_the_scanner_catches_an_unguarded_write() -> None:
 
 def test_write_steps_refuse_to_run_outside_an_authorized_write_action(tmp_path: Path) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 't.db'}")
-    ledger.create_tables(engine)
+    ledger_schema.create_tables(engine)
     with engine.begin() as conn, pytest.raises(UnauthorizedWrite):
-        ledger.store_evidence(conn, "{}", "0" * 64, ledger.parse_iso("2026-01-01T00:00:00.000000Z"))
+        ledger.store_evidence(conn, "{}", "0" * 64, ledger_rows.parse_iso("2026-01-01T00:00:00.000000Z"))
     engine.dispose()
 
 
@@ -442,7 +443,7 @@ def _registry_state(world: World) -> tuple:
 
 def _tower_state(world: World) -> tuple:
     with world.ctx.engine.connect() as conn:
-        return tuple(tuple(conn.execute(sa.select(t)).all()) for t in ledger.TABLES)
+        return tuple(tuple(conn.execute(sa.select(t)).all()) for t in TABLES)
 
 
 def test_every_registered_write_action_refuses_an_actor_without_the_right(world: World) -> None:

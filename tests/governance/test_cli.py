@@ -15,7 +15,7 @@ from services import cli
 from services.auth.identity import DEMO_SERVICE_TOKEN
 from services.auth.service_tokens import hash_token, is_token_hash, verify_token
 from services.errors import Forbidden
-from services.governance import promotion
+from services.governance import promotion, review_state
 from services.settings import PROJECT_ROOT
 from tests.support.governance import CI_BOT_TOKEN, OPS_BOT_TOKEN, READER_BOT_TOKEN, RITA, World, open_world, person
 
@@ -49,7 +49,7 @@ def test_promote_request_as_ci_bot_records_a_request_and_prints_its_id(
     _as(monkeypatch, "ci-bot", CI_BOT_TOKEN)
     assert cli.main(REQUEST) == 0
     out, err = capsys.readouterr()
-    request = promotion.get_request(world.ctx, out.strip())
+    request = review_state.get_request(world.ctx, out.strip())
     assert (request.requester_issuer, request.requester_subject, request.requester_name) == (
         "tower-service", "ci-bot", "service:ci-bot")
     assert (request.model, request.version, request.stage, request.status) == ("credit-risk", "3", "Production", "open")
@@ -67,7 +67,7 @@ def test_promote_request_without_a_service_account_exits_2_and_records_nothing(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(REQUEST) == 2
     assert "TOWER_SERVICE_ACCOUNT is not set" in capsys.readouterr().err
-    assert promotion.list_requests(world.ctx) == []
+    assert review_state.list_requests(world.ctx) == []
 
 
 @pytest.mark.parametrize(("account", "token", "message"), [
@@ -80,7 +80,7 @@ def test_promote_request_as_an_unknown_or_unauthorized_account_exits_2(
     _as(monkeypatch, account, token)
     assert cli.main(REQUEST) == 2
     assert message in capsys.readouterr().err
-    assert promotion.list_requests(world.ctx) == []
+    assert review_state.list_requests(world.ctx) == []
 
 
 def test_naming_the_account_without_its_token_is_refused(
@@ -92,7 +92,7 @@ def test_naming_the_account_without_its_token_is_refused(
     monkeypatch.setenv("TOWER_SERVICE_TOKEN", "   ")
     assert cli.main(REQUEST) == 2
     assert "TOWER_SERVICE_TOKEN is not set" in capsys.readouterr().err
-    assert promotion.list_requests(world.ctx) == []
+    assert review_state.list_requests(world.ctx) == []
 
 
 @pytest.mark.parametrize("token", ["guess", OPS_BOT_TOKEN, CI_BOT_TOKEN[:-1], DEMO_SERVICE_TOKEN])
@@ -103,7 +103,7 @@ def test_a_wrong_token_is_refused_without_saying_which_part_was_wrong(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and token not in err
     assert "do not match" in err or "published demo token" in err
-    assert promotion.list_requests(world.ctx) == []
+    assert review_state.list_requests(world.ctx) == []
 
 
 def test_a_hash_in_the_secrets_file_replaces_the_one_in_tower_yaml(
@@ -115,7 +115,7 @@ def test_a_hash_in_the_secrets_file_replaces_the_one_in_tower_yaml(
     assert cli.main(REQUEST) == 2 and "do not match" in capsys.readouterr().err
     _as(monkeypatch, "ci-bot", "rotated-ci-token")
     assert cli.main(REQUEST) == 0
-    assert promotion.get_request(world.ctx, capsys.readouterr().out.strip()).requester_subject == "ci-bot"
+    assert review_state.get_request(world.ctx, capsys.readouterr().out.strip()).requester_subject == "ci-bot"
 
 
 def test_the_published_demo_token_works_only_in_demo_mode(
@@ -127,7 +127,7 @@ def test_the_published_demo_token_works_only_in_demo_mode(
     monkeypatch.setenv("TOWER_DEMO", "false")
     assert cli.main(REQUEST) == 2
     assert "published demo token is refused outside demo mode" in capsys.readouterr().err
-    assert promotion.list_requests(world.ctx) == []
+    assert review_state.list_requests(world.ctx) == []
     monkeypatch.setenv("TOWER_DEMO", "true")
     assert cli.main(REQUEST) == 0
 
@@ -161,7 +161,7 @@ def test_a_service_account_may_request_on_behalf_of_a_person_who_then_may_not_ap
     _as(monkeypatch, "ci-bot", CI_BOT_TOKEN)
     assert cli.main([*REQUEST, "--on-behalf-of", "RITA@example.test"]) == 0
     request_id = capsys.readouterr().out.strip()
-    request = promotion.get_request(world.ctx, request_id)
+    request = review_state.get_request(world.ctx, request_id)
     assert request.basis is not None and request.basis.on_behalf_of == "RITA@example.test"  # the ledger row
     with pytest.raises(Forbidden, match="triggered this request"):
         promotion.approve(world.ctx, RITA, request_id, "my own commit, approved by me")
@@ -202,7 +202,7 @@ def test_python_dash_m_services_cli_promote_request_runs_as_a_separate_process(w
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     request_id = done.stdout.strip()
-    assert promotion.get_request(world.ctx, request_id).requester_subject == "ci-bot"
+    assert review_state.get_request(world.ctx, request_id).requester_subject == "ci-bot"
     assert promotion.approve(world.ctx, RITA, request_id, "CI's request, reviewed").promoted
     env.pop("TOWER_SERVICE_TOKEN")
     refused = subprocess.run([sys.executable, "-m", "services.cli", *REQUEST], env=env, cwd=PROJECT_ROOT,

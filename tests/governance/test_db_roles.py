@@ -13,7 +13,7 @@ import psycopg.sql
 import pytest
 import sqlalchemy as sa
 
-from services.governance import audit, ledger, projection, promotion
+from services.governance import audit, ledger, ledger_tx, projection, promotion
 from services.stores.tower_db import make_tower_engine
 from tests.support.governance import ALICE, RITA, World, open_world, person
 
@@ -74,8 +74,8 @@ def test_the_app_role_cannot_rewrite_or_untrigger_the_ledger(app_role_world: tup
     ctx = dataclasses.replace(world.ctx, engine=engine)
     rid = promotion.request_promotion(ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
     promotion.approve(ctx, RITA, rid, "ok")
-    before = ledger.read(engine, lambda c: ledger.decisions(c))
+    before = ledger_tx.read(engine, lambda c: ledger.decisions(c))
     with pytest.raises(sa.exc.DBAPIError, match="append-only|permission denied|must be owner"), \
             engine.begin() as conn:
         conn.exec_driver_sql(statement)
-    assert ledger.read(engine, lambda c: ledger.decisions(c)) == before
+    assert ledger_tx.read(engine, lambda c: ledger.decisions(c)) == before

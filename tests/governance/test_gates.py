@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.errors import ConfigError, Forbidden
-from services.governance import ledger, promotion
+from services.governance import ledger_rows, promotion, review_state
 from services.governance.canonical import canonical_json
 from services.governance.evidence import FAILED, NO_DATA, PASSED, collect_evidence
 from services.governance.policy import parse_policies, policies
@@ -142,13 +142,13 @@ def test_the_evidence_is_snapshotted_and_its_digest_recorded_with_the_request_an
     outcome = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "better AUC")
     digest = outcome.request.evidence_digest
     assert digest == outcome.decision.evidence_digest
-    snapshot = promotion.evidence_snapshot(world.ctx, digest)
+    snapshot = review_state.evidence_snapshot(world.ctx, digest)
     assert snapshot is not None and snapshot.digest == digest
     assert hashlib.sha256(snapshot.to_json().encode()).hexdigest() == digest
     assert json.loads(snapshot.to_json())["policy"]["metrics"][0]["name"] == "roc_auc"
     approved = promotion.approve(world.ctx, RITA, outcome.request.id, "ok")
     assert approved.decision.evidence_digest is not None
-    assert promotion.evidence_snapshot(world.ctx, approved.decision.evidence_digest) is not None
+    assert review_state.evidence_snapshot(world.ctx, approved.decision.evidence_digest) is not None
     tag = json.loads(world.ctx.registry.version_tags("credit-risk", "3")[
         f"tower_audit_{approved.decision.decision_id}"])
     assert tag["evidence_digest"] == approved.decision.evidence_digest
@@ -162,7 +162,7 @@ def test_approving_past_a_failed_gate_needs_a_written_reason(world: World) -> No
     for reason in (None, "", "   "):
         with pytest.raises(InvalidInput, match=r"These gates did not pass: metric:roc_auc\..*needs a written reason"):
             promotion.approve(world.ctx, ADA, rid, "ok", override_reason=reason)
-    assert promotion.get_request(world.ctx, rid).is_open
+    assert review_state.get_request(world.ctx, rid).is_open
 
 
 def test_overriding_needs_the_override_permission_and_is_recorded_as_an_override(world: World) -> None:
@@ -185,4 +185,4 @@ def test_a_no_data_gate_also_needs_an_override(world: World) -> None:
         promotion.approve(world.ctx, RITA, rid, "ok")
     outcome = promotion.approve(world.ctx, ADA, rid, "", override_reason="canary starts after promotion")
     assert outcome.decision.overridden_gates == ("latency_p95_ms",)
-    assert outcome.decision.action == ledger.PROMOTE
+    assert outcome.decision.action == ledger_rows.PROMOTE

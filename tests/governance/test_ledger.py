@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from services.errors import TowerError
-from services.governance import audit, ledger, projection, promotion
+from services.governance import audit, ledger, ledger_rows, ledger_tx, projection, promotion, review_state
+from services.governance.ledger_schema import LEDGER, PROJECTIONS
 from services.settings import PROJECT_ROOT
 from tests.support.governance import ADA, ALICE, CRASH_SCRIPT, RITA, ROB, World, decide_in_process, open_world, person
 
@@ -48,15 +49,15 @@ def assert_exactly_one_effective_decision(world: World, rid: str, results: list[
     created = [r for r in results if r[2] == "created"]
     assert len(created) == 1, results
     winner_subject, verdict, _, decision_id, projection_error = created[0]
-    assert decision_id == ledger.resolution_decision_id(rid) and projection_error is None
+    assert decision_id == ledger_rows.resolution_decision_id(rid) and projection_error is None
     winner_name = winner_subject.title()
     for subject, _, kind, message, _ in results:
         if subject != winner_subject:
             assert kind == "DecisionConflict", (subject, kind, message)
             assert f"by {winner_name} at " in message  # who decided first, and when
-    rows = [d for d in ledger.read(world.ctx.engine, lambda c: ledger.decisions(c)) if d.request_id == rid]
+    rows = [d for d in ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions(c)) if d.request_id == rid]
     assert [d.action for d in rows] == ["request", "promote" if verdict == "approve" else "reject"]
-    request = promotion.get_request(world.ctx, rid)
+    request = review_state.get_request(world.ctx, rid)
     assert request.status == ("approved" if verdict == "approve" else "rejected")
     assert request.resolution is not None and request.resolution.actor_subject == winner_subject
     tags = {k: json.loads(v) for k, v in world.ctx.registry.version_tags("credit-risk", "3").items()
@@ -122,7 +123,7 @@ def test_a_double_click_by_the_same_reviewer_records_one_decision_and_returns_it
         first, second = pool.map(lambda _: click(), range(2))
     assert sorted([first.created, second.created]) == [False, True]
     assert first.decision == second.decision
-    assert len(ledger.read(world.ctx.engine, lambda c: ledger.decisions(c))) == 2
+    assert len(ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions(c))) == 2
 
 
 @pytest.mark.parametrize("where", ["before_tags", "after_tags"])
@@ -133,7 +134,7 @@ def test_a_process_killed_after_the_ledger_commit_is_repaired_with_nothing_lost_
                           capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 9, done.stderr[-2000:]
 
-    rows = ledger.read(world.ctx.engine, lambda c: ledger.decisions(c))
+    rows = ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions(c))
     assert [d.action for d in rows] == ["request", "promote"]  # the decision survived the crash
     promote = rows[1]
     assert [d.decision_id for d in projection.pending_projections(world.ctx)] == [promote.decision_id]
@@ -157,16 +158,16 @@ def test_a_process_killed_after_the_ledger_commit_is_repaired_with_nothing_lost_
     again = projection.repair_projections(world.ctx, ADA)
     assert again.applied == () and again.already == 2
     assert registry_snapshot(world) == before
-    assert ledger.read(world.ctx.engine, lambda c: ledger.decisions(c)) == rows
+    assert ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions(c)) == rows
     assert audit.verify_chain(world.ctx).ok
 
 
-def _decisions(world: World) -> list[ledger.Decision]:
+def _decisions(world: World) -> list[ledger_rows.Decision]:
     first = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "one").request.id
     promotion.reject(world.ctx, RITA, first, "approved? no: rejected")
     second = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Staging", "two").request.id
     promotion.approve(world.ctx, ROB, second, "approved")
-    return ledger.read(world.ctx.engine, lambda c: ledger.decisions(c))
+    return ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions(c))
 
 
 def _drop_append_only_triggers(conn: sa.Connection) -> None:
@@ -179,11 +180,11 @@ def _drop_append_only_triggers(conn: sa.Connection) -> None:
 
 def test_the_database_refuses_to_update_or_delete_ledger_rows(world: World) -> None:
     rows = _decisions(world)
-    for statement in (ledger.LEDGER.update().where(ledger.LEDGER.c.seq == 2).values(comment="nicer"),
-                      ledger.LEDGER.delete().where(ledger.LEDGER.c.seq == 2)):
+    for statement in (LEDGER.update().where(LEDGER.c.seq == 2).values(comment="nicer"),
+                      LEDGER.delete().where(LEDGER.c.seq == 2)):
         with pytest.raises(sa.exc.DBAPIError, match="append-only"), world.ctx.engine.begin() as conn:
             conn.execute(statement)
-    assert ledger.read(world.ctx.engine, lambda c: ledger.decisions(c)) == rows
+    assert ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions(c)) == rows
 
 
 def test_one_flipped_bit_in_a_ledger_row_is_found_and_the_row_named(world: World) -> None:
@@ -193,21 +194,21 @@ def test_one_flipped_bit_in_a_ledger_row_is_found_and_the_row_named(world: World
     flipped = chr(ord(target.comment[0]) ^ 0x20) + target.comment[1:]  # "approved?..." -> "Approved?..."
     with world.ctx.engine.begin() as conn:  # someone with write access to the database, bypassing the tower
         _drop_append_only_triggers(conn)
-        conn.execute(ledger.LEDGER.update().where(ledger.LEDGER.c.seq == target.seq).values(comment=flipped))
+        conn.execute(LEDGER.update().where(LEDGER.c.seq == target.seq).values(comment=flipped))
     report = audit.verify_chain(world.ctx)
     assert (report.ok, report.first_bad_seq, report.first_bad_decision_id) == (False, 2, target.decision_id)
     assert "altered" in report.problem and f"Row 2 (decision {target.decision_id})" in report.summary
 
     # re-hashing the altered row moves the break to the next row, which still names the old hash
     with world.ctx.engine.begin() as conn:
-        row = conn.execute(sa.select(ledger.LEDGER).where(ledger.LEDGER.c.seq == 2)).mappings().one()
-        conn.execute(ledger.LEDGER.update().where(ledger.LEDGER.c.seq == 2).values(hash=ledger.row_hash(row)))
+        row = conn.execute(sa.select(LEDGER).where(LEDGER.c.seq == 2)).mappings().one()
+        conn.execute(LEDGER.update().where(LEDGER.c.seq == 2).values(hash=ledger_rows.row_hash(row)))
     report = audit.verify_chain(world.ctx)
     assert (report.first_bad_seq, report.first_bad_decision_id) == (3, rows[2].decision_id)
     assert "prev_hash" in report.problem
 
     with world.ctx.engine.begin() as conn:
-        conn.execute(ledger.PROJECTIONS.delete().where(ledger.PROJECTIONS.c.decision_id == rows[2].decision_id))
-        conn.execute(ledger.LEDGER.delete().where(ledger.LEDGER.c.seq == 3))
+        conn.execute(PROJECTIONS.delete().where(PROJECTIONS.c.decision_id == rows[2].decision_id))
+        conn.execute(LEDGER.delete().where(LEDGER.c.seq == 3))
     report = audit.verify_chain(world.ctx)
     assert report.first_bad_seq == 4 and "a row is missing" in report.problem

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.errors import NotFound, RegistryUnavailable
-from services.governance import audit, ledger, promotion
+from services.governance import audit, ledger_rows, promotion, review_state
 from services.stores.registry import Registry
 from tests.support.governance import ALICE, HOSTILE_MODEL, RITA, ROB, World, open_world
 from tests.support.mlflow_server import run_mlflow_server
@@ -67,10 +67,10 @@ def test_decisions_are_projected_exactly_through_a_real_mlflow_server(world: Wor
         promote = json.loads(tags[f"tower_audit_{outcome.decision.decision_id}"])
         assert promote["comment_sha256"] == hashlib.sha256(huge.encode()).hexdigest()
         assert huge.startswith(promote["comment"]) and promote["model"] == HOSTILE_MODEL
-        assert json.loads(tags[f"tower_audit_{ledger.request_decision_id(rid)}"])["comment"] == hostile
+        assert json.loads(tags[f"tower_audit_{ledger_rows.request_decision_id(rid)}"])["comment"] == hostile
         second = promotion.request_promotion(ctx, ALICE, "credit-risk", "3", "Staging", "next").request.id
     # the server is gone: nothing can be decided without the facts authorization needs
     with pytest.raises(RegistryUnavailable, match="cannot be used"):
         promotion.approve(ctx, ROB, second, "registry down")
-    assert promotion.get_request(world.ctx, second).is_open
+    assert review_state.get_request(world.ctx, second).is_open
     assert audit.verify_chain(world.ctx).ok and audit.verify_chain(world.ctx).rows == 3

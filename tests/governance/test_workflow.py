@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from services.errors import Conflict, Forbidden, NotFound
-from services.governance import audit, ledger, projection, promotion
+from services.governance import audit, ledger, ledger_tx, projection, promotion, review_state
+
+# by name: the helper ledger_rows(world) below would shadow the module
+from services.governance.ledger_rows import Decision, approval_decision_id, resolution_decision_id
 from services.governance.promotion import DecisionConflict
 from services.governance.validation import InvalidInput
 from tests.support.governance import (
@@ -60,8 +63,8 @@ def any_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]
         yield w
 
 
-def ledger_rows(world: World) -> list[ledger.Decision]:
-    return ledger.read(world.ctx.engine, lambda c: ledger.decisions(c))
+def ledger_rows(world: World) -> list[Decision]:
+    return ledger_tx.read(world.ctx.engine, lambda c: ledger.decisions(c))
 
 
 def audit_tags(world: World, model: str, version: str) -> dict[str, dict]:
@@ -86,9 +89,9 @@ def test_an_owner_requests_a_promotion_which_waits_open_with_a_ledger_row_and_an
     tags = audit_tags(world, "credit-risk", "3")
     assert list(tags) == [f"tower_audit_{outcome.decision.decision_id}"]
     assert production(world) == "1"  # nothing moves before approval
-    assert [r.id for r in promotion.list_requests(world.ctx, status="open")] == [request.id]
-    assert promotion.list_requests(world.ctx, status="approved") == []
-    assert promotion.get_request(world.ctx, request.id) == request
+    assert [r.id for r in review_state.list_requests(world.ctx, status="open")] == [request.id]
+    assert review_state.list_requests(world.ctx, status="approved") == []
+    assert review_state.get_request(world.ctx, request.id) == request
 
 
 def test_a_second_open_request_for_the_same_version_and_stage_is_a_conflict_naming_the_first(world: World) -> None:
@@ -102,7 +105,7 @@ def test_a_second_open_request_for_the_same_version_and_stage_is_a_conflict_nami
     # another stage, or another version, is another request
     promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Staging", "stage it")
     promotion.request_promotion(world.ctx, ALICE, "credit-risk", "4", "Production", "alternative")
-    assert len(promotion.list_requests(world.ctx, status="open", model="credit-risk")) == 3
+    assert len(review_state.list_requests(world.ctx, status="open", model="credit-risk")) == 3
 
 
 def test_requests_for_unknown_models_versions_or_stages_and_current_holders_are_refused(world: World) -> None:
@@ -136,7 +139,7 @@ def test_cancel_by_anyone_but_the_requester_is_forbidden(world: World) -> None:
             promotion.cancel_request(world.ctx, other, rid, "mine now")
     outcome = promotion.cancel_request(world.ctx, ALICE, rid, "changed my mind")
     assert outcome.request.status == "cancelled" and outcome.decision.action == "cancel"
-    assert outcome.decision.decision_id == ledger.resolution_decision_id(rid)
+    assert outcome.decision.decision_id == resolution_decision_id(rid)
     with pytest.raises(DecisionConflict, match="already cancelled by Alice"):
         promotion.approve(world.ctx, RITA, rid, "too late")
     # the request slot is free again
@@ -152,7 +155,7 @@ def test_approval_moves_the_alias_and_writes_audit_and_state_tags(any_world: Wor
     outcome = promotion.approve(world.ctx, RITA, rid, "looks good")
     assert outcome.promoted and outcome.created and outcome.projection_error is None
     assert outcome.request.status == "approved"
-    assert outcome.decision.decision_id == ledger.resolution_decision_id(rid)
+    assert outcome.decision.decision_id == resolution_decision_id(rid)
     assert production(world) == "3"
     tags = audit_tags(world, "credit-risk", "3")
     tag = tags[f"tower_audit_{outcome.decision.decision_id}"]
@@ -176,7 +179,7 @@ def test_n_of_m_the_alias_moves_only_when_enough_distinct_approvers_approved(tmp
         first = promotion.approve(world.ctx, RITA, rid, "one")
         assert (first.decision.action, first.promoted, first.request.status) == ("approve", False, "open")
         assert production(world) == "1"
-        assert first.decision.decision_id == ledger.approval_decision_id(rid, ISSUER, "rita")
+        assert first.decision.decision_id == approval_decision_id(rid, ISSUER, "rita")
         again = promotion.approve(world.ctx, RITA, rid, "one again")  # the same approver counts once
         assert (again.created, again.decision) == (False, first.decision)
         renamed = promotion.approve(world.ctx, person("rita", "reviewer", email="other@x.test"), rid, "still me")
@@ -237,16 +240,16 @@ def test_a_reviewer_removed_from_the_group_is_refused_at_the_next_decision(world
         promotion.reject(world.ctx, rita_today, second, "no")
     with pytest.raises(Forbidden, match="needs the reviewer role"):
         promotion.approve(world.ctx, rita_today, second, "ok", override_reason="because")
-    assert promotion.get_request(world.ctx, second).is_open
+    assert review_state.get_request(world.ctx, second).is_open
 
 
 def test_allowed_actions_tell_pages_which_controls_to_show(world: World) -> None:
     request = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "better").request
-    assert promotion.allowed_actions(world.ctx, RITA, request) == {"approve", "reject"}
-    assert promotion.allowed_actions(world.ctx, ADA, request) == {"approve", "reject", "override_gate"}
-    assert promotion.allowed_actions(world.ctx, ALICE, request) == {"cancel_request"}
-    assert promotion.allowed_actions(world.ctx, CARL, request) == {"reject"}
-    assert promotion.allowed_actions(world.ctx, person("vic", "viewer"), request) == set()
+    assert review_state.allowed_actions(world.ctx, RITA, request) == {"approve", "reject"}
+    assert review_state.allowed_actions(world.ctx, ADA, request) == {"approve", "reject", "override_gate"}
+    assert review_state.allowed_actions(world.ctx, ALICE, request) == {"cancel_request"}
+    assert review_state.allowed_actions(world.ctx, CARL, request) == {"reject"}
+    assert review_state.allowed_actions(world.ctx, person("vic", "viewer"), request) == set()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,7 +348,7 @@ def test_hostile_input_is_stored_exactly_in_the_ledger_and_the_tags(any_world: W
     requested = promotion.request_promotion(world.ctx, ALICE, HOSTILE_MODEL, "2", "Production", hostile)
     approved = promotion.approve(world.ctx, RITA, requested.request.id, huge)
     assert approved.promoted and approved.projection_error is None
-    assert promotion.get_request(world.ctx, requested.request.id).reason == hostile
+    assert review_state.get_request(world.ctx, requested.request.id).reason == hostile
     stored = {d.action: d for d in ledger_rows(world)}
     assert stored["request"].comment == hostile and stored["request"].model == HOSTILE_MODEL
     assert stored["promote"].comment == huge
@@ -369,4 +372,4 @@ def test_text_that_no_store_can_keep_exactly_is_refused_not_altered(world: World
         promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "a\x00b")
     with pytest.raises(InvalidInput, match="not valid unicode"):
         promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "lone \ud800 surrogate")
-    assert ledger_rows(world) == [] and promotion.list_requests(world.ctx) == []
+    assert ledger_rows(world) == [] and review_state.list_requests(world.ctx) == []

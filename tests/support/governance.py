@@ -39,7 +39,7 @@ from mlflow import MlflowClient
 
 from services.auth.identity import Actor
 from services.governance.context import GovernanceContext
-from services.governance.ledger import create_tables
+from services.governance.ledger_schema import create_tables
 from services.settings import Settings, load_settings
 from services.stores.registry import Registry
 from services.stores.tower_db import make_tower_engine

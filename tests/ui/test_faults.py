@@ -16,7 +16,7 @@ import streamlit as st
 from services.auth.identity import actor_from_claims, auth_config
 from services.demo.identities import DEMO_USERS
 from services.errors import TowerError
-from services.governance import promotion
+from services.governance import promotion, review_state
 from services.settings import load_settings
 from services.wiring import governance_context
 from tests.support.app_test import open_page, texts
@@ -88,7 +88,7 @@ def test_a_decision_during_a_registry_outage_is_refused_and_not_recorded(registr
     registry_proxy.down()
     with pytest.raises(TowerError, match="MLFLOW_TRACKING_URI|tracking"):
         promotion.approve(ctx, actor("adam", settings), outcome.request.id, "ok", "accepted")
-    assert promotion.get_request(ctx, outcome.request.id).approvals == ()
+    assert review_state.get_request(ctx, outcome.request.id).approvals == ()
     registry_proxy.up()
     done = promotion.approve(ctx, actor("adam", settings), outcome.request.id, "ok", "accepted")
     again = promotion.approve(ctx, actor("adam", settings), outcome.request.id, "ok", "accepted")
@@ -127,9 +127,9 @@ def test_a_tower_state_outage_is_named_and_a_request_meanwhile_is_refused(tower_
     with pytest.raises(TowerError):
         promotion.request_promotion(ctx, actor("carol", settings), "fraud-detection", "5", "Production", "now")
     tower_proxy.up()
-    assert promotion.list_requests(ctx) == [], "the refused request must not have been recorded"
+    assert review_state.list_requests(ctx) == [], "the refused request must not have been recorded"
     promotion.request_promotion(ctx, actor("carol", settings), "fraud-detection", "5", "Production", "now")
-    assert len(promotion.list_requests(ctx)) == 1
+    assert len(review_state.list_requests(ctx)) == 1
     time.sleep(COOLDOWN_S)
     at, _ = timed_page("app_pages/alerts.py")
     assert not at.error, "the page recovers by itself once the tower state answers again"

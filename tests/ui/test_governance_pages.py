@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from services.auth.identity import actor_from_claims, auth_config
 from services.demo.identities import DEMO_USERS
 from services.errors import Forbidden
-from services.governance import audit, promotion
+from services.governance import audit, promotion, review_state
 from services.settings import PROJECT_ROOT, load_settings
 from services.wiring import governance_context
 from tests.support.app_test import GOOD_AUTH, texts
@@ -107,7 +107,7 @@ def test_owner_requests_and_two_reviewers_approve_which_moves_the_alias(stores):
     settings, ctx = stores
     at = request_in_browser("alice", "credit-risk", "4", "Production", "v4 adds the new bureau features")
     assert "recorded" in texts(at, ("success",))
-    [req] = promotion.list_requests(ctx, status="open")
+    [req] = review_state.list_requests(ctx, status="open")
     assert (req.model, req.version, req.stage, req.requester_subject) == ("credit-risk", "4", "Production", "alice")
 
     at = decide_in_browser("rita", "Approve", "looks fine")
@@ -115,7 +115,7 @@ def test_owner_requests_and_two_reviewers_approve_which_moves_the_alias(stores):
     assert alias(settings, "credit-risk", "production") == "3", "one approval of two must not move the alias"
     decide_in_browser("ravi", "Approve", "agreed")
     assert alias(settings, "credit-risk", "production") == "4"
-    assert promotion.get_request(ctx, req.id).status == "approved"
+    assert review_state.get_request(ctx, req.id).status == "approved"
 
     history = page("vera", "app_pages/audit.py", model="credit-risk")
     table = history.dataframe[0].value
@@ -130,9 +130,9 @@ def test_reviewer_rejects_with_a_comment_and_nothing_moves(stores):
     request_in_browser("dave", "demand-forecast", "4", "Production", "retrained on October")
     at = decide_in_browser("ravi", "Reject", "")  # a rejection without a comment is refused
     assert "comment" in texts(at, ("error",)).lower()
-    assert promotion.list_requests(ctx, status="open"), "a refused rejection records nothing"
+    assert review_state.list_requests(ctx, status="open"), "a refused rejection records nothing"
     decide_in_browser("ravi", "Reject", "MAE got worse on the holiday weeks")
-    [req] = promotion.list_requests(ctx, model="demand-forecast")
+    [req] = review_state.list_requests(ctx, model="demand-forecast")
     assert req.status == "rejected" and req.resolution.comment == "MAE got worse on the holiday weeks"
     assert alias(settings, "demand-forecast", "production") == "3"
 
@@ -153,7 +153,7 @@ def test_a_role_without_the_right_does_not_get_the_page(stores, sub, hidden):
 def test_a_role_without_the_right_is_refused_by_the_service_itself(stores):
     settings, ctx = stores
     request_in_browser("carol", "fraud-detection", "5", "Production", "restores latency")
-    [req] = promotion.list_requests(ctx, status="open")
+    [req] = review_state.list_requests(ctx, status="open")
     for sub in ("vera", "sam", "carol"):  # viewer, data scientist, and the requester herself
         actor = actor_from_claims(claims(sub), auth_config(settings))
         with pytest.raises(Forbidden):
@@ -206,11 +206,11 @@ def test_a_stale_request_is_refused_on_the_review_page_until_the_evidence_is_ref
     assert "Refresh the evidence" in warning and not [b for b in at.button if b.label == "Approve"]
     widget(at.button, "Refresh evidence").click().run()
     assert not at.exception
-    [req] = promotion.list_requests(ctx, status="open")
+    [req] = review_state.list_requests(ctx, status="open")
     assert (req.round, req.previous_version) == (1, "2")
     at = decide_in_browser("ravi", "Reject", "on the fresh evidence: v4 served no traffic")
     assert not texts(at, ("error",)), texts(at, ("error",))
-    assert promotion.get_request(ctx, req.id).status == "rejected"
+    assert review_state.get_request(ctx, req.id).status == "rejected"
 
 
 def test_the_audit_page_reports_a_deleted_newest_ledger_row_by_its_sequence_number(stores):

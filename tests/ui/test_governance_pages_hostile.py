@@ -21,7 +21,7 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 from services.auth.identity import Actor
-from services.governance import audit, promotion
+from services.governance import audit, promotion, review_state
 from services.settings import PROJECT_ROOT
 from tests.support.app_test import GOOD_AUTH
 from tests.support.governance import HOSTILE_MODEL, ISSUER, World, open_world
@@ -146,7 +146,7 @@ def test_promotions_shows_the_hostile_model_inert_when_requesting_and_in_my_requ
     next(t for t in at.text_area if t.label == "Justification").input(REASON)
     next(b for b in at.button if b.label == "Request promotion").click().run()
     assert_inert(at, ("success", HOSTILE_MODEL))
-    [req] = promotion.list_requests(world.ctx, status="open")
+    [req] = review_state.list_requests(world.ctx, status="open")
     assert (req.model, req.requester_name, req.reason) == (HOSTILE_MODEL, HOSTILE_NAME, REASON)
     at = page("alice", "owners", "app_pages/promotions.py")
     assert_inert(at)
