@@ -190,16 +190,22 @@ def authorize(actor: Actor, action: Action | str, resource: Resource) -> None:
         scope.authorized.add(action)
 
 
-def allowed(actor: Actor, action: Action | str, resource: Resource) -> bool:
-    """Whether ``authorize`` would pass (for showing or hiding controls; never instead of it)."""
+def refusal(actor: Actor, action: Action | str, resource: Resource) -> str | None:
+    """Why ``authorize`` would refuse, in its words; None when it would pass (for showing controls
+    and their reasons; never instead of it)."""
     token = _SCOPE.set(None)  # a probe must not count as an authorization of the current scope
     try:
         authorize(actor, action, resource)
-        return True
-    except Forbidden:
-        return False
+        return None
+    except Forbidden as err:
+        return err.message
     finally:
         _SCOPE.reset(token)
+
+
+def allowed(actor: Actor, action: Action | str, resource: Resource) -> bool:
+    """Whether ``authorize`` would pass (for showing or hiding controls; never instead of it)."""
+    return refusal(actor, action, resource) is None
 
 
 # ----------------------------------------------------------------------------------------------

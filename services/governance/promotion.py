@@ -40,9 +40,12 @@ from services.governance.review_state import (
     get_request,
     governed_holders,
     later_rows_of_actors,
+    latest_roles,
+    live_overrides,
     person_of,
     previous_holder,
     review_resource,
+    standing_override,
 )
 from services.governance.staleness import REFRESH_HINT, StaleRequest, stale_reason
 from services.governance.validation import InvalidInput, canonical_version, check_text
@@ -362,7 +365,7 @@ def _record_refresh(ctx: GovernanceContext, actor: Actor, row: RequestRow, evide
 @write_step(Action.APPROVE)
 def _record_approval(ctx: GovernanceContext, actor: Actor, row: RequestRow, policy: Policy, evidence: Evidence,
                      holders: dict[str, str | None], comment: str, override_reason: str | None,
-                     overridden: tuple[str, ...], basis_id: str | None) -> Outcome:
+                     overridden: tuple[str, ...], failing: tuple[str, ...], basis_id: str | None) -> Outcome:
     body, digest = evidence.to_json(), evidence.digest
 
     def write(conn: Connection) -> tuple[Decision, bool]:
@@ -374,7 +377,13 @@ def _record_approval(ctx: GovernanceContext, actor: Actor, row: RequestRow, poli
         if rnd.basis is None or rnd.basis.decision_id != basis_id:
             raise StaleRequest("The evidence of this request was refreshed while you were deciding.",
                                "Reload the request and look at the new evidence.")
-        counted, _ = count_approvals(ctx, policy, mine, rnd, mine + later_rows_of_actors(conn, mine))
+        everything = mine + later_rows_of_actors(conn, mine)
+        counted, _ = count_approvals(ctx, policy, mine, rnd, everything)
+        if failing and not overridden and standing_override(
+                live_overrides(policy, counted, latest_roles(everything)), failing) is None:
+            raise Conflict("The override this approval relied on no longer counts (it was withdrawn by a "
+                           "refresh, or its author lost the override role).",
+                           "Reload the request: approving now needs an override again.")
         people = {person_of(ctx, d.actor_issuer, d.actor_subject, d.actor_email) for d in counted}
         if actor_person(ctx, actor) in people:
             raise Conflict(f"{actor.name} has already approved this request under another account.",
@@ -405,10 +414,12 @@ def approve(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str 
 
     Evidence is collected afresh and its digest recorded with the decision. If a gate failed or
     has no data, approving needs ``override_reason`` and the override_gate permission, and is
-    recorded as an override naming the gates. Refused (StaleRequest) when the stage's holder
-    changed since the evidence was taken or the evidence is too old. When the quorum completes,
-    the earlier approvals are counted again under the current policy and their approvers' latest
-    known roles: one that no longer counts does not complete it.
+    recorded as an override naming the gates, once: while that override still counts (its author
+    still holds an override role and it covers every gate failing now), the approvals after it are
+    ordinary ones, so "2 approvals, admins override" needs one admin and one reviewer. Refused
+    (StaleRequest) when the stage's holder changed since the evidence was taken or the evidence is
+    too old. When the quorum completes, the earlier approvals are counted again under the current
+    policy and their approvers' latest known roles: one that no longer counts does not complete it.
     """
     row = _request_row(ctx, request_id)
     resource = review_resource(ctx, row)
@@ -425,7 +436,9 @@ def approve(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str 
         return settled
     evidence = collect_evidence(ctx, row.model, row.version, row.stage, holder_version=holders.get(row.stage),
                                 holders_known=True)
-    overridden = tuple(g.name for g in evidence.failing)
+    failing = tuple(g.name for g in evidence.failing)
+    # An override already given in this round covers these gates: this approval is an ordinary one.
+    overridden = () if standing_override(request.overrides, failing) is not None else failing
     if overridden:
         if override_reason is None or not override_reason.strip():
             raise InvalidInput(f"These gates did not pass: {', '.join(overridden)}. Approving anyway is an "
@@ -434,5 +447,5 @@ def approve(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str 
     policy = resource.policy
     assert policy is not None
     return _record_approval(ctx, actor, row, policy, evidence, holders, comment,
-                            override_reason if overridden else None, overridden,
+                            override_reason if overridden else None, overridden, failing,
                             None if request.basis is None else request.basis.decision_id)

@@ -52,6 +52,7 @@ class PromotionRequest:
     round: int = 0  # evidence refreshes so far (each resets the approvals)
     basis: Decision | None = None  # the request row or the latest refresh: evidence and holder decided on
     void_approvals: tuple[tuple[Decision, str], ...] = ()  # approvals that no longer count, and why
+    overrides: tuple[Decision, ...] = ()  # counted approvals that overrode gates, by a holder of an override role
 
     @property
     def requester_key(self) -> str:
@@ -86,6 +87,7 @@ def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow],
             created_at=row.created_at, resolved_at=row.resolved_at, approvals=tuple(counted),
             resolution=resolution, approvals_required=policy.approvals_required, on_behalf_of=row.on_behalf_of,
             round=rnd.number, basis=basis, void_approvals=tuple(void),
+            overrides=live_overrides(policy, counted, latest_roles(decisions)),
         ))
     return result
 
@@ -158,15 +160,13 @@ def _names_match(name: str, approval: Decision) -> bool:
 def count_approvals(ctx: GovernanceContext, policy: Policy, mine: Sequence[Decision], rnd: EvidenceRound,
                      everything: Sequence[Decision]) -> tuple[list[Decision], list[tuple[Decision, str]]]:
     """This round's approvals that still count (one per person), and those that no longer do."""
-    latest_roles: dict[str, frozenset[str]] = {}
-    for d in sorted(everything, key=lambda d: d.seq):  # the newest roles the ledger has seen per actor
-        latest_roles[d.actor_key] = frozenset(d.actor_roles)
+    roles_by_actor = latest_roles(everything)
     requester = next((d for d in mine if d.action == ledger_rows.REQUEST), None)
     counted: list[Decision] = []
     void: list[tuple[Decision, str]] = []
     people: set[str] = set()
     for approval in rnd.approvals:
-        roles = latest_roles.get(approval.actor_key, frozenset(approval.actor_roles))
+        roles = roles_by_actor.get(approval.actor_key, frozenset(approval.actor_roles))
         why = _still_counts(ctx, policy, approval, roles, requester)
         person = person_of(ctx, approval.actor_issuer, approval.actor_subject, approval.actor_email)
         if why is None and person in people:
@@ -179,6 +179,36 @@ def count_approvals(ctx: GovernanceContext, policy: Policy, mine: Sequence[Decis
     stale = [d for d in mine if d.action == ledger_rows.APPROVE and d not in rnd.approvals]
     void += [(d, "It was given before the evidence was refreshed.") for d in stale]
     return counted, void
+
+
+def latest_roles(everything: Sequence[Decision]) -> dict[str, frozenset[str]]:
+    """The newest roles the ledger has seen per actor (an actor seen since without a right loses it)."""
+    latest: dict[str, frozenset[str]] = {}
+    for d in sorted(everything, key=lambda d: d.seq):
+        latest[d.actor_key] = frozenset(d.actor_roles)
+    return latest
+
+
+def live_overrides(policy: Policy, counted: Sequence[Decision],
+                   roles_by_actor: dict[str, frozenset[str]]) -> tuple[Decision, ...]:
+    """The counted approvals that overrode gates, by someone who still holds an override role."""
+    from services.governance.authz import IMPLIED
+
+    live = []
+    for approval in counted:
+        held = set(roles_by_actor.get(approval.actor_key, frozenset(approval.actor_roles)))
+        for role in tuple(held):
+            held |= IMPLIED.get(role, frozenset())
+        if approval.is_override and held & policy.override_roles:
+            live.append(approval)
+    return tuple(live)
+
+
+def standing_override(overrides: Sequence[Decision], failing: Sequence[str]) -> Decision | None:
+    """The override (of ``live_overrides``) that covers every gate in ``failing``: an override is
+    recorded once, and the approvals after it are ordinary. None: approving still needs one."""
+    need = set(failing)
+    return next((d for d in overrides if need <= set(d.overridden_gates)), None)
 
 
 def later_rows_of_actors(conn: Connection, rows: Sequence[Decision]) -> list[Decision]:
