@@ -9,7 +9,7 @@ import streamlit as st
 from services.catalog.comparison import compare_metrics
 from services.catalog.lineage_graph import LineageGraph, build_lineage_graph
 from services.settings import Settings
-from services.stores.registry import Lineage, VersionInfo
+from services.stores.registry_records import Lineage, VersionInfo
 from ui import backends
 from ui.notices import literal
 from ui.page import page

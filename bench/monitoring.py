@@ -543,7 +543,7 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
 
     from services.monitoring import reference
     from services.monitoring import report as report_module
-    from services.stats import drift as drift_module
+    from services.stats.two_sample import ks_pvalue
     from services.stores.warehouse import aggregates as wa
     from services.stores.warehouse import binning
 
@@ -683,7 +683,7 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
     for column in columns:
         ref_sample, cur_sample = profile.numerical[column].histogram, aggregates.numerical[column]
         started = time.perf_counter()
-        drift_module.ks_pvalue(ref_sample, cur_sample)
+        ks_pvalue(ref_sample, cur_sample)
         ks_seconds[column] = time.perf_counter() - started
     out["ks_pvalue_s"] = ks_seconds
     return out

@@ -25,7 +25,8 @@ from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.report import WindowReport
 from services.outages import REGISTRY, TOWER, WAREHOUSE, OutageBoard
 from services.settings import Settings
-from services.stores.registry import Lineage, ModelSummary, Registry, VersionInfo
+from services.stores.registry import Registry
+from services.stores.registry_records import Lineage, ModelSummary, VersionInfo
 from services.stores.warehouse import logs as warehouse
 
 TTL_S = 60

@@ -16,7 +16,7 @@ from services.errors import TowerError
 from services.mapping import ModelMapping
 from services.monitoring.views import HealthVerdict
 from services.settings import Settings
-from services.stores.registry import ModelSummary
+from services.stores.registry_records import ModelSummary
 from services.stores.warehouse.logs import WindowSummary
 
 # Status words shown in the fleet table, worst first, so sorting by status surfaces problems.

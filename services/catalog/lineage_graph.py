@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.stores.registry import Lineage
+from services.stores.registry_records import Lineage
 
 
 @dataclass(frozen=True)

@@ -14,25 +14,28 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
-from urllib.request import url2pathname
+from urllib.parse import urlsplit
 
 import requests
 import sqlalchemy.exc
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from sqlalchemy.engine import make_url
 
 from services.errors import ConfigError, NotFound, RegistryUnavailable
+from services.stores.registry_connection import (
+    apply_environment,
+    describe_failure,
+    http_environment,
+    local_store_path,
+    redact_uri,
+    uri_password,
+)
+from services.stores.registry_records import DatasetRef, Lineage, ModelSummary, VersionInfo
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,104 +50,8 @@ _VERSIONS_PAGE = 10000  # SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT
 
 
 # ----------------------------------------------------------------------------------------------
-# Public value types
+# Reading MLflow's entities
 # ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelSummary:
-    name: str
-    description: str
-    owner: str | None
-    tags: dict[str, str]
-    aliases: dict[str, str]  # alias -> version
-    latest_version: str | None
-    version_count: int
-    last_updated: datetime | None
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    model: str
-    version: str
-    run_id: str | None
-    model_id: str | None
-    source: str
-    status: str
-    stage: str  # legacy stage, 'None' if unused
-    aliases: tuple[str, ...]
-    description: str
-    tags: dict[str, str]
-    created: datetime | None
-    last_updated: datetime | None
-
-
-@dataclass(frozen=True)
-class DatasetRef:
-    name: str
-    digest: str
-    source: str
-    source_type: str
-    context: str | None
-
-
-@dataclass(frozen=True)
-class Lineage:
-    model: str
-    version: str
-    model_id: str | None
-    run_id: str | None
-    run_name: str | None
-    experiment_id: str | None
-    run_status: str | None
-    params: dict[str, str]
-    metrics: dict[str, float]
-    tags: dict[str, str]  # run tags without the mlflow.* internals
-    datasets: tuple[DatasetRef, ...]
-    git_commit: str | None
-    parent_run_id: str | None
-    aliases: tuple[str, ...]
-
-
-# ----------------------------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------------------------
-def redact_uri(uri: str) -> str:
-    """The URI with any password replaced by ``***`` (safe to show and to log)."""
-    try:
-        parts = urlsplit(uri)
-        password = parts.password
-    except ValueError:
-        return uri
-    if not password:
-        return uri
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
-
-
-def _password(uri: str) -> str | None:
-    try:
-        return urlsplit(uri).password
-    except ValueError:
-        return None
-
-
-def _local_store_path(uri: str) -> tuple[Path, bool] | None:
-    """(path, is_database) of a local store URI, or None if the store is remote or in memory."""
-    scheme = urlsplit(uri).scheme.lower()
-    if scheme == "sqlite":
-        database = make_url(uri).database
-        if not database or database == ":memory:":
-            return None
-        if database.startswith("file:"):  # sqlite URI filename: file:path?mode=ro
-            database = database[len("file:"):].split("?", 1)[0]
-        return Path(database), True
-    if scheme == "file":
-        return Path(url2pathname(urlsplit(uri).path)), False
-    if scheme == "" and uri:  # a bare path: MLflow's file store
-        return Path(uri), False
-    return None
-
-
 def _utc(ms: int | None) -> datetime | None:
     if not ms:
         return None
@@ -206,59 +113,8 @@ def _dataset_source(raw: str | None) -> str:
     return raw
 
 
-def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 class _Missing(NotFound):
     """Internal: an optional object (run, logged model) is absent."""
-
-
-# ----------------------------------------------------------------------------------------------
-# HTTP timeouts and retries
-# ----------------------------------------------------------------------------------------------
-def _http_environment(timeout_s: float, max_retries: int) -> dict[str, str]:
-    """The MLflow environment variables that carry our timeout and retry budget.
-
-    MLflow 3.17's REST client (mlflow/utils/rest_utils.py: ``http_request``) takes timeout and
-    retries as arguments, but the stores never pass them: each request reads
-    MLFLOW_HTTP_REQUEST_TIMEOUT (int seconds, default 120), MLFLOW_HTTP_REQUEST_MAX_RETRIES
-    (default 7) and MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR (int, default 2) from os.environ *at call
-    time*, and honours Retry-After headers unless MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER is false.
-    With those defaults an unreachable server holds a page for minutes. There is no per-client
-    setting, so the environment is the only place to put ours. The effect is process-wide (every
-    MLflow HTTP call of this process gets the same budget), which is what the app wants: it holds
-    one Registry built from one Settings. Values are re-applied before each call, so in a process
-    holding Registries with different budgets (tests) each call runs with its own.
-
-    The backoff factor is 1: urllib3 2 sleeps 0 s before the first retry and 2, 4, ... s before
-    later ones, so with the default single retry a dead server fails in about timeout*(retries+1)
-    seconds. Retry-After is ignored so that a 429/503 cannot stall a page for the server's chosen
-    delay.
-    """
-    return {
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, math.ceil(timeout_s))),  # MLflow parses an int
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(max_retries),
-        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-        "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER": "false",
-    }
-
-
-_env_lock = threading.Lock()
-
-
-def _apply_environment(values: Mapping[str, str]) -> None:
-    # Written only when different: in the app every Registry has the same settings, so after the
-    # first call this never writes again (setenv racing getenv in another thread is unsafe in C).
-    with _env_lock:
-        for key, value in values.items():
-            if os.environ.get(key) != value:
-                os.environ[key] = value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,11 +143,11 @@ class Registry:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self._is_http = urlsplit(tracking_uri).scheme.lower() in ("http", "https")
-        self._http_env = _http_environment(timeout_s, max_retries)
+        self._http_env = http_environment(timeout_s, max_retries)
         self._client_: MlflowClient | None = None
         self._client_lock = threading.Lock()
         if self._is_http:
-            _apply_environment(self._http_env)
+            apply_environment(self._http_env)
 
     def __repr__(self) -> str:
         return f"Registry({self.display_uri!r})"
@@ -299,7 +155,7 @@ class Registry:
     # -- plumbing ---------------------------------------------------------------------------
     def _check_local_store(self) -> None:
         """Refuse a local store that does not exist: MLflow would silently create an empty one."""
-        local = _local_store_path(self.tracking_uri)
+        local = local_store_path(self.tracking_uri)
         if local is None:
             return
         path, is_database = local
@@ -314,7 +170,7 @@ class Registry:
     def _client(self) -> MlflowClient:
         self._check_local_store()  # every call: the file may vanish after the client exists
         if self._is_http:
-            _apply_environment(self._http_env)
+            apply_environment(self._http_env)
         with self._client_lock:
             if self._client_ is None:
                 # registry_uri given explicitly, so MLFLOW_REGISTRY_URI or a global
@@ -323,10 +179,10 @@ class Registry:
             return self._client_
 
     def _unavailable(self, exc: BaseException) -> RegistryUnavailable:
-        detail = self._describe(exc).rstrip()
+        detail = describe_failure(exc, self._http_env["MLFLOW_HTTP_REQUEST_TIMEOUT"]).rstrip()
         if not detail.endswith((".", "!", "?")):
             detail += "."
-        password = _password(self.tracking_uri)
+        password = uri_password(self.tracking_uri)
         if password:
             detail = detail.replace(password, "***")
         _log.warning("MLflow registry %s unavailable: %s", self.display_uri, detail)
@@ -336,27 +192,6 @@ class Registry:
                 f"The MLflow registry at {self.display_uri} refused the request: {detail}", _AUTH_HINT
             )
         return RegistryUnavailable(f"The MLflow registry at {self.display_uri} cannot be used: {detail}", _HINT)
-
-    def _describe(self, exc: BaseException) -> str:
-        """A one-line reason, preferring the network cause over MLflow's long wrapper text."""
-        for link in _exception_chain(exc):
-            if isinstance(link, requests.exceptions.Timeout):
-                return f"no answer within {self._http_env['MLFLOW_HTTP_REQUEST_TIMEOUT']} s."
-            if isinstance(link, requests.exceptions.ConnectionError):
-                text = str(link)
-                if "timed out" in text.lower():
-                    return f"no answer within {self._http_env['MLFLOW_HTTP_REQUEST_TIMEOUT']} s."
-                if "refused" in text.lower():
-                    return "connection refused."
-                if "name or service not known" in text.lower() or "nodename nor servname" in text.lower():
-                    return "the host name does not resolve."
-                return "the connection failed."
-            if isinstance(link, sqlalchemy.exc.SQLAlchemyError):
-                orig = getattr(link, "orig", None)
-                return f"database error: {orig or link}".splitlines()[0][:300]
-        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        message = " ".join(str(message).split())
-        return message if len(message) <= 500 else message[:497] + "..."
 
     def _call(self, fn: Callable[[MlflowClient], T], *, not_found: Callable[[], NotFound] | None = None) -> T:
         """Run one MLflow call and translate its failures into the typed error family."""

@@ -1,4 +1,4 @@
-"""bench/load.py end to end, small: two concurrent browser sessions, one walk, on the test demo.
+"""bench.load end to end, small: two concurrent browser sessions, one walk, on the test demo.
 
 Checks that the benchmark runs and reports every figure (no timing is asserted: this machine's
 load decides those; the real figures are in bench/RESULTS.md).
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench import load
+from bench.load.cli import parse_args
+from bench.load.report import markdown
+from bench.load.run import run_load
 from tests.support.live_app import chromium_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.load,
@@ -17,10 +19,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.load,
 
 
 def test_two_sessions_sign_in_walk_every_page_and_every_figure_is_reported(demo_template, tmp_path):
-    args = load.parse_args(["--sessions", "2", "--walks", "1", "--demo", str(demo_template), "--no-apptest",
-                            "--wait-quiet", "0", "--budget", "150", "--step-timeout", "60",
-                            "--artifacts", str(tmp_path / "artifacts")])
-    report = load.run_load(args, log=lambda _msg: None)
+    args = parse_args(["--sessions", "2", "--walks", "1", "--demo", str(demo_template), "--no-apptest",
+                       "--wait-quiet", "0", "--budget", "150", "--step-timeout", "60",
+                       "--artifacts", str(tmp_path / "artifacts")])
+    report = run_load(args, log=lambda _msg: None)
 
     assert report["success"] == {"ok": 2, "total": 2, "rate": 1.0, "failures": []}, report["success"]
     assert {s["user"] for s in report["sessions"]} == {"alice", "bob"}  # spread over the demo users
@@ -47,7 +49,7 @@ def test_two_sessions_sign_in_walk_every_page_and_every_figure_is_reported(demo_
     assert report["targets"]["success_rate"]["met"]
     assert report["machine"]["cores"] and report["machine"]["chromium"] and report["date"] and report["command"]
 
-    text = load.markdown(report)
+    text = markdown(report)
     for needle in ("Success: 2 / 2 sessions (100%)", "| **overall** |", "growth:", "**Targets:**",
                    "Streamlit server process", "Server-side script runs", "Where the time goes"):
         assert needle in text, needle

@@ -6,7 +6,7 @@ import math
 
 from services.catalog.comparison import compare_metrics
 from services.catalog.lineage_graph import build_lineage_graph
-from services.stores.registry import DatasetRef, Lineage
+from services.stores.registry_records import DatasetRef, Lineage
 
 
 def lineage(version: str, run: str, digest: str, aliases: tuple[str, ...] = ()) -> Lineage:

@@ -36,10 +36,11 @@ from services.mapping import ModelMapping
 from services.monitoring.config import AlertRules, DriftRule
 from services.monitoring.reference import ReferenceProfile, compute_profile
 from services.monitoring.report import build_report, fetch_aggregates, window_report
-from services.stats.drift import EVIDENTLY_DISPLAY_NAMES, ks_resolution, numerical_drift
+from services.stats.drift import EVIDENTLY_DISPLAY_NAMES, numerical_drift
 from services.stats.fairness import MISSING_GROUP
 from services.stats.histogram import bin_sample, decile_edges, reference_edges
 from services.stats.performance import roc_auc_tie_bound, score_counts
+from services.stats.two_sample import ks_resolution
 from services.stores.warehouse import aggregates as wa
 from tests.support import monitoring_data as data
 from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres

@@ -33,14 +33,10 @@ from services.stats.drift import (
     categorical_drift,
     categorical_method,
     category_counts,
-    ks_pvalue,
-    ks_resolution,
-    ks_statistic,
     null_share,
     numerical_drift,
     numerical_method,
     psi_band,
-    wasserstein_1,
 )
 from services.stats.histogram import (
     BinnedSample,
@@ -50,6 +46,7 @@ from services.stats.histogram import (
     decile_edges,
     reference_edges,
 )
+from services.stats.two_sample import ks_pvalue, ks_resolution, ks_statistic, wasserstein_1
 
 N = 50_000
 

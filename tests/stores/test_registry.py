@@ -31,7 +31,8 @@ from sklearn.linear_model import LogisticRegression
 
 from services.demo.processes import free_port
 from services.errors import ConfigError, NotFound, RegistryUnavailable
-from services.stores.registry import Lineage, Registry, VersionInfo
+from services.stores.registry import Registry
+from services.stores.registry_records import Lineage, VersionInfo
 from tests.support.mlflow_server import run_mlflow_server
 
 STAGES = {"Production": "production", "Staging": "staging"}
