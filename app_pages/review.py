@@ -6,8 +6,8 @@ import streamlit as st
 
 from services.auth.identity import Actor
 from services.governance import promotion, review_state
-from services.governance.authz import Action
 from services.governance.context import GovernanceContext
+from services.governance.decision_options import decision_options
 from services.governance.staleness import staleness
 from services.settings import Settings
 from ui import backends
@@ -16,23 +16,38 @@ from ui.notices import literal
 from ui.page import page
 from ui.session import actor_for_write, require_roles
 
+_FLASH = "review_flash"
 
-def _decide(settings: Settings, request: review_state.PromotionRequest, actor: Actor, failing: list[str]) -> None:
+
+def _decide(settings: Settings, request: review_state.PromotionRequest, actor: Actor) -> None:
+    """Only the controls this reviewer may use, with the reasons for the others, before any typing."""
     ctx = backends.governance(settings)
-    allowed = review_state.allowed_actions(ctx, actor, request)
-    if not allowed & {Action.APPROVE, Action.REJECT}:
-        st.info("You may not decide this request (you asked for it, created the version, or the model's "
-                "policy names other approvers).")
+    options = decision_options(ctx, actor, request)
+    standing = options.standing_override
+    if standing is not None:
+        gates = literal(", ".join(standing.overridden_gates))
+        st.info(f"{literal(standing.actor_name)} overrode the failed gates ({gates}) "
+                f"at {standing.recorded_at:%Y-%m-%d %H:%M} UTC: {literal(standing.override_reason)}  \n"
+                "Approvals after it are ordinary ones.", icon=":material/gavel:")
+    if not options.may_approve and not options.may_reject:
+        st.info(f"You may not decide this request: {literal(options.approve_refusal)}", icon=":material/block:")
         return
+    if not options.may_approve:
+        st.warning(f"You may reject, not approve: {literal(options.approve_refusal)}", icon=":material/block:")
+    elif not options.may_reject:
+        st.warning(f"You may approve, not reject: {literal(options.reject_refusal)}", icon=":material/block:")
+    overriding = options.may_approve and bool(options.needs_override)
     with st.form(f"decide_{request.id}"):
-        comment = st.text_area("Comment (required to reject)", max_chars=100_000)
+        comment = st.text_area("Comment" + (" (required to reject)" if options.may_reject else ""),
+                               max_chars=100_000)
         override = ""
-        if failing:
-            override = st.text_area(f"Override reason (needed to approve past the failed gates: {', '.join(failing)})",
-                                    max_chars=100_000)
+        if overriding:
+            override = st.text_area(f"Override reason (approving past the gates that did not pass: "
+                                    f"{', '.join(options.needs_override)})", max_chars=100_000)
         approve_col, reject_col = st.columns(2)
-        approve = approve_col.form_submit_button("Approve", type="primary", icon=":material/check:")
-        reject = reject_col.form_submit_button("Reject", icon=":material/close:")
+        approve = options.may_approve and approve_col.form_submit_button(
+            "Approve with override" if overriding else "Approve", type="primary", icon=":material/check:")
+        reject = options.may_reject and reject_col.form_submit_button("Reject", icon=":material/close:")
     if approve or reject:
         # The service decides again with the actor's current roles; a second click or a rival reviewer
         # gets the decision that was recorded first.
@@ -42,10 +57,18 @@ def _decide(settings: Settings, request: review_state.PromotionRequest, actor: A
         else:
             outcome = promotion.reject(ctx, current, request.id, comment)
         verb = "promoted" if outcome.promoted else ("rejected" if reject else "approved (waiting for more approvals)")
-        st.success(f"Recorded: {literal(request.model)} v{request.version} {verb}.")
+        flash = [("success", f"Recorded: {literal(request.model)} v{request.version} {verb}.")]
         if outcome.projection_error:
-            st.warning(f"The decision counts, but the registry is behind: {literal(outcome.projection_error)} "
-                       "An administrator's repair pass will apply it.")
+            flash.append(("warning", "The decision counts, but the registry is behind: "
+                                     f"{literal(outcome.projection_error)} "
+                                     "An administrator's repair pass will apply it."))
+        st.session_state[_FLASH] = flash
+        st.rerun()  # the queue and the request redraw from the ledger
+
+
+def _show_flash() -> None:
+    for kind, text in st.session_state.pop(_FLASH, []):
+        getattr(st, kind)(text)
 
 
 def _stale(settings: Settings, ctx: GovernanceContext, request: review_state.PromotionRequest, actor: Actor) -> bool:
@@ -69,6 +92,7 @@ def render(settings: Settings) -> None:
     actor = require_roles(settings, "reviewer", "admin")
     if actor is None:
         return
+    _show_flash()
     ctx = backends.governance(settings)
     waiting = review_state.list_requests(ctx, status="open")
     if not waiting:
@@ -88,18 +112,16 @@ def render(settings: Settings) -> None:
     if _stale(settings, ctx, request, actor):
         return
     evidence = review_state.evidence_snapshot(ctx, request.evidence_digest or "")
-    failing = []
     if evidence is not None:
         st.markdown("**Gates of the model's policy** (evidence snapshotted with the request)")
         st.dataframe(gates_table(evidence), hide_index=True)
         st.dataframe(metrics_table(evidence), hide_index=True)
-        failing = [g.name for g in evidence.gates if g.status != "passed"]
     if request.approvals:
         st.dataframe(decisions_table(list(request.approvals)), hide_index=True)
     for approval, why in request.void_approvals:
         st.warning(f"The approval by {literal(approval.actor_name)} no longer counts: {literal(why)}",
                    icon=":material/person_off:")
-    _decide(settings, request, actor, failing)
+    _decide(settings, request, actor)
 
 
 if __name__ == "__main__":

@@ -131,7 +131,11 @@ def test_reviewer_rejects_with_a_comment_and_nothing_moves(stores):
     at = decide_in_browser("ravi", "Reject", "")  # a rejection without a comment is refused
     assert "comment" in texts(at, ("error",)).lower()
     assert review_state.list_requests(ctx, status="open"), "a refused rejection records nothing"
-    decide_in_browser("ravi", "Reject", "MAE got worse on the holiday weeks")
+    at = decide_in_browser("ravi", "Reject", "MAE got worse on the holiday weeks")
+    # The page redraws from the ledger: the decided request is gone from the queue, no button left.
+    assert "rejected" in texts(at, ("success",))
+    assert "No promotion request is waiting" in texts(at, ("info",))
+    assert not any(b.label in ("Approve", "Reject") for b in at.button)
     [req] = review_state.list_requests(ctx, model="demand-forecast")
     assert req.status == "rejected" and req.resolution.comment == "MAE got worse on the holiday weeks"
     assert alias(settings, "demand-forecast", "production") == "3"
@@ -173,14 +177,39 @@ def test_only_an_admin_may_approve_past_a_failed_gate_and_must_say_why(demo_poli
     settings, ctx = demo_policy_stores
     # The demo policy: the AUC gate and the drift/fairness gates (no monitoring yet) fail for v5.
     request_in_browser("carol", "fraud-detection", "5", "Production", "restores latency")
-    at = decide_in_browser("rita", "Approve", "ok", override="I accept")
-    assert "may not override a failed gate" in texts(at, ("error",))
-    at = decide_in_browser("adam", "Approve", "ok")
+    at = decide_in_browser("adam", "Approve with override", "ok")
     assert "needs a written reason" in texts(at, ("error",))
-    decide_in_browser("adam", "Approve", "ok", override="latency fix outweighs the recall gate")
+    decide_in_browser("adam", "Approve with override", "ok", override="latency fix outweighs the recall gate")
     assert alias(settings, "fraud-detection", "production") == "5"
     [promoted] = audit.history(ctx, action="promote")
     assert promoted.is_override and promoted.override_reason == "latency fix outweighs the recall gate"
+
+
+def test_a_reviewer_without_the_override_role_is_told_so_before_typing_and_offered_only_reject(
+        demo_policy_stores):
+    request_in_browser("carol", "fraud-detection", "5", "Production", "restores latency")
+    at = page("rita", "app_pages/review.py")
+    assert not any(t.label.startswith("Override reason") for t in at.text_area)
+    assert [b.label for b in at.button if b.label in ("Approve", "Approve with override")] == []
+    warning = texts(at, ("warning",))
+    assert "You may reject, not approve" in warning and "override" in warning and "admin" in warning
+    assert any(b.label == "Reject" for b in at.button)
+
+
+def test_the_demo_credit_risk_candidate_is_promoted_through_one_override_and_one_approval(demo_policy_stores):
+    settings, ctx = demo_policy_stores  # credit-risk: 2 approvals, only admins override, one admin
+    request_in_browser("alice", "credit-risk", "4", "Production", "v4 adds the new bureau features")
+    at = page("adam", "app_pages/review.py")
+    assert any(b.label == "Approve with override" for b in at.button), "the demo candidate fails a gate"
+    at = decide_in_browser("adam", "Approve with override", "risk signed off", override="drift is the new bureau data")
+    assert "waiting for more approvals" in texts(at, ("success",))
+    at = page("rita", "app_pages/review.py")
+    assert "overrode the failed gates" in texts(at, ("info",))
+    assert not any(t.label.startswith("Override reason") for t in at.text_area)
+    decide_in_browser("rita", "Approve", "agreed")
+    assert alias(settings, "credit-risk", "production") == "4"
+    overrides = [d for d in audit.history(ctx, model="credit-risk") if d.is_override]
+    assert [d.actor_subject for d in overrides] == ["adam"]
 
 
 def test_an_expired_sign_in_cannot_decide_and_nothing_is_recorded(stores):
