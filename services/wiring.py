@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from services.auth.identity import auth_config
+from services.auth.identity import actor_from_claims, auth_config
+from services.demo.identities import DEMO_USERS
 from services.errors import TowerError
 from services.governance.context import GovernanceContext
-from services.governance.policy import policies
+from services.governance.policy import Person, check_satisfiable, policies
 from services.monitoring.config import monitoring_config
 from services.monitoring.views import TowerMonitoringEvidence
 from services.settings import Settings
@@ -30,9 +31,12 @@ from services.stores.warehouse import logs as warehouse_db
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings, with every feature's section of tower.yaml parsed now: a bad one is refused at start."""
     settings = read_settings(environ)
-    auth_config(settings)
-    policies(settings)
+    auth = auth_config(settings)
+    rules = policies(settings)
     monitoring_config(settings)
+    if settings.demo:  # the demo's identity provider is known: its people must be able to meet every policy
+        people = [Person(u.sub, actor_from_claims({"iss": "demo", **u.claims()}, auth).roles) for u in DEMO_USERS]
+        check_satisfiable(rules, sorted({*settings.models, *rules.per_model}), people)
     return settings
 
 

@@ -27,7 +27,7 @@ decide.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -279,3 +279,53 @@ def parse_policies(raw: Any, models: Mapping[str, ModelMapping] | None = None, *
     for name in ["default", *sections]:  # refuse impossible N-of-M at load time, not at the first request
         policies.for_model(name)
     return policies
+
+
+# ----------------------------------------------------------------------------------------------
+# Can a policy be met?
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Person:
+    """Someone the identity provider is known to hold, with their tower roles (the demo's people)."""
+
+    subject: str
+    roles: frozenset[str]
+    issuer: str = ""
+
+
+_IMPLIED = {"admin": frozenset({"reviewer", "model_owner"})}  # as authorization implies them
+
+
+def _effective(roles: frozenset[str]) -> frozenset[str]:
+    return roles.union(*(_IMPLIED.get(r, frozenset()) for r in roles))
+
+
+def _may_approve(policy: Policy, person: Person) -> bool:
+    roles = _effective(person.roles)
+    listed = bool(roles & policy.approvers.roles) or (person.issuer, person.subject) in policy.approvers.subjects
+    return bool(roles & {"reviewer", "admin"}) and listed
+
+
+def check_satisfiable(policies: Policies, models: Sequence[str], people: Sequence[Person]) -> None:
+    """Refuse a policy the known ``people`` can never meet: more approvals than people who may give
+    them, or overrides only by a role that none of those approvers holds. An override is given once
+    and the approvals after it are ordinary, so one approver holding an override role is enough."""
+    for model in models:
+        policy = policies.for_model(model)
+        approvers = sorted(p.subject for p in people if _may_approve(policy, p))
+        if len(approvers) < policy.approvals_required:
+            raise ConfigError(
+                f"policies.{model}: approvals_required is {policy.approvals_required} but only "
+                f"{len(approvers)} people may approve ({', '.join(approvers) or 'nobody'}), so no request "
+                "can ever be promoted.",
+                f"Lower policies.{model}.approvals_required, or give more people an approver role.")
+        if policy.override_roles:
+            overriders = [p.subject for p in people
+                          if _may_approve(policy, p) and _effective(p.roles) & policy.override_roles]
+            if not overriders:
+                raise ConfigError(
+                    f"policies.{model}: only the roles {', '.join(sorted(policy.override_roles))} may override a "
+                    "failed gate, and none of the people who may approve holds one, so a candidate with a "
+                    "failed gate can never be promoted.",
+                    f"Set policies.{model}.override_roles to a role an approver holds (for example admin), or "
+                    "[] to forbid overrides.")
