@@ -11,12 +11,18 @@ from services.governance.review_state import PromotionRequest
 GATE_ICONS = {"passed": "✅ passed", "failed": "❌ failed", "no_data": "⚪ no data"}
 
 
+TIME_FORMAT = "%Y-%m-%d %H:%M UTC"  # one format for every time the governance pages show
+
+
 def requests_table(requests: list[PromotionRequest]) -> pd.DataFrame:
+    """One row per request, with who decided it and why once it is decided."""
     return pd.DataFrame([{
-        "request": r.id[:12], "model": r.model, "version": r.version, "to stage": r.stage,
-        "replaces": r.previous_version or "—", "kind": r.kind, "status": r.status,
-        "approvals": f"{len(r.approvals)}/{r.approvals_required}",
-        "requested by": r.requester_name, "requested at": r.created_at, "reason": r.reason,
+        "Request": r.id[:12], "Model": r.model, "Version": r.version, "To stage": r.stage,
+        "Replaces": r.previous_version or "—", "Kind": r.kind, "Status": r.status,
+        "Approvals": f"{len(r.approvals)}/{r.approvals_required}",
+        "Requested by": r.requester_name, "Requested at": r.created_at.strftime(TIME_FORMAT), "Reason": r.reason,
+        "Decided by": r.resolution.actor_name if r.resolution else "—",
+        "Decision comment": (r.resolution.comment or "—") if r.resolution else "—",
     } for r in requests])
 
 

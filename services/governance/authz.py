@@ -16,7 +16,8 @@ The rules (roles from ``services.auth.identity.ROLES``; admin holds every right 
 |--------------------|--------------------------------------------------------------------------|
 | request_promotion, | model_owner whose subject is the model's ``owner`` tag, or an identity    |
 | rollback_request   | in the policy's ``requesters``; admin                                     |
-| cancel_request     | the requester (same issuer + subject), still model_owner or admin         |
+| cancel_request     | the requester (same issuer + subject), still model_owner or admin; for a  |
+|                    | service account's request also the model's owner (a person)               |
 | approve            | a *person*, reviewer/admin allowed by the policy's approvers; never the   |
 |                    | requester, the person a bot requested for, or the version's creator       |
 |                    | (four-eyes, even for admins)                                              |
@@ -73,6 +74,7 @@ class Resource:
     policy: Policy | None = None
     on_behalf_of: str | None = None  # the person a service account requested for (a name)
     requester_person: str | None = None  # the requester's person key (Actor.person_key)
+    requester_is_service: bool = False  # the request was filed by a service account (CI)
 
 
 # Roles an admin holds implicitly: "everything a reviewer and an owner can".
@@ -161,9 +163,14 @@ def authorize(actor: Actor, action: Action | str, resource: Resource) -> None:
         _may_request(actor, roles, resource, "request promotion of" if action == Action.REQUEST_PROMOTION
                      else "request a rollback of")
     elif action == Action.CANCEL_REQUEST:
-        if resource.requester is None or not actor.is_same_person(*resource.requester):
+        is_requester = resource.requester is not None and actor.is_same_person(*resource.requester)
+        # A bot's request answers to the model's owner: she may withdraw what CI filed on her model.
+        owns_bots_request = (resource.requester_is_service and not actor.is_service
+                             and resource.owner is not None and resource.owner == actor.subject)
+        if not (is_requester or owns_bots_request):
             raise _deny(f"{_who(actor)} did not make this request and may not cancel it.",
-                        "Only the requester may cancel; a reviewer may reject it.")
+                        "Only the requester (or, for a service account's request, the model's owner) may "
+                        "cancel; a reviewer may reject it.")
         if not roles & {"model_owner", "admin"}:
             raise _deny(f"{_who(actor)} no longer holds the model_owner role and may not cancel requests.")
     elif action == Action.APPROVE:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from services.auth.identity import Actor
 from services.governance.authz import Action, refusal
 from services.governance.context import GovernanceContext
-from services.governance.evidence import collect_evidence
+from services.governance.gate_check import candidate_evidence
 from services.governance.ledger_rows import Decision
 from services.governance.review_state import (
     PromotionRequest,
@@ -54,8 +54,7 @@ def decision_options(ctx: GovernanceContext, actor: Actor, request: PromotionReq
     if stale is not None:
         return DecisionOptions(False, False, (), False, stale, stale, stale=stale)
     holders = governed_holders(ctx, request.model)
-    evidence = collect_evidence(ctx, request.model, request.version, request.stage,
-                                holder_version=holders.get(request.stage), holders_known=True)
+    evidence = candidate_evidence(ctx, request.model, request.version, request.stage, holders)
     failing = tuple(g.name for g in evidence.failing)
     standing = standing_override(request.overrides, failing) if failing else None
     needs = failing if standing is None else ()

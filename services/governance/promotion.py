@@ -30,6 +30,7 @@ from services.governance import ledger, ledger_rows, ledger_tx, projection
 from services.governance.authz import Action, Resource, authorize, write_action, write_step
 from services.governance.context import GovernanceContext
 from services.governance.evidence import Evidence, collect_evidence
+from services.governance.gate_check import candidate_evidence
 from services.governance.ledger_rows import Decision, RequestRow
 from services.governance.policy import Policy
 from services.governance.review_state import (
@@ -183,7 +184,7 @@ def _prepare_request(ctx: GovernanceContext, actor: Actor, action: Action, kind:
     holders = governed_holders(ctx, model)
     if holders.get(stage) == version:
         raise Conflict(f"Version {version} of '{model}' already holds {stage}.")
-    evidence = collect_evidence(ctx, model, version, stage, holder_version=holders.get(stage), holders_known=True)
+    evidence = candidate_evidence(ctx, model, version, stage, holders)
     return _RequestPlan(kind, model, version, stage, holders, reason, evidence, on_behalf_of)
 
 
@@ -253,11 +254,11 @@ def rollback_request(ctx: GovernanceContext, actor: Actor, model: str, stage: st
 
 @write_action(Action.CANCEL_REQUEST)
 def cancel_request(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str = "") -> Outcome:
-    """The requester withdraws an open request."""
+    """The requester withdraws an open request (a service account's request: also the model's owner).
+
+    Who requested comes from the request's hash-checked ledger row, never the editable request table."""
     row = _request_row(ctx, request_id)
-    authorize(actor, Action.CANCEL_REQUEST, Resource(
-        model=row.model, version=row.version, stage=row.stage,
-        requester=(row.requester_issuer, row.requester_subject), policy=ctx.policy(row.model)))
+    authorize(actor, Action.CANCEL_REQUEST, review_resource(ctx, row))
     comment = check_text(comment, "comment", required=False)
     return _record_resolution(ctx, actor, row, ledger_rows.CANCEL, comment, row.evidence_digest, None)
 
@@ -334,8 +335,7 @@ def refresh_evidence(ctx: GovernanceContext, actor: Actor, request_id: str) -> O
     if holders.get(row.stage) == row.version:
         raise Conflict(f"Version {row.version} of '{row.model}' already holds {row.stage}: there is nothing to decide.",
                        "Cancel or reject the request.")
-    evidence = collect_evidence(ctx, row.model, row.version, row.stage, holder_version=holders.get(row.stage),
-                                holders_known=True)
+    evidence = candidate_evidence(ctx, row.model, row.version, row.stage, holders)
     return _record_refresh(ctx, actor, row, evidence, holders)
 
 
@@ -434,8 +434,7 @@ def approve(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str 
     settled = _refuse_if_stale(ctx, actor, request, holders, (ledger_rows.APPROVE, ledger_rows.PROMOTE))
     if settled is not None:
         return settled
-    evidence = collect_evidence(ctx, row.model, row.version, row.stage, holder_version=holders.get(row.stage),
-                                holders_known=True)
+    evidence = candidate_evidence(ctx, row.model, row.version, row.stage, holders)
     failing = tuple(g.name for g in evidence.failing)
     # An override already given in this round covers these gates: this approval is an ordinary one.
     overridden = () if standing_override(request.overrides, failing) is not None else failing

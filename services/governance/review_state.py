@@ -279,6 +279,7 @@ def review_resource(ctx: GovernanceContext, request: PromotionRequest | RequestR
     return Resource(model=first.model, version=first.version, stage=first.to_stage, owner=owner,
                     creator=ctx.registry.version_creator(first.model, first.version),
                     requester=(first.actor_issuer, first.actor_subject),
+                    requester_is_service=first.actor_issuer == auth_config(ctx.settings).service_issuer,
                     policy=ctx.policy(first.model), **extra)
 
 

@@ -59,6 +59,8 @@ def _resource(actor: Actor, cell: str) -> tuple[Action, Resource]:
         "rollback_own_model": (Action.ROLLBACK_REQUEST, dataclasses.replace(base, owner=actor.subject)),
         "cancel_own_request": (Action.CANCEL_REQUEST, dataclasses.replace(base, requester=me)),
         "cancel_others_request": (Action.CANCEL_REQUEST, dataclasses.replace(base, requester=SOMEONE)),
+        "cancel_bots_request_on_own_model": (Action.CANCEL_REQUEST, dataclasses.replace(
+            base, requester=("tower-service", "ci-bot"), requester_is_service=True, owner=actor.subject)),
         "approve": (Action.APPROVE, dataclasses.replace(base, requester=SOMEONE)),
         "reject": (Action.REJECT, dataclasses.replace(base, requester=SOMEONE)),
         "override_gate": (Action.OVERRIDE_GATE, dataclasses.replace(base, requester=SOMEONE)),
@@ -67,17 +69,18 @@ def _resource(actor: Actor, cell: str) -> tuple[Action, Resource]:
 
 
 COLUMNS = ("request_own_model", "request_others_model", "rollback_own_model", "cancel_own_request",
-           "cancel_others_request", "approve", "reject", "override_gate", "repair_projection")
+           "cancel_others_request", "cancel_bots_request_on_own_model", "approve", "reject", "override_gate",
+           "repair_projection")
 # 1 = allowed, 0 = Forbidden; one line per role, columns in COLUMNS order.
 MATRIX = {
-    "viewer":         (0, 0, 0, 0, 0, 0, 0, 0, 0),
-    "data_scientist": (0, 0, 0, 0, 0, 0, 0, 0, 0),
-    "model_owner":    (1, 0, 1, 1, 0, 0, 0, 0, 0),
-    "reviewer":       (0, 0, 0, 0, 0, 1, 1, 0, 0),
-    "admin":          (1, 1, 1, 1, 0, 1, 1, 1, 1),
-    "no_role":        (0, 0, 0, 0, 0, 0, 0, 0, 0),
-    "unknown_role":   (0, 0, 0, 0, 0, 0, 0, 0, 0),
-    "anonymous":      (0, 0, 0, 0, 0, 0, 0, 0, 0),
+    "viewer":         (0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+    "data_scientist": (0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+    "model_owner":    (1, 0, 1, 1, 0, 1, 0, 0, 0, 0),
+    "reviewer":       (0, 0, 0, 0, 0, 0, 1, 1, 0, 0),
+    "admin":          (1, 1, 1, 1, 0, 1, 1, 1, 1, 1),
+    "no_role":        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+    "unknown_role":   (0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+    "anonymous":      (0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
 }
 CELLS = [pytest.param(role, column, bool(MATRIX[role][i]), id=f"{role}-{column}")
          for role in MATRIX for i, column in enumerate(COLUMNS)]

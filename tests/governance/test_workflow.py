@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from services.auth.identity import Actor
 from services.errors import Conflict, Forbidden, NotFound
 from services.governance import audit, ledger, ledger_tx, projection, promotion, review_state
 
@@ -132,6 +133,19 @@ def test_only_the_owner_of_the_model_may_request_its_promotion(world: World) -> 
 # ----------------------------------------------------------------------------------------------
 # Cancel
 # ----------------------------------------------------------------------------------------------
+def test_the_models_owner_may_cancel_a_bots_request_on_it_and_nobody_else_may(world: World) -> None:
+    ci = Actor(issuer="tower-service", subject="ci-bot", name="service:ci-bot", roles=frozenset({"model_owner"}),
+               kind="service")
+    rid = promotion.request_promotion(world.ctx, ci, "credit-risk", "3", "Production", "nightly").request.id
+    for other in (BOB, RITA, person("alice", "viewer")):  # another owner, a reviewer, alice without the role
+        with pytest.raises(Forbidden):
+            promotion.cancel_request(world.ctx, other, rid, "not yours")
+    assert review_state.get_request(world.ctx, rid).is_open
+    outcome = promotion.cancel_request(world.ctx, ALICE, rid, "not ready for production")
+    assert outcome.request.status == "cancelled"
+    assert (outcome.decision.actor_subject, outcome.decision.comment) == ("alice", "not ready for production")
+
+
 def test_cancel_by_anyone_but_the_requester_is_forbidden(world: World) -> None:
     rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "better").request.id
     for other in (BOB, RITA, ADA, person("alice", "model_owner", issuer="https://other-idp.test")):

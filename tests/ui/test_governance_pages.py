@@ -11,7 +11,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from streamlit.testing.v1 import AppTest
 
-from services.auth.identity import actor_from_claims, auth_config
+from services.auth.identity import Actor, actor_from_claims, auth_config
 from services.demo.identities import DEMO_USERS
 from services.errors import Forbidden
 from services.governance import audit, promotion, review_state
@@ -256,3 +256,63 @@ def test_the_audit_page_reports_a_deleted_newest_ledger_row_by_its_sequence_numb
     at = page("vera", "app_pages/audit.py", model="demand-forecast")
     assert not at.exception
     assert f"row {newest.seq}" in texts(at, ("error",))
+
+
+# ----------------------------------------------------------------------------------------------
+# The requester's side
+# ----------------------------------------------------------------------------------------------
+def test_the_gates_show_for_the_chosen_version_before_anything_is_submitted(stores):
+    _, ctx = stores
+    at = page("alice", "app_pages/promotions.py")
+    at.selectbox(key="promote_model").select("credit-risk").run()
+    widget(at.selectbox, "Version").select("4").run()
+    widget(at.selectbox, "To stage").select("Production").run()
+    gates = next(d.value for d in at.dataframe if "Gate" in d.value.columns or "gate" in d.value.columns)
+    assert "metric:roc_auc" in set(gates.iloc[:, 0])
+    assert "Gates for v4 → Production" in texts(at, ("markdown",))
+    assert review_state.list_requests(ctx) == [], "a preview records nothing"
+
+
+def test_a_refused_request_keeps_the_justification_the_owner_typed(stores):
+    at = page("alice", "app_pages/promotions.py")
+    at.selectbox(key="promote_model").select("credit-risk").run()
+    widget(at.selectbox, "Version").select("3").run()  # v3 already holds Production in the demo
+    widget(at.selectbox, "To stage").select("Production").run()
+    widget(at.text_area, "Justification").input("a long, careful justification")
+    widget(at.button, "Request promotion").click().run()
+    assert "already holds Production" in texts(at, ("error",))
+    assert widget(at.text_area, "Justification").value == "a long, careful justification"
+
+
+def test_a_recorded_request_clears_the_justification(stores):
+    at = request_in_browser("alice", "credit-risk", "4", "Production", "v4 adds the new bureau features")
+    assert "recorded" in texts(at, ("success",))
+    assert widget(at.text_area, "Justification").value == ""
+
+
+def test_an_owner_sees_and_cancels_a_bots_request_on_her_model(demo_policy_stores):
+    settings, ctx = demo_policy_stores  # the demo policy lets ci-bot request
+    ci = Actor(issuer=auth_config(settings).service_issuer, subject="ci-bot", name="service:ci-bot",
+               roles=frozenset({"model_owner"}), kind="service")
+    rid = promotion.request_promotion(ctx, ci, "credit-risk", "4", "Production", "nightly retrain").request.id
+    at = page("alice", "app_pages/promotions.py")
+    table = at.dataframe[-1].value
+    assert list(table["Requested by"]) == ["service:ci-bot"] and list(table["Status"]) == ["open"]
+    widget(at.text_input, "Why").input("not before the bureau data review")
+    widget(at.button, "Cancel request").click().run()
+    assert not at.exception
+    request = review_state.get_request(ctx, rid)
+    assert request.status == "cancelled" and request.resolution.actor_subject == "alice"
+    table = at.dataframe[-1].value
+    assert table["Decided by"].iloc[0].startswith("Alice")
+    assert table["Decision comment"].iloc[0] == "not before the bureau data review"
+
+
+def test_another_owner_does_not_see_or_cancel_a_bots_request_on_a_model_she_does_not_own(demo_policy_stores):
+    settings, ctx = demo_policy_stores
+    ci = Actor(issuer=auth_config(settings).service_issuer, subject="ci-bot", name="service:ci-bot",
+               roles=frozenset({"model_owner"}), kind="service")
+    promotion.request_promotion(ctx, ci, "credit-risk", "4", "Production", "nightly retrain")
+    at = page("bob", "app_pages/promotions.py")  # bob owns loan-approval only
+    assert "No promotion request has been made on your models" in texts(at, ("info",))
+    assert not any(b.label == "Cancel request" for b in at.button)
