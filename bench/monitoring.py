@@ -15,7 +15,7 @@ timed in wall-clock and in CPU seconds (the machine is shared: CPU time moves le
 * ``ours_warm`` -- ``services.monitoring.report.window_report`` (drift, fairness, latency and
   performance pushed into DuckDB as SQL) with the reference profile already kept in the tower
   state: loading it is timed, computing it is not. Its pieces are timed by wrapping the
-  ``warehouse_aggregates`` functions the report calls.
+  ``services.stores.warehouse`` functions the report calls.
 * ``ours_cold`` -- the same after computing the reference profile from the warehouse.
 * ``evidently`` -- ``Report([DataDriftPreset()]).run`` on pandas frames of the same reference and
   window rows (loading them from DuckDB is timed apart).
@@ -269,7 +269,7 @@ def keep_profile(db: Path, tower: str) -> float | None:
     """Compute and store the reference profile unless it is kept already; the seconds it took, or None."""
     from services.monitoring import reference
     from services.stores.tower_db import create_schema, make_tower_engine
-    from services.stores.warehouse.logs import make_engine
+    from services.stores.warehouse.engine import make_engine
 
     mapping = bench_mapping()
     tower_engine, engine = make_tower_engine(tower), make_engine(f"duckdb:///{db}")
@@ -305,7 +305,7 @@ def _engine(db: Path) -> Any:
     """The warehouse engine the tower uses, with one connection opened (not timed)."""
     import sqlalchemy as sa
 
-    from services.stores.warehouse.logs import make_engine
+    from services.stores.warehouse.engine import make_engine
 
     engine = make_engine(f"duckdb:///{db}")
     with engine.connect() as conn:
@@ -348,7 +348,7 @@ def _ours(db: Path, tower: str, *, cold: bool) -> dict[str, Any]:
     from services.monitoring import reference
     from services.monitoring import report as report_module
     from services.stores.tower_db import make_tower_engine
-    from services.stores.warehouse import aggregates as wa
+    from services.stores.warehouse import histograms, logs, outcomes
 
     mapping = bench_mapping()
     engine, tower_engine = _engine(db), make_tower_engine(tower)
@@ -368,8 +368,10 @@ def _ours(db: Path, tower: str, *, cold: bool) -> dict[str, Any]:
                 cpu[name] += c
         setattr(module, name, wrapper)
 
+    homes = {"numeric_histograms": histograms, "value_counts": histograms, "fairness_counts": outcomes,
+             "classification_counts": outcomes, "latency_summaries": logs, "build_report": report_module}
     for name in PIECES:
-        timed(report_module if name == "build_report" else wa, name)
+        timed(homes[name], name)
     clock = Clock()
     if cold:
         profile = reference.compute_profile(engine, mapping)
@@ -544,8 +546,10 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
     from services.monitoring import reference
     from services.monitoring import report as report_module
     from services.stats import drift as drift_module
-    from services.stores.warehouse import aggregates as wa
     from services.stores.warehouse import binning
+    from services.stores.warehouse.histograms import numeric_histograms
+    from services.stores.warehouse.rows import log_rows, rows_source
+    from services.stores.warehouse.sql import WHOLE, finite_value
 
     mapping = bench_mapping()
     engine = _engine(db)
@@ -556,7 +560,7 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
     columns = [c for c, r in profile.numerical.items() if not r.value_counted]
     edges = {c: profile.numerical[c].edges for c in columns}
     shifts = {c: profile.numerical[c].histogram.shift for c in columns}
-    rows = wa.log_rows(mapping, *WINDOW)
+    rows = log_rows(mapping, *WINDOW)
     window = tuple(WINDOW)
     out: dict[str, Any] = {"columns": len(columns), "rows": None, "seconds": {}, "cpu": {}, "operators": {}}
 
@@ -568,13 +572,13 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
                "WHERE ts >= $1 AND ts < $2)"
 
     def linear_grid(e: np.ndarray) -> tuple[float, float, list[int]]:
-        width = (e[-1] - e[0]) / wa.GRID_CELLS if e.size > 1 and e[-1] > e[0] else 1.0
-        lower = np.searchsorted(e, e[0] + width * np.arange(wa.GRID_CELLS), side="left")
+        width = (e[-1] - e[0]) / binning.GRID_CELLS if e.size > 1 and e[-1] > e[0] else 1.0
+        lower = np.searchsorted(e, e[0] + width * np.arange(binning.GRID_CELLS), side="left")
         return float(e[0]), float(1 / width), [int(v) for v in lower]
 
     def cell(c: str) -> str:
         origin, scale, _ = linear_grid(edges[c])
-        return f"least(greatest(floor((x - ({origin!r})) * {scale!r}), 0.0), {wa.GRID_CELLS - 1}.0)::BIGINT"
+        return f"least(greatest(floor((x - ({origin!r})) * {scale!r}), 0.0), {binning.GRID_CELLS - 1}.0)::BIGINT"
 
     def union(parts: list[str]) -> str:
         return " UNION ALL ".join(parts)
@@ -606,8 +610,8 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
         width = binning.grid_columns(plans)
         bare = []
         for i, c in enumerate(columns):
-            x = wa.finite_value("duckdb", c)
-            source, keys = wa.rows_source(mapping, rows, "duckdb", False, False, [c], {"x": x})
+            x = finite_value("duckdb", c)
+            source, keys = rows_source(mapping, rows, "duckdb", False, False, [c], {"x": x})
             grid = (i, plans[i], width) if i in plans else None
             binned = binning.binned_values("duckdb", source, keys, edges[c], f"edges_{i}", grid=grid)
             bare.append(sa.select(sa.literal(i).label("f"), sa.func.sum(binned.c.bin)))
@@ -633,15 +637,15 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
         measure("asof_join", sql(asof, asof_parameters))
 
     def ours() -> Any:
-        return wa.numeric_histograms(engine, mapping, rows, edges, shifts=shifts)
+        return numeric_histograms(engine, mapping, rows, edges, shifts=shifts)
     measure("numeric_histograms", ours)
-    empty = wa.log_rows(mapping, datetime(2000, 1, 1), datetime(2000, 1, 8))  # no rows: the fixed cost alone
+    empty = log_rows(mapping, datetime(2000, 1, 1), datetime(2000, 1, 8))  # no rows: the fixed cost alone
     measure("numeric_histograms_empty",
-        lambda: wa.numeric_histograms(engine, mapping, empty, edges, shifts=shifts))
+        lambda: numeric_histograms(engine, mapping, empty, edges, shifts=shifts))
     from sqlalchemy import event
 
     event.listen(engine, "before_cursor_execute", capture)
-    wa.numeric_histograms(engine, mapping, empty, edges, shifts=shifts)
+    numeric_histograms(engine, mapping, empty, edges, shifts=shifts)
     event.remove(engine, "before_cursor_execute", capture)
     (text, parameters), = captured
     captured.clear()
@@ -649,9 +653,9 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
         # the same statement sent as text: DuckDB's share of the fixed cost
         measure("numeric_histograms_empty_driver",
             lambda: conn.exec_driver_sql(text, parameters).fetchall())
-    ours_result = ours()[wa.WHOLE]
+    ours_result = ours()[WHOLE]
     # the ten-step binary search over the edges, without the grid
-    measure("no_grid", lambda: wa.numeric_histograms(engine, mapping, rows, edges, shifts=shifts, grid=False))
+    measure("no_grid", lambda: numeric_histograms(engine, mapping, rows, edges, shifts=shifts, grid=False))
 
     with engine.connect() as conn:  # the ASOF alternative gives the same bins as ours
         got: dict[int, dict[Any, int]] = {}
@@ -669,7 +673,7 @@ def _probe(db: Path, tower: str, repeat: int) -> dict[str, Any]:
 
     # Which statements one window report sends, and their operators.
     event.listen(engine, "before_cursor_execute", capture)
-    aggregates = report_module.fetch_aggregates(engine, mapping, profile, *WINDOW)[wa.WHOLE]
+    aggregates = report_module.fetch_aggregates(engine, mapping, profile, *WINDOW)[WHOLE]
     event.remove(engine, "before_cursor_execute", capture)
     with engine.connect() as conn:
         out["operators"] = [_operators(conn, s, p) for s, p in captured]

@@ -24,7 +24,7 @@ from services.settings import Settings
 from services.settings import load_settings as read_settings
 from services.stores import tower_db
 from services.stores.registry import Registry
-from services.stores.warehouse import logs as warehouse_db
+from services.stores.warehouse import engine as warehouse_db
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

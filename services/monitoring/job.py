@@ -36,7 +36,7 @@ from services.monitoring.config import MonitoringConfig, monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.report import WindowAggregates, build_report, fetch_aggregates
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
-from services.stores.warehouse import aggregates as wa
+from services.stores.warehouse.logs import log_bounds
 
 _VERSION_MAX, _SLICE_VALUE_MAX = 255, 1000  # the column sizes of monitoring_results (a log may hold anything)
 Progress = Callable[[str, int, int], None]
@@ -142,7 +142,7 @@ def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: M
     started = time.perf_counter()
     now = now or _now()
     profile = load_or_compute(tower, warehouse, mapping, refresh=refresh_reference)
-    bounds = wa.log_bounds(warehouse, mapping)
+    bounds = log_bounds(warehouse, mapping)
     rules = config.rules_for(mapping.name)
 
     def finish(first: date | None, last: date | None, windows: int, results: int, note: str | None) -> ModelRun:

@@ -35,7 +35,9 @@ from services.stats.drift import (
 from services.stats.fairness import FOUR_FIFTHS, GroupCounts, fairness_summary
 from services.stats.histogram import BinnedSample, bin_value_counts
 from services.stats.performance import classification_metrics, regression_metrics, roc_auc
-from services.stores.warehouse import aggregates as wa
+from services.stores.warehouse import histograms, logs, outcomes  # via the modules: the benchmark times each call
+from services.stores.warehouse.rows import log_rows
+from services.stores.warehouse.sql import WHOLE, GroupKey
 
 NUMERICAL_METHODS = ("wasserstein", "ks", "psi", "jensenshannon")
 CATEGORICAL_METHODS = ("jensenshannon", "psi", "chisquare", "z")
@@ -62,9 +64,9 @@ class WindowAggregates:
     numerical_values: dict[str, dict[float | None, int]] = field(default_factory=dict)
     categorical: dict[str, dict[str | None, int]] = field(default_factory=dict)
     fairness: dict[str, tuple[GroupCounts, ...]] = field(default_factory=dict)
-    classification: wa.ClassificationCounts | None = None
-    regression: wa.RegressionSums | None = None
-    latency: wa.LatencySummary | None = None
+    classification: outcomes.ClassificationCounts | None = None
+    regression: outcomes.RegressionSums | None = None
+    latency: logs.LatencySummary | None = None
 
 
 def _add_counts(parts: Iterable[Mapping[Any, int]]) -> dict[Any, int]:
@@ -92,7 +94,7 @@ def _add_groups(parts: Sequence[tuple[GroupCounts, ...]]) -> tuple[GroupCounts, 
     return tuple(GroupCounts(name, *values) for name, values in sorted(acc.items()))
 
 
-def combine(parts: Sequence[WindowAggregates], latency: wa.LatencySummary | None) -> WindowAggregates:
+def combine(parts: Sequence[WindowAggregates], latency: logs.LatencySummary | None) -> WindowAggregates:
     """All versions of a window from its per-version aggregates (every count and sum adds up).
 
     Quantiles do not add up, so the window's ``latency`` is given (queried over all versions).
@@ -126,51 +128,51 @@ def _sum(parts: Sequence[Any]) -> Any:
 
 def fetch_aggregates(engine: Engine, mapping: ModelMapping, profile: ReferenceProfile, start: datetime,
                      end: datetime, *, by_day: bool = False, by_version: bool = False
-                     ) -> dict[wa.GroupKey, WindowAggregates]:
+                     ) -> dict[GroupKey, WindowAggregates]:
     """Aggregates of the log in ``[start, end)``, per (day, version) group as asked.
 
     With ``by_version`` the result also holds the all-versions group of each day (version None),
     combined from the versions' aggregates and the all-versions latency. Groups without rows are
     absent, except the whole window when nothing is grouped (an empty window gives ``rows == 0``).
     """
-    rows = wa.log_rows(mapping, start, end)
+    rows = log_rows(mapping, start, end)
     grouping = {"by_day": by_day, "by_version": by_version}
     histogram_edges = {c: r.edges for c, r in profile.numerical.items() if not r.value_counted}
     shifts = {c: cast(BinnedSample, profile.numerical[c].histogram).shift for c in histogram_edges
               if profile.numerical[c].histogram is not None}
     few = [c for c, r in profile.numerical.items() if r.value_counted]
-    numerical = wa.numeric_histograms(engine, mapping, rows, histogram_edges, shifts=shifts, **grouping)
-    values = wa.value_counts(engine, mapping, rows, few, numeric=True, **grouping)
-    categorical = wa.value_counts(engine, mapping, rows, mapping.categorical, numeric=False, **grouping)
+    numerical = histograms.numeric_histograms(engine, mapping, rows, histogram_edges, shifts=shifts, **grouping)
+    values = histograms.value_counts(engine, mapping, rows, few, numeric=True, **grouping)
+    categorical = histograms.value_counts(engine, mapping, rows, mapping.categorical, numeric=False, **grouping)
     classifier = mapping.task == "binary_classification"  # group fairness of 0/1 decisions only
-    fairness = wa.fairness_counts(engine, mapping, rows, **grouping) if mapping.sensitive and classifier else {}
+    fairness = outcomes.fairness_counts(engine, mapping, rows, **grouping) if mapping.sensitive and classifier else {}
     if mapping.task == "binary_classification":
-        classification, regression = wa.classification_counts(engine, mapping, rows, **grouping), {}
+        classification, regression = outcomes.classification_counts(engine, mapping, rows, **grouping), {}
     else:
-        classification, regression = {}, wa.regression_sums(engine, mapping, rows, **grouping)
-    latency = wa.latency_summaries(engine, mapping, start, end, **grouping)
+        classification, regression = {}, outcomes.regression_sums(engine, mapping, rows, **grouping)
+    latency = logs.latency_summaries(engine, mapping, start, end, **grouping)
 
     keys = set(latency) | set(numerical) | set(categorical) | set(values)
     if not by_day and not by_version:
-        keys.add(wa.WHOLE)
-    result: dict[wa.GroupKey, WindowAggregates] = {}
+        keys.add(WHOLE)
+    result: dict[GroupKey, WindowAggregates] = {}
     for key in keys:
-        lat = latency.get(key) or wa.LatencySummary(0, 0, None, None, None)
+        lat = latency.get(key) or logs.LatencySummary(0, 0, None, None, None)
         result[key] = WindowAggregates(
             rows=lat.requests,
             numerical=numerical.get(key) or _empty_histograms(histogram_edges, shifts),
             numerical_values=values.get(key) or {c: {} for c in few},
             categorical=categorical.get(key) or {c: {} for c in mapping.categorical},
             fairness=fairness.get(key) or ({a: () for a in mapping.sensitive} if classifier else {}),
-            classification=(classification.get(key) or wa.ClassificationCounts.empty("score" in mapping.columns))
+            classification=(classification.get(key) or outcomes.ClassificationCounts.empty("score" in mapping.columns))
             if mapping.task == "binary_classification" else None,
-            regression=(regression.get(key) or wa.RegressionSums(0, 0, 0.0, 0.0))
+            regression=(regression.get(key) or outcomes.RegressionSums(0, 0, 0.0, 0.0))
             if mapping.task != "binary_classification" else None,
             latency=lat,
         )
     if by_version:
         days = sorted({day for day, _ in result}, key=lambda d: (d is None, d))
-        all_latency = wa.latency_summaries(engine, mapping, start, end, by_day=by_day)
+        all_latency = logs.latency_summaries(engine, mapping, start, end, by_day=by_day)
         for day in days:
             parts = [agg for (d, v), agg in result.items() if d == day and v is not None]
             result[(day, None)] = combine(parts, all_latency.get((day, None)))
@@ -455,7 +457,7 @@ def categorical_column_drift(column: str, reference: Mapping[str | None, int], c
 
 
 # --- performance ------------------------------------------------------------------------------
-def _classification_values(counts: wa.ClassificationCounts | None) -> dict[str, float | None]:
+def _classification_values(counts: outcomes.ClassificationCounts | None) -> dict[str, float | None]:
     if counts is None:
         return {}
     m = classification_metrics(counts.confusion)
@@ -463,7 +465,7 @@ def _classification_values(counts: wa.ClassificationCounts | None) -> dict[str, 
             "roc_auc": roc_auc(counts.scores) if counts.scores is not None else None}
 
 
-def _regression_values(sums: wa.RegressionSums | None) -> dict[str, float | None]:
+def _regression_values(sums: outcomes.RegressionSums | None) -> dict[str, float | None]:
     if sums is None:
         return {}
     m = regression_metrics(sums.labeled, sums.sum_abs_error, sums.sum_squared_error)
@@ -479,11 +481,11 @@ def _limit(metric: str, reference: float | None, max_drop: float) -> float | Non
 def performance_result(mapping: ModelMapping, profile: ReferenceProfile, aggregates: WindowAggregates,
                        rule: PerformanceRule) -> PerformanceResult:
     if mapping.task == "binary_classification":
-        counts = aggregates.classification or wa.ClassificationCounts.empty()
+        counts = aggregates.classification or outcomes.ClassificationCounts.empty()
         predictions, labeled = counts.predictions, counts.labeled
         metrics, reference = _classification_values(counts), _classification_values(profile.classification)
     else:
-        sums = aggregates.regression or wa.RegressionSums(0, 0, 0.0, 0.0)
+        sums = aggregates.regression or outcomes.RegressionSums(0, 0, 0.0, 0.0)
         predictions, labeled = sums.predictions, sums.labeled
         metrics, reference = _regression_values(sums), _regression_values(profile.regression)
     coverage = labeled / predictions if predictions else None
@@ -537,7 +539,7 @@ def build_report(mapping: ModelMapping, profile: ReferenceProfile, aggregates: W
 def window_report(engine: Engine, mapping: ModelMapping, profile: ReferenceProfile, start: datetime,
                   end: datetime, *, rules: AlertRules | None = None) -> WindowReport:
     """The report of ``[start, end)``, all versions together (at most six warehouse statements)."""
-    rows = wa.log_rows(mapping, start, end)
+    rows = log_rows(mapping, start, end)
     assert rows.start is not None and rows.end is not None  # log_rows always bounds the window
-    aggregates = fetch_aggregates(engine, mapping, profile, rows.start, rows.end)[wa.WHOLE]
+    aggregates = fetch_aggregates(engine, mapping, profile, rows.start, rows.end)[WHOLE]
     return build_report(mapping, profile, aggregates, start=rows.start, end=rows.end, rules=rules)

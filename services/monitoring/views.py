@@ -30,7 +30,9 @@ from services.monitoring.store import (
     monitoring_results,
 )
 from services.stats.histogram import BinnedSample, coarsen
-from services.stores.warehouse import aggregates as wa
+from services.stores.warehouse.histograms import numeric_histograms, value_counts
+from services.stores.warehouse.rows import log_rows
+from services.stores.warehouse.sql import WHOLE
 
 Status = Literal["ok", "warning", "alert", "unknown"]
 _MISSING_TABLE = re.compile(r"no such table|does not exist|undefined table", re.IGNORECASE)
@@ -254,9 +256,9 @@ def feature_distributions(engine: Engine, mapping: ModelMapping, reference: Refe
     excluded). Columns: bin, lower, upper, reference_count, current_count, reference_share,
     current_share. One warehouse statement.
     """
-    rows = wa.log_rows(mapping, start, end)
+    rows = log_rows(mapping, start, end)
     if column in mapping.categorical:
-        current = wa.value_counts(engine, mapping, rows, [column], numeric=False).get(wa.WHOLE, {}).get(column, {})
+        current = value_counts(engine, mapping, rows, [column], numeric=False).get(WHOLE, {}).get(column, {})
         ref: dict[str | None, int] | dict[float | None, int] = reference.categorical.get(column, {})
         keys = sorted({k for k in (*ref, *current) if k is not None})
         ref_counts = np.array([ref.get(k, 0) for k in keys], dtype=float)
@@ -265,16 +267,16 @@ def feature_distributions(engine: Engine, mapping: ModelMapping, reference: Refe
     elif column in mapping.numerical:
         ref_column = reference.numerical[column]
         if ref_column.value_counted:
-            current = wa.value_counts(engine, mapping, rows, [column], numeric=True).get(wa.WHOLE, {}).get(column, {})
+            current = value_counts(engine, mapping, rows, [column], numeric=True).get(WHOLE, {}).get(column, {})
             ref = ref_column.values or {}
             values = sorted({k for k in (*ref, *current) if k is not None})
             ref_counts = np.array([ref.get(v, 0) for v in values], dtype=float)
             cur_counts = np.array([current.get(v, 0) for v in values], dtype=float)
             labels, lower, upper = [f"{v:g}" for v in values], list(values), list(values)
         else:
-            sample = wa.numeric_histograms(
+            sample = numeric_histograms(
                 engine, mapping, rows, {column: ref_column.edges},
-                shifts={column: cast(BinnedSample, ref_column.histogram).shift})[wa.WHOLE][column]
+                shifts={column: cast(BinnedSample, ref_column.histogram).shift})[WHOLE][column]
             step = max((ref_column.edges.size + 1) // DISPLAY_BINS, 1)  # 999 edges: every 50th, 5 % each
             display = ref_column.edges[step - 1::step][:DISPLAY_BINS - 1]
             ref_coarse = coarsen(cast(BinnedSample, ref_column.histogram), display)

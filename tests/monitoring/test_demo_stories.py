@@ -24,7 +24,7 @@ from services.monitoring.report import window_report
 from services.monitoring.store import alert_episodes, monitoring_results
 from services.settings import Settings, load_settings
 from services.stores.tower_db import make_tower_engine
-from services.stores.warehouse.logs import make_engine
+from services.stores.warehouse.engine import make_engine
 from tests.support.webhook import Receiver
 
 
