@@ -113,7 +113,7 @@ def test_warehouse_pool_is_bounded_and_a_full_pool_fails_fast_with_a_clear_messa
             held.enter_context(engine.connect())
         started = time.monotonic()
         with pytest.raises(WarehouseUnavailable, match="busy"):
-            warehouse.last_prediction_at(engine, mapping)
+            warehouse.log_bounds(engine, mapping)
         assert time.monotonic() - started < 5
     engine.dispose()
 

@@ -48,7 +48,6 @@ _LATENCY_BY_VERSION_COLUMNS = {
     "version": "object", "requests": "int64", "errors": "int64", **_RATES,
     "first_seen": "datetime64[ns]", "last_seen": "datetime64[ns]",
 }
-_NATIVE_QUANTILE_DIALECTS = ("duckdb", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -238,15 +237,6 @@ def window_summary(engine: Engine, mapping: ModelMapping, start: datetime, end: 
         p99_ms=p99,
         last_prediction_at=naive_utc_or_none(record["last_seen"]),
     )
-
-
-def last_prediction_at(engine: Engine, mapping: ModelMapping) -> datetime | None:
-    """When the model last served a prediction (any version), or None for an empty log."""
-    schema, name = split_table_name(mapping.table)
-    ts: sa.ColumnClause[Any] = sa.column(mapping.column("timestamp"))
-    query = sa.select(sa.func.max(ts, type_=sa.types.NullType())).select_from(sa.table(name, ts, schema=schema))
-    with connection(engine, mapping) as conn:
-        return naive_utc_or_none(conn.execute(query).scalar())
 
 
 @dataclass(frozen=True)

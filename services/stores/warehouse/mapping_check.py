@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
@@ -44,26 +47,51 @@ def _column_names(conn: Connection, schema: str | None, name: str) -> list[str]:
     return [str(row[0]) for row in conn.execute(query)]
 
 
-def check_mapping(engine: Engine, mapping: ModelMapping) -> None:
-    """Raise MappingError unless the mapped table holds every mapped column."""
+@dataclass(frozen=True)
+class _Mismatch:
+    """What the warehouse lacks of one mapping: its table, or some of its columns."""
+
+    model: str
+    table: str
+    table_missing: bool
+    missing: tuple[tuple[str, str], ...] = ()  # (physical column, what it is for)
+    present: tuple[str, ...] = ()
+
+    @property
+    def problem(self) -> str:
+        if self.table_missing:
+            return f"{self.model}: no table {self.table}"
+        noun = "column" if len(self.missing) == 1 else "columns"
+        return f"{self.model}: table {self.table} has no {noun} {', '.join(c for c, _ in self.missing)}"
+
+    @property
+    def fix(self) -> str:
+        if self.table_missing:
+            return f"models.{self.model}.table names no table of this warehouse (or WAREHOUSE_URL names another)"
+        shown = ", ".join(self.present[:30]) + (", …" if len(self.present) > 30 else "")
+        return (f"models.{self.model} maps " + ", ".join(f"{c} ({what})" for c, what in self.missing)
+                + f"; {self.table} has {shown}")
+
+
+def _mismatch(engine: Engine, mapping: ModelMapping) -> _Mismatch | None:
     schema, name = split_table_name(mapping.table)
     with connection(engine, mapping) as conn:
         if not sa.inspect(conn).has_table(name, schema=schema):
-            raise MappingError(
-                f"Table {mapping.table} of model '{mapping.name}' does not exist in the warehouse.",
-                f"Check models.{mapping.name}.table in tower.yaml and WAREHOUSE_URL.",
-            )
+            return _Mismatch(mapping.name, mapping.table, table_missing=True)
         present = _column_names(conn, schema, name)
     fold = engine.dialect.name in ("duckdb", "sqlite")  # identifiers are case-insensitive there
     known = {c.lower() for c in present} if fold else set(present)
-    missing = [
-        f"column '{physical}' ({what}) is missing from table {mapping.table}"
-        for physical, what in _expected_columns(mapping)
-        if (physical.lower() if fold else physical) not in known
-    ]
-    if missing:
-        shown = ", ".join(present[:30]) + (", …" if len(present) > 30 else "")
-        raise MappingError(
-            f"Model '{mapping.name}' does not match its log table: " + "; ".join(missing) + ".",
-            f"Fix models.{mapping.name}.columns in tower.yaml. Columns present: {shown}.",
-        )
+    missing = tuple((physical, what) for physical, what in _expected_columns(mapping)
+                    if (physical.lower() if fold else physical) not in known)
+    return _Mismatch(mapping.name, mapping.table, False, missing, tuple(present)) if missing else None
+
+
+def check_mappings(engine: Engine, mappings: Sequence[ModelMapping]) -> None:
+    """Raise one MappingError naming every missing table and column of ``mappings``, or return.
+
+    All of them at once, so a broken tower.yaml is fixed in one pass rather than one model per run.
+    """
+    found = [m for m in (_mismatch(engine, mapping) for mapping in mappings) if m is not None]
+    if found:
+        raise MappingError("The warehouse does not match tower.yaml: " + "; ".join(m.problem for m in found) + ".",
+                           "In tower.yaml: " + ". ".join(m.fix for m in found) + ".")
