@@ -22,7 +22,7 @@ from services.mapping import ModelMapping
 from services.monitoring import report, views
 from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
-from services.monitoring.report import WindowReport
+from services.monitoring.results import WindowReport
 from services.outages import REGISTRY, TOWER, WAREHOUSE, OutageBoard
 from services.settings import Settings
 from services.stores.registry import Lineage, ModelSummary, Registry, VersionInfo

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from services.errors import ConfigError, TowerStateUnavailable
 from services.mapping import ModelMapping
 from services.monitoring.reference import ReferenceProfile
-from services.monitoring.report import RULE_METRICS, WindowReport
+from services.monitoring.results import RULE_METRICS, WindowReport
 from services.monitoring.store import (
     ACTIVE_STATUSES,
     ALL_VERSIONS,
