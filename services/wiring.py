@@ -19,7 +19,7 @@ from services.errors import TowerError
 from services.governance.context import GovernanceContext
 from services.governance.policy import policies
 from services.monitoring.config import monitoring_config
-from services.monitoring.views import TowerMonitoringEvidence
+from services.monitoring.evidence import TowerMonitoringEvidence
 from services.settings import Settings
 from services.settings import load_settings as read_settings
 from services.stores import tower_db
