@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from services.monitoring.co_drift import co_drifting_pairs
-from services.monitoring.views import drift_table
+from services.monitoring.report_tables import drift_table
 from services.settings import Settings
 from ui import backends
 from ui.page import page

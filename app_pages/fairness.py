@@ -14,7 +14,7 @@ from ui.page import page
 from ui.widgets import day_window, model_names, model_picker
 
 if TYPE_CHECKING:
-    from services.monitoring.report import FairnessResult
+    from services.monitoring.results import FairnessResult
 
 DIFFERENCES = ["demographic_parity_difference", "equalized_odds_difference", "disparate_impact_ratio"]
 

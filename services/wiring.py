@@ -20,12 +20,12 @@ from services.errors import TowerError
 from services.governance.context import GovernanceContext
 from services.governance.policy import Person, check_satisfiable, policies
 from services.monitoring.config import monitoring_config
-from services.monitoring.views import TowerMonitoringEvidence
+from services.monitoring.evidence import TowerMonitoringEvidence
 from services.settings import Settings
 from services.settings import load_settings as read_settings
 from services.stores import tower_db
 from services.stores.registry import Registry
-from services.stores.warehouse import logs as warehouse_db
+from services.stores.warehouse import engine as warehouse_db
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

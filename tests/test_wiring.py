@@ -14,7 +14,7 @@ from services import wiring
 from services.auth.identity import DEMO_SERVICE_TOKEN
 from services.governance import commands, review_state
 from services.governance.evidence import FAILED, NO_DATA, collect_evidence
-from services.monitoring.views import TowerMonitoringEvidence
+from services.monitoring.evidence import TowerMonitoringEvidence
 from services.settings import PROJECT_ROOT, load_settings
 
 MODEL, STAGE = "credit-risk", "Production"

@@ -19,10 +19,10 @@ from sqlalchemy.engine import Engine
 from services import wiring
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
-from services.monitoring import report, views
+from services.monitoring import distributions, report, tower_reads
 from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
-from services.monitoring.report import WindowReport
+from services.monitoring.results import WindowReport
 from services.outages import REGISTRY, TOWER, WAREHOUSE, OutageBoard
 from services.settings import Settings
 from services.stores.registry import Registry
@@ -140,31 +140,32 @@ def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None
 def feature_distributions(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
                           column: str, start: datetime, end: datetime) -> pd.DataFrame:
     profile = reference_profile(s, mapping, *ref)
-    return guarded(s, WAREHOUSE, lambda: views.feature_distributions(engine(s), mapping, profile, column, start, end))
+    return guarded(s, WAREHOUSE, lambda: distributions.feature_distributions(
+        engine(s), mapping, profile, column, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def drift_heatmap(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
-    return guarded(s, TOWER, lambda: views.drift_heatmap(tower(s), model, start, end))
+    return guarded(s, TOWER, lambda: tower_reads.drift_heatmap(tower(s), model, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def fairness_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
-    return guarded(s, TOWER, lambda: views.fairness_over_time(tower(s), model, start, end))
+    return guarded(s, TOWER, lambda: tower_reads.fairness_over_time(tower(s), model, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def performance_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
-    return guarded(s, TOWER, lambda: views.performance_over_time(tower(s), model, start, end))
+    return guarded(s, TOWER, lambda: tower_reads.performance_over_time(tower(s), model, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
-def latest_health(s: Settings, model: str) -> views.HealthVerdict:
-    return guarded(s, TOWER, lambda: views.latest_health(tower(s), model))
+def latest_health(s: Settings, model: str) -> tower_reads.HealthVerdict:
+    return guarded(s, TOWER, lambda: tower_reads.latest_health(tower(s), model))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
 def alerts(s: Settings, model: str | None, active_only: bool) -> pd.DataFrame:
     if active_only:
-        return guarded(s, TOWER, lambda: views.open_alerts(tower(s), model))
-    return guarded(s, TOWER, lambda: views.alert_history(tower(s), model))
+        return guarded(s, TOWER, lambda: tower_reads.open_alerts(tower(s), model))
+    return guarded(s, TOWER, lambda: tower_reads.alert_history(tower(s), model))

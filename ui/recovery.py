@@ -9,7 +9,7 @@ from services.errors import TowerError
 from services.outages import REGISTRY, TOWER, WAREHOUSE, Outage
 from services.settings import Settings
 from services.stores import tower_db
-from services.stores.warehouse import logs as warehouse
+from services.stores.warehouse import engine as warehouse
 from ui import backends
 
 

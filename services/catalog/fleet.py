@@ -14,7 +14,7 @@ import pandas as pd
 
 from services.errors import TowerError
 from services.mapping import ModelMapping
-from services.monitoring.views import HealthVerdict
+from services.monitoring.tower_reads import HealthVerdict
 from services.settings import Settings
 from services.stores.registry_records import ModelSummary
 from services.stores.warehouse.logs import WindowSummary

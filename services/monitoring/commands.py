@@ -2,7 +2,9 @@
 
 ``monitor run [--model NAME] [--since DATE] [--until DATE] [--refresh-reference]``
     computes the daily windows (see ``services.monitoring.job``) with a progress bar on stderr and
-    one summary line per model on stdout. Exit 0, or 2 when a model could not be monitored.
+    one summary line per model on stdout. Exit 0, or 2 when a model could not be monitored; a mapped
+    table or column the warehouse lacks stops the run before it computes anything, with one error
+    naming every one of them (exit 2).
 
 ``report --model NAME --start ISO --end ISO [--reference-start ISO --reference-end ISO] --format json``
     prints one JSON object for the window ``[start, end)`` (a stable JSON contract); without reference

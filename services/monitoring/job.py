@@ -1,6 +1,8 @@
 """The monitoring job: daily windows of every model, written to ``monitoring_results``, then alerts.
 
-``python -m services.cli monitor run [--model NAME] [--since DATE]`` calls `run_monitoring`. Per model:
+``python -m services.cli monitor run [--model NAME] [--since DATE]`` calls `run_monitoring`. First the
+warehouse must hold every mapped table and column of the models to run: one MappingError names all
+that are missing, before anything is computed or written. Then per model:
 
 1. the reference profile is loaded from tower state (computed and kept the first time);
 2. the days to (re)compute are chosen: from ``--since``, else from the last stored window, or
@@ -36,7 +38,8 @@ from services.monitoring.config import MonitoringConfig, monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.report import WindowAggregates, build_report, fetch_aggregates
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
-from services.stores.warehouse import aggregates as wa
+from services.stores.warehouse.logs import log_bounds
+from services.stores.warehouse.mapping_check import check_mappings
 
 _VERSION_MAX, _SLICE_VALUE_MAX = 255, 1000  # the column sizes of monitoring_results (a log may hold anything)
 Progress = Callable[[str, int, int], None]
@@ -142,7 +145,7 @@ def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: M
     started = time.perf_counter()
     now = now or _now()
     profile = load_or_compute(tower, warehouse, mapping, refresh=refresh_reference)
-    bounds = wa.log_bounds(warehouse, mapping)
+    bounds = log_bounds(warehouse, mapping)
     rules = config.rules_for(mapping.name)
 
     def finish(first: date | None, last: date | None, windows: int, results: int, note: str | None) -> ModelRun:
@@ -201,6 +204,7 @@ def run_monitoring(settings: Any, *, model: str | None = None, since: date | Non
     backends = wiring.Backends.from_settings(settings)  # opens only the stores not given
     try:
         warehouse = warehouse or backends.warehouse()
+        check_mappings(warehouse, [settings.models[name] for name in names])
         tower = tower or backends.tower()
         create_schema(tower)
         runs = []

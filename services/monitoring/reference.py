@@ -30,7 +30,16 @@ from services.mapping import ModelMapping
 from services.monitoring.store import monitoring_references
 from services.stats.histogram import BinnedSample
 from services.stats.performance import ConfusionCounts, ScoreCounts
-from services.stores.warehouse import aggregates as wa
+from services.stores.warehouse.histograms import numeric_histograms, value_counts
+from services.stores.warehouse.outcomes import (
+    ClassificationCounts,
+    RegressionSums,
+    classification_counts,
+    regression_sums,
+)
+from services.stores.warehouse.profiles import FINE_BINS, VALUE_COUNT_MAX, column_profiles
+from services.stores.warehouse.rows import Rows, reference_rows
+from services.stores.warehouse.sql import WHOLE
 
 PROFILE_FORMAT = 1
 
@@ -64,8 +73,8 @@ class ReferenceProfile:
     rows: int
     numerical: dict[str, NumericReference]
     categorical: dict[str, dict[str | None, int]]
-    classification: wa.ClassificationCounts | None
-    regression: wa.RegressionSums | None
+    classification: ClassificationCounts | None
+    regression: RegressionSums | None
     computed_at: datetime
 
 
@@ -76,7 +85,7 @@ def _iso(value: datetime | None) -> str | None:
 def reference_definition(mapping: ModelMapping, start: datetime | None = None,
                          end: datetime | None = None) -> dict[str, Any]:
     """What the reference is (the input of its digest): ConfigError when the model has none."""
-    rows = wa.reference_rows(mapping, start, end)
+    rows = reference_rows(mapping, start, end)
     return {
         "format": PROFILE_FORMAT,
         "model": mapping.name,
@@ -87,8 +96,8 @@ def reference_definition(mapping: ModelMapping, start: datetime | None = None,
         "categorical": list(mapping.categorical),
         "columns": {k: mapping.columns[k] for k in ("timestamp", "version", "prediction", "score", "label")
                     if k in mapping.columns},
-        "bins": wa.FINE_BINS,
-        "value_count_max": wa.VALUE_COUNT_MAX,
+        "bins": FINE_BINS,
+        "value_count_max": VALUE_COUNT_MAX,
     }
 
 
@@ -97,11 +106,11 @@ def reference_id(definition: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def _rows_of(mapping: ModelMapping, definition: dict[str, Any]) -> wa.Rows:
+def _rows_of(mapping: ModelMapping, definition: dict[str, Any]) -> Rows:
     if definition["log_range"]:
         start, end = (datetime.fromisoformat(v) for v in definition["log_range"])
-        return wa.reference_rows(mapping, start, end)
-    return wa.reference_rows(mapping)
+        return reference_rows(mapping, start, end)
+    return reference_rows(mapping)
 
 
 def compute_profile(engine: Engine, mapping: ModelMapping, start: datetime | None = None,
@@ -109,28 +118,28 @@ def compute_profile(engine: Engine, mapping: ModelMapping, start: datetime | Non
     """Compute a profile from the warehouse (a handful of statements), without storing it."""
     definition = reference_definition(mapping, start, end)
     rows = _rows_of(mapping, definition)
-    total, columns = wa.column_profiles(engine, mapping, rows, mapping.numerical)
+    total, columns = column_profiles(engine, mapping, rows, mapping.numerical)
     if total == 0:
         raise ConfigError(f"The reference of model '{mapping.name}' ({rows.description}) holds no rows.",
                           "Point the reference at a table or time range with data.")
-    few = [c for c, p in columns.items() if p.distinct <= wa.VALUE_COUNT_MAX]
+    few = [c for c, p in columns.items() if p.distinct <= VALUE_COUNT_MAX]
     many = {c: p.edges for c, p in columns.items() if c not in few}
-    histograms = wa.numeric_histograms(engine, mapping, rows, many).get(wa.WHOLE, {}) if many else {}
-    values = wa.value_counts(engine, mapping, rows, few, numeric=True).get(wa.WHOLE, {}) if few else {}
+    histograms = numeric_histograms(engine, mapping, rows, many).get(WHOLE, {}) if many else {}
+    values = value_counts(engine, mapping, rows, few, numeric=True).get(WHOLE, {}) if few else {}
     numerical = {
         column: NumericReference(column=column, edges=p.edges, deciles=p.deciles, distinct=p.distinct,
                                  histogram=histograms.get(column), values=values.get(column, {}) if column in few
                                  else None)
         for column, p in columns.items()
     }
-    categorical = (wa.value_counts(engine, mapping, rows, mapping.categorical, numeric=False).get(wa.WHOLE, {})
+    categorical = (value_counts(engine, mapping, rows, mapping.categorical, numeric=False).get(WHOLE, {})
                    if mapping.categorical else {})
     classification = regression = None
     try:  # a reference may hold features only: then there is no reference performance
         if mapping.task == "binary_classification":
-            classification = wa.classification_counts(engine, mapping, rows).get(wa.WHOLE)
+            classification = classification_counts(engine, mapping, rows).get(WHOLE)
         else:
-            regression = wa.regression_sums(engine, mapping, rows).get(wa.WHOLE)
+            regression = regression_sums(engine, mapping, rows).get(WHOLE)
     except MappingError:
         classification = regression = None
     return ReferenceProfile(
@@ -190,14 +199,14 @@ def profile_from_row(row: Any) -> ReferenceProfile:
             values=None if ref["values"] is None else {k: v for k, v in ref["values"]},
         )
     c, r = payload["classification"], payload["regression"]
-    classification = None if c is None else wa.ClassificationCounts(
+    classification = None if c is None else ClassificationCounts(
         predictions=c["predictions"], labeled=c["labeled"], confusion=ConfusionCounts(*c["confusion"]),
         scores=None if c["scores"] is None else ScoreCounts(*(np.asarray(v) for v in c["scores"])))
     return ReferenceProfile(
         reference_id=row.reference_id, model=row.model, description=payload["description"],
         definition=json.loads(row.definition), rows=row.rows, numerical=numerical,
         categorical={name: {k: v for k, v in pairs} for name, pairs in payload["categorical"].items()},
-        classification=classification, regression=None if r is None else wa.RegressionSums(*r),
+        classification=classification, regression=None if r is None else RegressionSums(*r),
         computed_at=row.computed_at,
     )
 

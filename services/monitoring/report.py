@@ -2,9 +2,7 @@
 
 `fetch_aggregates` asks the warehouse for a window's aggregates (optionally per day and version,
 for backfills); `build_report` composes them with the reference profile into a `WindowReport`
-without any I/O; `window_report` does both for one window. `WindowReport.to_json` is the object the
-``report`` command prints (a stable JSON contract) and `WindowReport.result_rows` the long-format rows the
-job stores (docs/ARCHITECTURE.md, contracts).
+(``services.monitoring.results``) without any I/O; `window_report` does both for one window.
 
 Definitions are those of ``services.stats``: drift with Evidently 0.7's default test per column,
 fairness as fairlearn defines it (selection rate over every prediction, TPR/FPR over labelled rows),
@@ -13,7 +11,6 @@ latency quantiles as numpy's linear percentiles, performance over the rows whose
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -25,25 +22,31 @@ from sqlalchemy.engine import Engine
 from services.mapping import ModelMapping
 from services.monitoring.config import PERFORMANCE_METRICS, AlertRules, DriftRule, PerformanceRule
 from services.monitoring.reference import NumericReference, ReferenceProfile
-from services.monitoring.store import ALL_VERSIONS, MODEL_LEVEL, NO_SLICE
+from services.monitoring.results import (
+    DriftResult,
+    FairnessResult,
+    GroupResult,
+    LatencyResult,
+    PerformanceResult,
+    WindowReport,
+)
+from services.monitoring.store import ALL_VERSIONS
 from services.stats.drift import (
     LOW_CARDINALITY,
     categorical_drift,
     is_drifted,
     numerical_drift,
 )
-from services.stats.fairness import FOUR_FIFTHS, GroupCounts, fairness_summary
+from services.stats.fairness import GroupCounts, fairness_summary
 from services.stats.histogram import BinnedSample, bin_value_counts
 from services.stats.performance import classification_metrics, regression_metrics, roc_auc
-from services.stores.warehouse import aggregates as wa
+from services.stores.warehouse import histograms, logs, outcomes  # via the modules: the benchmark times each call
+from services.stores.warehouse.rows import log_rows
+from services.stores.warehouse.sql import WHOLE, GroupKey
 
 NUMERICAL_METHODS = ("wasserstein", "ks", "psi", "jensenshannon")
 CATEGORICAL_METHODS = ("jensenshannon", "psi", "chisquare", "z")
 DISTANCE_METHODS = ("wasserstein", "jensenshannon", "psi")
-DRIFT_SHARE_THRESHOLD = 0.5  # Evidently's dataset drift: at least half of the columns drifted
-# The per-window metrics alert rules look at (the `alert` column of other rows is informational).
-RULE_METRICS = {"drift_score": "drift", "p95_ms": "latency_p95", "error_rate": "error_rate",
-                "demographic_parity_difference": "fairness", "equalized_odds_difference": "fairness"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,9 +65,9 @@ class WindowAggregates:
     numerical_values: dict[str, dict[float | None, int]] = field(default_factory=dict)
     categorical: dict[str, dict[str | None, int]] = field(default_factory=dict)
     fairness: dict[str, tuple[GroupCounts, ...]] = field(default_factory=dict)
-    classification: wa.ClassificationCounts | None = None
-    regression: wa.RegressionSums | None = None
-    latency: wa.LatencySummary | None = None
+    classification: outcomes.ClassificationCounts | None = None
+    regression: outcomes.RegressionSums | None = None
+    latency: logs.LatencySummary | None = None
 
 
 def _add_counts(parts: Iterable[Mapping[Any, int]]) -> dict[Any, int]:
@@ -92,7 +95,7 @@ def _add_groups(parts: Sequence[tuple[GroupCounts, ...]]) -> tuple[GroupCounts, 
     return tuple(GroupCounts(name, *values) for name, values in sorted(acc.items()))
 
 
-def combine(parts: Sequence[WindowAggregates], latency: wa.LatencySummary | None) -> WindowAggregates:
+def combine(parts: Sequence[WindowAggregates], latency: logs.LatencySummary | None) -> WindowAggregates:
     """All versions of a window from its per-version aggregates (every count and sum adds up).
 
     Quantiles do not add up, so the window's ``latency`` is given (queried over all versions).
@@ -126,51 +129,51 @@ def _sum(parts: Sequence[Any]) -> Any:
 
 def fetch_aggregates(engine: Engine, mapping: ModelMapping, profile: ReferenceProfile, start: datetime,
                      end: datetime, *, by_day: bool = False, by_version: bool = False
-                     ) -> dict[wa.GroupKey, WindowAggregates]:
+                     ) -> dict[GroupKey, WindowAggregates]:
     """Aggregates of the log in ``[start, end)``, per (day, version) group as asked.
 
     With ``by_version`` the result also holds the all-versions group of each day (version None),
     combined from the versions' aggregates and the all-versions latency. Groups without rows are
     absent, except the whole window when nothing is grouped (an empty window gives ``rows == 0``).
     """
-    rows = wa.log_rows(mapping, start, end)
+    rows = log_rows(mapping, start, end)
     grouping = {"by_day": by_day, "by_version": by_version}
     histogram_edges = {c: r.edges for c, r in profile.numerical.items() if not r.value_counted}
     shifts = {c: cast(BinnedSample, profile.numerical[c].histogram).shift for c in histogram_edges
               if profile.numerical[c].histogram is not None}
     few = [c for c, r in profile.numerical.items() if r.value_counted]
-    numerical = wa.numeric_histograms(engine, mapping, rows, histogram_edges, shifts=shifts, **grouping)
-    values = wa.value_counts(engine, mapping, rows, few, numeric=True, **grouping)
-    categorical = wa.value_counts(engine, mapping, rows, mapping.categorical, numeric=False, **grouping)
+    numerical = histograms.numeric_histograms(engine, mapping, rows, histogram_edges, shifts=shifts, **grouping)
+    values = histograms.value_counts(engine, mapping, rows, few, numeric=True, **grouping)
+    categorical = histograms.value_counts(engine, mapping, rows, mapping.categorical, numeric=False, **grouping)
     classifier = mapping.task == "binary_classification"  # group fairness of 0/1 decisions only
-    fairness = wa.fairness_counts(engine, mapping, rows, **grouping) if mapping.sensitive and classifier else {}
+    fairness = outcomes.fairness_counts(engine, mapping, rows, **grouping) if mapping.sensitive and classifier else {}
     if mapping.task == "binary_classification":
-        classification, regression = wa.classification_counts(engine, mapping, rows, **grouping), {}
+        classification, regression = outcomes.classification_counts(engine, mapping, rows, **grouping), {}
     else:
-        classification, regression = {}, wa.regression_sums(engine, mapping, rows, **grouping)
-    latency = wa.latency_summaries(engine, mapping, start, end, **grouping)
+        classification, regression = {}, outcomes.regression_sums(engine, mapping, rows, **grouping)
+    latency = logs.latency_summaries(engine, mapping, start, end, **grouping)
 
     keys = set(latency) | set(numerical) | set(categorical) | set(values)
     if not by_day and not by_version:
-        keys.add(wa.WHOLE)
-    result: dict[wa.GroupKey, WindowAggregates] = {}
+        keys.add(WHOLE)
+    result: dict[GroupKey, WindowAggregates] = {}
     for key in keys:
-        lat = latency.get(key) or wa.LatencySummary(0, 0, None, None, None)
+        lat = latency.get(key) or logs.LatencySummary(0, 0, None, None, None)
         result[key] = WindowAggregates(
             rows=lat.requests,
             numerical=numerical.get(key) or _empty_histograms(histogram_edges, shifts),
             numerical_values=values.get(key) or {c: {} for c in few},
             categorical=categorical.get(key) or {c: {} for c in mapping.categorical},
             fairness=fairness.get(key) or ({a: () for a in mapping.sensitive} if classifier else {}),
-            classification=(classification.get(key) or wa.ClassificationCounts.empty("score" in mapping.columns))
+            classification=(classification.get(key) or outcomes.ClassificationCounts.empty("score" in mapping.columns))
             if mapping.task == "binary_classification" else None,
-            regression=(regression.get(key) or wa.RegressionSums(0, 0, 0.0, 0.0))
+            regression=(regression.get(key) or outcomes.RegressionSums(0, 0, 0.0, 0.0))
             if mapping.task != "binary_classification" else None,
             latency=lat,
         )
     if by_version:
         days = sorted({day for day, _ in result}, key=lambda d: (d is None, d))
-        all_latency = wa.latency_summaries(engine, mapping, start, end, by_day=by_day)
+        all_latency = logs.latency_summaries(engine, mapping, start, end, by_day=by_day)
         for day in days:
             parts = [agg for (d, v), agg in result.items() if d == day and v is not None]
             result[(day, None)] = combine(parts, all_latency.get((day, None)))
@@ -185,218 +188,6 @@ def _empty_histograms(edges: Mapping[str, np.ndarray], shifts: Mapping[str, floa
 # --------------------------------------------------------------------------------------------
 # The report
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DriftResult:
-    column: str
-    kind: str  # "numerical" or "categorical"
-    method: str
-    score: float | None
-    threshold: float
-    drifted: bool | None
-    psi: float | None
-    psi_band: str | None
-    js_distance: float | None
-    wasserstein_normed: float | None  # numerical only
-    ks_statistic: float | None  # numerical only
-    ks_pvalue: float | None  # numerical only
-    chi2_pvalue: float | None  # categorical only
-    null_share: float | None  # current window
-    reference_null_share: float | None
-    unseen_categories: tuple[str, ...]  # categorical only: in the window, not in the reference
-    unseen_share: float | None
-    reference_n: int
-    current_n: int
-
-
-@dataclass(frozen=True)
-class GroupResult:
-    group: str
-    count: int
-    labeled: int
-    selection_rate: float | None
-    tpr: float | None
-    fpr: float | None
-
-
-@dataclass(frozen=True)
-class FairnessResult:
-    sensitive: str
-    groups: tuple[GroupResult, ...]
-    demographic_parity_difference: float | None
-    equalized_odds_difference: float | None
-    disparate_impact_ratio: float | None
-    passes_four_fifths: bool | None
-    dpd_limit: float | None
-    eod_limit: float | None
-
-
-@dataclass(frozen=True)
-class LatencyResult:
-    count: int
-    errors: int
-    error_rate: float | None
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    slo_p95_ms: float | None
-    slo_error_rate: float | None
-
-
-@dataclass(frozen=True)
-class PerformanceResult:
-    """Live performance over the labelled rows; ``reference`` holds the same metrics on the reference.
-
-    ``limits`` per metric: the value beyond which it counts as a drop (``max_drop`` relative to the
-    reference); ``judged`` is False when the window is provisional or has too few labels.
-    """
-
-    task: str
-    predictions: int
-    labeled: int
-    label_coverage: float | None
-    provisional: bool
-    metrics: dict[str, float | None]
-    reference: dict[str, float | None]
-    limits: dict[str, float | None]
-    judged: bool
-    rule_metric: str
-
-
-@dataclass(frozen=True)
-class WindowReport:
-    model: str
-    version: str  # "*" = all versions
-    start: datetime
-    end: datetime
-    reference_id: str
-    reference_description: str
-    rows_reference: int
-    rows_current: int
-    drift: tuple[DriftResult, ...]
-    drift_share: float | None
-    fairness: tuple[FairnessResult, ...]
-    latency: LatencyResult | None
-    performance: PerformanceResult | None
-
-    def to_json(self) -> dict[str, Any]:
-        """The report command's object (a stable JSON contract): only those keys, None as null."""
-        perf = self.performance
-        if perf is None:
-            performance: dict[str, Any] | None = None
-        else:
-            names = ("accuracy", "precision", "recall", "f1", "roc_auc") if perf.task == "binary_classification" \
-                else ("mae", "rmse")
-            performance = {**{n: _num(perf.metrics.get(n)) for n in names}, "label_coverage": _num(perf.label_coverage)}
-        lat = self.latency
-        return {
-            "model": self.model,
-            "rows": {"reference": self.rows_reference, "current": self.rows_current},
-            "drift": [{
-                "column": d.column, "kind": d.kind, "psi": _num(d.psi), "js_distance": _num(d.js_distance),
-                "wasserstein_normed": _num(d.wasserstein_normed), "ks_statistic": _num(d.ks_statistic),
-                "chi2_pvalue": _num(d.chi2_pvalue), "method": d.method, "score": _num(d.score),
-                "threshold": _num(d.threshold), "drifted": d.drifted,
-            } for d in self.drift],
-            "fairness": [{
-                "sensitive": f.sensitive,
-                "groups": [{"group": g.group, "count": g.count, "selection_rate": _num(g.selection_rate),
-                            "tpr": _num(g.tpr), "fpr": _num(g.fpr)} for g in f.groups],
-                "demographic_parity_difference": _num(f.demographic_parity_difference),
-                "equalized_odds_difference": _num(f.equalized_odds_difference),
-                "disparate_impact_ratio": _num(f.disparate_impact_ratio),
-            } for f in self.fairness],
-            "latency": None if lat is None else {"count": lat.count, "p50_ms": _num(lat.p50_ms),
-                                                 "p95_ms": _num(lat.p95_ms), "p99_ms": _num(lat.p99_ms),
-                                                 "error_rate": _num(lat.error_rate)},
-            "performance": performance,
-        }
-
-    def result_rows(self) -> list[dict[str, Any]]:
-        """Long-format rows (without model, window and computed_at) for ``monitoring_results``."""
-        out: list[dict[str, Any]] = []
-
-        def add(metric: str, value: Any, *, column: str = MODEL_LEVEL, slice_key: str = NO_SLICE,
-                slice_value: str = NO_SLICE, method: str = "", threshold: float | None = None,
-                alert: bool | None = None, reference: bool = True) -> None:
-            out.append({"version": self.version, "slice_key": slice_key, "slice_value": slice_value,
-                        "column_name": column, "metric": metric, "method": method, "value": _num(value),
-                        "threshold": _num(threshold), "alert": alert,
-                        "reference_id": self.reference_id if reference else None})
-
-        add("rows", self.rows_current, reference=False)
-        add("drift_share", self.drift_share, threshold=DRIFT_SHARE_THRESHOLD,
-            alert=None if self.drift_share is None else self.drift_share >= DRIFT_SHARE_THRESHOLD)
-        for d in self.drift:
-            add("drift_score", d.score, column=d.column, method=d.method, threshold=d.threshold, alert=d.drifted)
-            add("psi", d.psi, column=d.column, method="psi")
-            add("js_distance", d.js_distance, column=d.column, method="jensenshannon")
-            if d.kind == "numerical":
-                add("wasserstein_normed", d.wasserstein_normed, column=d.column, method="wasserstein")
-                add("ks_statistic", d.ks_statistic, column=d.column, method="ks")
-                add("ks_pvalue", d.ks_pvalue, column=d.column, method="ks")
-            else:
-                add("chi2_pvalue", d.chi2_pvalue, column=d.column, method="chisquare")
-                add("unseen_share", d.unseen_share, column=d.column)
-            add("null_share", d.null_share, column=d.column)
-            add("count", d.current_n, column=d.column)
-        for f in self.fairness:
-            for g in f.groups:
-                for metric in ("count", "labeled", "selection_rate", "tpr", "fpr"):
-                    add(metric, getattr(g, metric), slice_key=f.sensitive, slice_value=g.group)
-            dpd, eod = f.demographic_parity_difference, f.equalized_odds_difference
-            add("demographic_parity_difference", dpd, slice_key=f.sensitive, threshold=f.dpd_limit,
-                alert=_over(dpd, f.dpd_limit))
-            add("equalized_odds_difference", eod, slice_key=f.sensitive, threshold=f.eod_limit,
-                alert=_over(eod, f.eod_limit))
-            ratio = f.disparate_impact_ratio
-            add("disparate_impact_ratio", ratio, slice_key=f.sensitive, threshold=FOUR_FIFTHS,
-                alert=None if ratio is None else ratio < FOUR_FIFTHS)
-        lat = self.latency
-        if lat is not None:
-            add("requests", lat.count, reference=False)
-            add("errors", lat.errors, reference=False)
-            add("error_rate", lat.error_rate, threshold=lat.slo_error_rate,
-                alert=_over(lat.error_rate, lat.slo_error_rate), reference=False)
-            add("p50_ms", lat.p50_ms, reference=False)
-            add("p95_ms", lat.p95_ms, threshold=lat.slo_p95_ms, alert=_over(lat.p95_ms, lat.slo_p95_ms),
-                reference=False)
-            add("p99_ms", lat.p99_ms, reference=False)
-        perf = self.performance
-        if perf is not None:
-            add("predictions", perf.predictions)
-            add("labeled", perf.labeled)
-            add("label_coverage", perf.label_coverage)
-            add("provisional", 1.0 if perf.provisional else 0.0)
-            for metric, value in perf.metrics.items():
-                limit = perf.limits.get(metric)
-                alert = _worse(metric, value, limit) if perf.judged else None
-                add(metric, value, threshold=limit, alert=alert,
-                    method="rule" if metric == perf.rule_metric else "")
-        return out
-
-
-def _num(value: Any) -> float | int | None:
-    """A JSON-safe number: None for None, NaN and inf."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _over(value: float | None, limit: float | None) -> bool | None:
-    if value is None or limit is None:
-        return None
-    return bool(value > limit)
-
-
-def _worse(metric: str, value: float | None, limit: float | None) -> bool | None:
-    if value is None or limit is None:
-        return None
-    return bool(value < limit) if PERFORMANCE_METRICS[metric] else bool(value > limit)
-
-
 # --- drift ------------------------------------------------------------------------------------
 def _method(rule: DriftRule, allowed: Sequence[str]) -> str | None:
     return rule.method if rule.method in allowed else None
@@ -455,7 +246,7 @@ def categorical_column_drift(column: str, reference: Mapping[str | None, int], c
 
 
 # --- performance ------------------------------------------------------------------------------
-def _classification_values(counts: wa.ClassificationCounts | None) -> dict[str, float | None]:
+def _classification_values(counts: outcomes.ClassificationCounts | None) -> dict[str, float | None]:
     if counts is None:
         return {}
     m = classification_metrics(counts.confusion)
@@ -463,7 +254,7 @@ def _classification_values(counts: wa.ClassificationCounts | None) -> dict[str, 
             "roc_auc": roc_auc(counts.scores) if counts.scores is not None else None}
 
 
-def _regression_values(sums: wa.RegressionSums | None) -> dict[str, float | None]:
+def _regression_values(sums: outcomes.RegressionSums | None) -> dict[str, float | None]:
     if sums is None:
         return {}
     m = regression_metrics(sums.labeled, sums.sum_abs_error, sums.sum_squared_error)
@@ -479,11 +270,11 @@ def _limit(metric: str, reference: float | None, max_drop: float) -> float | Non
 def performance_result(mapping: ModelMapping, profile: ReferenceProfile, aggregates: WindowAggregates,
                        rule: PerformanceRule) -> PerformanceResult:
     if mapping.task == "binary_classification":
-        counts = aggregates.classification or wa.ClassificationCounts.empty()
+        counts = aggregates.classification or outcomes.ClassificationCounts.empty()
         predictions, labeled = counts.predictions, counts.labeled
         metrics, reference = _classification_values(counts), _classification_values(profile.classification)
     else:
-        sums = aggregates.regression or wa.RegressionSums(0, 0, 0.0, 0.0)
+        sums = aggregates.regression or outcomes.RegressionSums(0, 0, 0.0, 0.0)
         predictions, labeled = sums.predictions, sums.labeled
         metrics, reference = _regression_values(sums), _regression_values(profile.regression)
     coverage = labeled / predictions if predictions else None
@@ -537,7 +328,7 @@ def build_report(mapping: ModelMapping, profile: ReferenceProfile, aggregates: W
 def window_report(engine: Engine, mapping: ModelMapping, profile: ReferenceProfile, start: datetime,
                   end: datetime, *, rules: AlertRules | None = None) -> WindowReport:
     """The report of ``[start, end)``, all versions together (at most six warehouse statements)."""
-    rows = wa.log_rows(mapping, start, end)
+    rows = log_rows(mapping, start, end)
     assert rows.start is not None and rows.end is not None  # log_rows always bounds the window
-    aggregates = fetch_aggregates(engine, mapping, profile, rows.start, rows.end)[wa.WHOLE]
+    aggregates = fetch_aggregates(engine, mapping, profile, rows.start, rows.end)[WHOLE]
     return build_report(mapping, profile, aggregates, start=rows.start, end=rows.end, rules=rules)

@@ -22,7 +22,7 @@ from services.monitoring.alerts import Series, derive_episodes, evaluate_alerts,
 from services.monitoring.config import AlertRules, DriftRule, parse_monitoring_config
 from services.monitoring.job import write_windows
 from services.monitoring.store import NOTIFIED, OPEN, RESOLVED, alert_episodes
-from services.monitoring.views import alert_history, latest_health, open_alerts
+from services.monitoring.tower_reads import alert_history, latest_health, open_alerts
 from services.stores.tower_db import create_schema, make_tower_engine
 from tests.support.webhook import SECRET, Receiver
 

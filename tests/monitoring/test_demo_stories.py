@@ -17,14 +17,17 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from services.monitoring import views
+from services.monitoring import tower_reads
+from services.monitoring.distributions import feature_distributions
+from services.monitoring.evidence import TowerMonitoringEvidence
 from services.monitoring.job import ModelRun, run_monitoring
 from services.monitoring.reference import load_or_compute
 from services.monitoring.report import window_report
+from services.monitoring.report_tables import drift_table
 from services.monitoring.store import alert_episodes, monitoring_results
 from services.settings import Settings, load_settings
 from services.stores.tower_db import make_tower_engine
-from services.stores.warehouse.logs import make_engine
+from services.stores.warehouse.engine import make_engine
 from tests.support.webhook import Receiver
 
 
@@ -60,7 +63,7 @@ def demo(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def active(demo: Demo) -> set[tuple[str, str, str]]:
-    frame = views.open_alerts(demo.tower)
+    frame = tower_reads.open_alerts(demo.tower)
     return set(zip(frame["model"], frame["rule"], frame["subject"], strict=True))
 
 
@@ -74,12 +77,12 @@ def test_alerts_are_raised_for_the_three_stories_and_none_for_demand_forecast(de
     assert {("credit-risk", "drift", "income"), ("credit-risk", "drift", "debt_ratio"),
             ("loan-approval", "fairness_dpd", "gender"), ("fraud-detection", "latency_p95", "")} <= raised
     assert not any(model == "demand-forecast" for model, _, _ in raised)
-    assert views.alert_history(demo.tower, "demand-forecast").empty, "not even a past episode"
+    assert tower_reads.alert_history(demo.tower, "demand-forecast").empty, "not even a past episode"
     assert not any(model == "credit-risk" and rule != "drift" for model, rule, _ in raised)
 
 
 def test_credit_risk_drift_starts_in_the_middle_of_the_window(demo):
-    heat = views.drift_heatmap(demo.tower, "credit-risk", demo.first, demo.last + timedelta(days=1))
+    heat = tower_reads.drift_heatmap(demo.tower, "credit-risk", demo.first, demo.last + timedelta(days=1))
     assert len(heat) == 35 * 6 and set(heat["column"]) == {"income", "age", "debt_ratio", "credit_history_months",
                                                             "region", "employment_type"}
     income = heat[heat["column"] == "income"].set_index("day")["drifted"]
@@ -88,7 +91,7 @@ def test_credit_risk_drift_starts_in_the_middle_of_the_window(demo):
 
 
 def test_fraud_detection_latency_alert_opens_when_version_4_goes_live(demo):
-    (episode,) = [row for _, row in views.open_alerts(demo.tower, "fraud-detection").iterrows()]
+    (episode,) = [row for _, row in tower_reads.open_alerts(demo.tower, "fraud-detection").iterrows()]
     assert episode["opened_window"] == demo.last - timedelta(days=9)  # version 4 from day 25 of 35
     assert episode["threshold"] == 250.0 and episode["value"] > 300
 
@@ -102,7 +105,7 @@ def test_each_open_episode_was_sent_to_the_webhook_exactly_once(demo):
 
 
 def test_health_verdicts_follow_the_stories(demo):
-    verdicts = {m: views.latest_health(demo.tower, m) for m in demo.settings.models}
+    verdicts = {m: tower_reads.latest_health(demo.tower, m) for m in demo.settings.models}
     assert {m: v.status for m, v in verdicts.items()} == {
         "credit-risk": "alert", "loan-approval": "alert", "fraud-detection": "alert", "demand-forecast": "ok"}
     assert any("income" in reason for reason in verdicts["credit-risk"].reasons)
@@ -110,7 +113,7 @@ def test_health_verdicts_follow_the_stories(demo):
 
 
 def test_recent_windows_are_provisional_while_labels_arrive(demo):
-    perf = views.performance_over_time(demo.tower, "fraud-detection", demo.first, demo.last + timedelta(days=1))
+    perf = tower_reads.performance_over_time(demo.tower, "fraud-detection", demo.first, demo.last + timedelta(days=1))
     auc = perf[perf["metric"] == "roc_auc"].set_index("day")
     assert auc["rule_metric"].all()
     assert auc["provisional"].iloc[-4:].all() and not auc["provisional"].iloc[:-5].any()
@@ -119,7 +122,7 @@ def test_recent_windows_are_provisional_while_labels_arrive(demo):
 
 
 def test_fairness_over_time_shows_the_gender_gap_every_day(demo):
-    fair = views.fairness_over_time(demo.tower, "loan-approval", demo.first, demo.last + timedelta(days=1))
+    fair = tower_reads.fairness_over_time(demo.tower, "loan-approval", demo.first, demo.last + timedelta(days=1))
     dpd = fair[(fair["sensitive"] == "gender") & (fair["metric"] == "demographic_parity_difference")]
     assert len(dpd) == 35 and (dpd["value"] > 0.1).all() and dpd["alert"].all()
     ratio = fair[(fair["sensitive"] == "gender") & (fair["metric"] == "disparate_impact_ratio")]
@@ -127,7 +130,7 @@ def test_fairness_over_time_shows_the_gender_gap_every_day(demo):
 
 
 def test_governance_evidence_reads_the_latest_drift_share_and_fairness(demo):
-    evidence = views.TowerMonitoringEvidence(demo.tower)
+    evidence = TowerMonitoringEvidence(demo.tower)
     assert evidence.latest_drift_share("credit-risk", "3") == 0.5  # income, debt_ratio, region of 6
     assert evidence.latest_drift_share("demand-forecast", "3") == 0.0
     assert evidence.latest_drift_share("credit-risk", "999") is None
@@ -139,14 +142,14 @@ def test_feature_distributions_overlay_reference_and_window(demo):
     mapping = demo.settings.models["credit-risk"]
     profile = load_or_compute(demo.tower, demo.warehouse, mapping)
     week = (demo.last - timedelta(days=6), demo.last + timedelta(days=1))
-    income = views.feature_distributions(demo.warehouse, mapping, profile, "income", *week)
+    income = feature_distributions(demo.warehouse, mapping, profile, "income", *week)
     assert len(income) == 20 and income["reference_share"].round(9).eq(0.05).all()
     assert income["current_share"].sum() == pytest.approx(1.0)
     assert income["current_share"].iloc[0] > 0.1, "poorer applicants fill the lowest bin"
-    region = views.feature_distributions(demo.warehouse, mapping, profile, "region", *week)
+    region = feature_distributions(demo.warehouse, mapping, profile, "region", *week)
     assert list(region["bin"]) == ["east", "north", "south", "west"]
     assert region.set_index("bin").loc["south", "current_share"] > 0.4
-    age = views.feature_distributions(demo.warehouse, mapping, profile, "age", *week)
+    age = feature_distributions(demo.warehouse, mapping, profile, "age", *week)
     assert (age["lower"] == age["upper"]).all(), "integer ages: one row per value"
 
 
@@ -163,6 +166,6 @@ def test_the_drift_table_lists_every_feature_of_a_window(demo):
     profile = load_or_compute(demo.tower, demo.warehouse, mapping)
     week = (demo.last - timedelta(days=6), demo.last + timedelta(days=1))
     report = window_report(demo.warehouse, mapping, profile, *week)
-    table = views.drift_table(report)
+    table = drift_table(report)
     assert list(table["column"]) == list(mapping.numerical + mapping.categorical)
     assert table.set_index("column").loc["income", "drifted"] and table["null_share"].eq(0).all()

@@ -21,7 +21,8 @@ import sqlalchemy as sa
 import yaml
 
 from services import cli
-from services.errors import ConfigError, NotFound
+from services.errors import ConfigError, MappingError, NotFound
+from services.mapping import parse_model_mapping
 from services.monitoring import job, reference
 from services.monitoring.config import MonitoringConfig
 from services.monitoring.reference import compute_profile, load_or_compute, stored_profile
@@ -260,13 +261,55 @@ def test_run_monitoring_refuses_an_unknown_model_and_an_inverted_range(configure
         job.run_monitoring(settings, since=date(2026, 3, 5), until=date(2026, 3, 1))
 
 
-def test_a_broken_log_table_fails_its_model_only(configured):
+def test_a_log_that_breaks_while_it_is_computed_fails_its_model_only(warehouse, configured):
+    wh, mapping = warehouse
+    fractional = LOG.assign(prediction=0.5)  # every mapped column is there, but no 0/1 predictions
     settings = load_settings()
-    broken = data.mapping("predictions_missing", "reference_synthetic", name="broken")
-    settings.models["broken"] = broken
+    settings.models["broken"] = data.mapping(wh.write(fractional, "predictions_fractional"), mapping.reference.table,
+                                             name="broken")
     runs = {run.model: run for run in job.run_monitoring(settings, since=data.day(0).date())}
     assert runs["synthetic"].error is None and runs["synthetic"].windows == DAYS
-    assert "predictions_missing" in runs["broken"].error
+    assert "0/1 predictions" in runs["broken"].error
+
+
+def broken_models(wh: ScratchWarehouse, table: str, reference_table: str) -> dict[str, dict]:
+    """Two models that do not match the warehouse: one lacks two columns, the other its table."""
+    columns = {**data.COLUMNS, "latency_ms": "latency_gone", "status": "status_gone"}
+    common = {"task": "binary_classification", "features": {"numerical": ["x_normal"]},
+              "reference": {"table": reference_table}}
+    return {"credit-risk": {**common, "table": table, "columns": columns},
+            "fraud-detection": {**common, "table": wh.table("predictions_nowhere"), "columns": data.COLUMNS}}
+
+
+def test_monitor_run_names_every_missing_table_and_column_before_computing_anything(warehouse, configured,
+                                                                                    monkeypatch):
+    wh, mapping = warehouse
+    settings = load_settings()
+    for name, raw in broken_models(wh, mapping.table, mapping.reference.table).items():
+        settings.models[name] = parse_model_mapping(name, raw)
+    computed: list[str] = []
+    monkeypatch.setattr(job, "run_model", lambda _w, _t, m, *a, **k: computed.append(m.name))
+    with pytest.raises(MappingError) as caught:
+        job.run_monitoring(settings, since=data.day(0).date())
+    message = caught.value.message
+    assert f"credit-risk: table {mapping.table} has no columns latency_gone, status_gone" in message
+    assert f"fraud-detection: no table {wh.table('predictions_nowhere')}" in message
+    assert "synthetic:" not in message  # the model whose mapping fits is not named
+    assert computed == [], "nothing is computed while any mapping is broken"
+
+
+def test_monitor_run_command_refuses_broken_mappings_with_one_error_and_exit_2(warehouse, configured, capsys):
+    wh, mapping = warehouse
+    config = yaml.safe_load(configured.read_text(encoding="utf-8"))
+    config["models"].update(broken_models(wh, mapping.table, mapping.reference.table))
+    configured.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert cli.main(["monitor", "run", "--since", "2026-03-01", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("error: ") and "latency_gone, status_gone" in line and "predictions_nowhere" in line
+    assert captured.out == ""
+    # --model checks only the model it runs: a broken neighbour does not block it
+    assert cli.main(["monitor", "run", "--model", "synthetic", "--since", "2026-03-01", "--quiet"]) == 0
 
 
 def test_windows_are_utc_days(warehouse, tower):

@@ -41,7 +41,8 @@ from services.stats.fairness import MISSING_GROUP
 from services.stats.histogram import bin_sample, decile_edges, reference_edges
 from services.stats.performance import roc_auc_tie_bound, score_counts
 from services.stats.two_sample import ks_resolution
-from services.stores.warehouse import aggregates as wa
+from services.stores.warehouse.rows import log_rows
+from services.stores.warehouse.sql import WHOLE
 from tests.support import monitoring_data as data
 from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
 
@@ -328,8 +329,8 @@ def test_skipping_the_ks_pvalue_changes_nothing_but_the_pvalue_where_ks_is_not_t
 def test_a_drift_threshold_override_applies_to_distances_only(loaded):
     wh, mapping, profile = loaded
     rules = AlertRules(drift=DriftRule(threshold=0.001))
-    rows = wa.log_rows(mapping, *STABLE)
-    aggregates = fetch_aggregates(wh.reader(), mapping, profile, rows.start, rows.end)[wa.WHOLE]
+    rows = log_rows(mapping, *STABLE)
+    aggregates = fetch_aggregates(wh.reader(), mapping, profile, rows.start, rows.end)[WHOLE]
     report = build_report(mapping, profile, aggregates, start=rows.start, end=rows.end, rules=rules)
     thresholds = {d.column: (d.method, d.threshold) for d in report.drift}
     assert all(t == 0.001 for m, t in thresholds.values() if m in ("wasserstein", "jensenshannon", "psi"))

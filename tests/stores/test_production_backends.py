@@ -24,6 +24,7 @@ from services.settings import load_settings
 from services.stores.registry import Registry
 from services.stores.tower_db import make_tower_engine
 from services.stores.warehouse import logs as warehouse
+from services.stores.warehouse.engine import STATEMENT_TIMEOUT_S, make_engine
 from tests.support import production as prod
 from tests.support.app_test import open_page, texts
 from tests.support.databases import ScratchWarehouse, ensure_postgres
@@ -65,7 +66,7 @@ def slow_log(postgres_url: str, tmp_path) -> Iterator[tuple[str, object]]:
 @pytest.mark.postgres
 def test_a_slow_warehouse_query_is_cancelled_by_the_statement_timeout(slow_log):
     url, mapping = slow_log
-    engine = warehouse.make_engine(url, statement_timeout_s=1)
+    engine = make_engine(url, statement_timeout_s=1)
     started = time.monotonic()
     with pytest.raises(WarehouseUnavailable, match="did not answer in time") as caught:
         warehouse.window_summary(engine, mapping, datetime(2020, 1, 1), datetime.now() + timedelta(days=1))
@@ -78,10 +79,10 @@ def test_a_slow_warehouse_query_is_cancelled_by_the_statement_timeout(slow_log):
 def test_the_warehouse_statement_timeout_comes_from_the_setting(postgres_url):
     settings = load_settings({"TOWER_WAREHOUSE_STATEMENT_TIMEOUT_S": "2.5"})
     assert settings.warehouse_statement_timeout_s == 2.5
-    assert load_settings({}).warehouse_statement_timeout_s == warehouse.STATEMENT_TIMEOUT_S == 30
+    assert load_settings({}).warehouse_statement_timeout_s == STATEMENT_TIMEOUT_S == 30
     for timeout_s, shown in ((settings.warehouse_statement_timeout_s, "2500ms"), (None, "30s")):
         kwargs = {} if timeout_s is None else {"statement_timeout_s": timeout_s}
-        engine = warehouse.make_engine(postgres_url, **kwargs)
+        engine = make_engine(postgres_url, **kwargs)
         with engine.connect() as conn:
             assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == shown
             assert conn.execute(sa.text("SHOW default_transaction_read_only")).scalar() == "on"
@@ -105,14 +106,14 @@ def test_a_slow_tower_state_statement_is_cancelled_by_the_statement_timeout(post
 @pytest.mark.postgres
 def test_warehouse_pool_is_bounded_and_a_full_pool_fails_fast_with_a_clear_message(slow_log):
     url, mapping = slow_log
-    engine = warehouse.make_engine(url, connect_timeout_s=1)
+    engine = make_engine(url, connect_timeout_s=1)
     assert engine.pool.size() == 5
     with ExitStack() as held:
         for _ in range(10):  # the pool and its overflow
             held.enter_context(engine.connect())
         started = time.monotonic()
         with pytest.raises(WarehouseUnavailable, match="busy"):
-            warehouse.last_prediction_at(engine, mapping)
+            warehouse.log_bounds(engine, mapping)
         assert time.monotonic() - started < 5
     engine.dispose()
 

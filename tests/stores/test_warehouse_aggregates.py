@@ -1,4 +1,4 @@
-"""services.stores.warehouse.aggregates on DuckDB, SQLite and PostgreSQL against numpy on the same rows.
+"""The push-down aggregates (services.stores.warehouse) on DuckDB, SQLite and PostgreSQL against numpy.
 
 Every aggregate the SQL computes is compared with its in-memory twin from ``services.stats``
 (``bin_sample``, ``category_counts``, ``group_counts``, ``confusion_counts``, ``score_counts``,
@@ -23,8 +23,18 @@ from services.stats.drift import category_counts
 from services.stats.fairness import group_counts
 from services.stats.histogram import bin_sample, decile_edges, reference_edges
 from services.stats.performance import confusion_counts, regression_aggregates, roc_auc, roc_auc_tie_bound
-from services.stores.warehouse import aggregates as wa
-from services.stores.warehouse import binning
+from services.stores.warehouse import binning, histograms
+from services.stores.warehouse.histograms import numeric_histograms, value_counts
+from services.stores.warehouse.logs import LatencySummary, latency_summaries, log_bounds
+from services.stores.warehouse.outcomes import (
+    ClassificationCounts,
+    classification_counts,
+    fairness_counts,
+    regression_sums,
+)
+from services.stores.warehouse.profiles import column_profiles
+from services.stores.warehouse.rows import log_rows, reference_rows
+from services.stores.warehouse.sql import WHOLE, GroupKey
 from tests.support import monitoring_data as data
 from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
 
@@ -55,7 +65,7 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     wh.close()
 
 
-def groups(frame: pd.DataFrame) -> Iterator[tuple[wa.GroupKey, pd.DataFrame]]:
+def groups(frame: pd.DataFrame) -> Iterator[tuple[GroupKey, pd.DataFrame]]:
     days = frame["ts"].dt.floor("D")
     for (day, version), part in frame.groupby([days, frame["model_version"]]):
         yield (day.to_pydatetime(), version), part
@@ -75,7 +85,7 @@ def assert_same_histogram(got, want) -> None:
 # --------------------------------------------------------------------------------------------
 def test_reference_edges_from_sql_are_bit_for_bit_numpys_quantiles(loaded):
     wh, mapping, _, reference = loaded
-    total, profiles = wa.column_profiles(wh.reader(), mapping, wa.reference_rows(mapping), data.NUMERICAL)
+    total, profiles = column_profiles(wh.reader(), mapping, reference_rows(mapping), data.NUMERICAL)
     assert total == len(reference)
     for column in data.NUMERICAL:
         values = reference[column].to_numpy(float)
@@ -89,8 +99,8 @@ def test_reference_edges_from_sql_are_bit_for_bit_numpys_quantiles(loaded):
 
 def test_reference_edges_of_a_log_time_range_use_only_that_range(loaded):
     wh, mapping, log, _ = loaded
-    rows = wa.reference_rows(mapping, data.day(1), data.day(2))
-    total, profiles = wa.column_profiles(wh.reader(), mapping, rows, ["x_normal"])
+    rows = reference_rows(mapping, data.day(1), data.day(2))
+    total, profiles = column_profiles(wh.reader(), mapping, rows, ["x_normal"])
     part = data.in_window(log, data.day(1), data.day(2))
     assert total == len(part)
     assert np.array_equal(profiles["x_normal"].edges, reference_edges(part["x_normal"].to_numpy(float)))
@@ -102,7 +112,7 @@ def test_reference_edges_of_a_log_time_range_use_only_that_range(loaded):
 def test_numeric_histograms_per_day_and_version_equal_bin_sample(loaded):
     wh, mapping, log, reference = loaded
     edges = {c: reference_edges(reference[c].to_numpy(float)) for c in ("x_normal", "x_lognormal")}
-    got = wa.numeric_histograms(wh.reader(), mapping, wa.log_rows(mapping, START, END), edges,
+    got = numeric_histograms(wh.reader(), mapping, log_rows(mapping, START, END), edges,
                                 by_day=True, by_version=True)
     window = data.in_window(log, START, END)
     expected = dict(groups(window))
@@ -115,29 +125,29 @@ def test_numeric_histograms_per_day_and_version_equal_bin_sample(loaded):
 def test_numeric_histogram_of_a_whole_window_counts_nan_inf_and_null_as_nulls(loaded):
     wh, mapping, log, reference = loaded
     edges = reference_edges(reference["x_normal"].to_numpy(float))
-    got = wa.numeric_histograms(wh.reader(), mapping, wa.log_rows(mapping, START, END), {"x_normal": edges})
+    got = numeric_histograms(wh.reader(), mapping, log_rows(mapping, START, END), {"x_normal": edges})
     window = data.in_window(log, START, END)
     want = bin_sample(window["x_normal"].to_numpy(float), edges)
-    assert_same_histogram(got[wa.WHOLE]["x_normal"], want)
+    assert_same_histogram(got[WHOLE]["x_normal"], want)
     values = window["x_normal"].to_numpy(float)
     assert want.nulls == int((~np.isfinite(values)).sum()) > 0 and np.isinf(values).any()
 
 
 def test_sqlite_splits_features_over_statements_when_edges_exceed_its_parameter_limit(loaded, monkeypatch):
     wh, mapping, log, reference = loaded
-    monkeypatch.setattr(wa, "_SQLITE_MAX_PARAMS", 1_200)  # one feature's ~1000 edges per statement
+    monkeypatch.setattr(histograms, "SQLITE_MAX_PARAMS", 1_200)  # one feature's ~1000 edges per statement
     edges = {c: reference_edges(reference[c].to_numpy(float)) for c in ("x_normal", "x_lognormal")}
-    got = wa.numeric_histograms(wh.reader(), mapping, wa.log_rows(mapping, START, END), edges)
+    got = numeric_histograms(wh.reader(), mapping, log_rows(mapping, START, END), edges)
     window = data.in_window(log, START, END)
     for column, e in edges.items():
-        assert_same_histogram(got[wa.WHOLE][column], bin_sample(window[column].to_numpy(float), e))
+        assert_same_histogram(got[WHOLE][column], bin_sample(window[column].to_numpy(float), e))
 
 
 def test_value_counts_of_categorical_and_few_valued_numerical_features(loaded):
     wh, mapping, log, _ = loaded
-    rows = wa.log_rows(mapping, START, END)
-    categorical = wa.value_counts(wh.reader(), mapping, rows, data.CATEGORICAL, numeric=False, by_day=True)
-    numerical = wa.value_counts(wh.reader(), mapping, rows, ["x_int", "x_three"], numeric=True, by_version=True)
+    rows = log_rows(mapping, START, END)
+    categorical = value_counts(wh.reader(), mapping, rows, data.CATEGORICAL, numeric=False, by_day=True)
+    numerical = value_counts(wh.reader(), mapping, rows, ["x_int", "x_three"], numeric=True, by_version=True)
     window = data.in_window(log, START, END)
     for day, part in window.groupby(window["ts"].dt.floor("D")):
         for column in data.CATEGORICAL:
@@ -150,7 +160,7 @@ def test_value_counts_of_categorical_and_few_valued_numerical_features(loaded):
 
 def test_fairness_counts_equal_group_counts_of_the_predicted_rows(loaded):
     wh, mapping, log, _ = loaded
-    got = wa.fairness_counts(wh.reader(), mapping, wa.log_rows(mapping, START, END), by_day=True, by_version=True)
+    got = fairness_counts(wh.reader(), mapping, log_rows(mapping, START, END), by_day=True, by_version=True)
     window = data.in_window(log, START, END)
     for key, part in groups(window[window["prediction"].notna()]):
         for attribute in data.SENSITIVE:
@@ -162,7 +172,7 @@ def test_fairness_counts_equal_group_counts_of_the_predicted_rows(loaded):
 
 def test_classification_counts_give_confusion_coverage_and_the_auc_of_rounded_scores(loaded):
     wh, mapping, log, _ = loaded
-    got = wa.classification_counts(wh.reader(), mapping, wa.log_rows(mapping, START, END))[wa.WHOLE]
+    got = classification_counts(wh.reader(), mapping, log_rows(mapping, START, END))[WHOLE]
     window = data.in_window(log, START, END)
     predicted = window[window["prediction"].notna()]
     labelled = predicted[predicted["label"].notna()]
@@ -176,10 +186,10 @@ def test_classification_counts_give_confusion_coverage_and_the_auc_of_rounded_sc
 
 def test_classification_counts_per_day_and_version_add_up_to_the_window(loaded):
     wh, mapping, _, _ = loaded
-    rows = wa.log_rows(mapping, START, END)
-    parts = wa.classification_counts(wh.reader(), mapping, rows, by_day=True, by_version=True)
-    whole = wa.classification_counts(wh.reader(), mapping, rows)[wa.WHOLE]
-    total = wa.ClassificationCounts.empty()
+    rows = log_rows(mapping, START, END)
+    parts = classification_counts(wh.reader(), mapping, rows, by_day=True, by_version=True)
+    whole = classification_counts(wh.reader(), mapping, rows)[WHOLE]
+    total = ClassificationCounts.empty()
     for part in parts.values():
         total = total + part
     assert (total.predictions, total.labeled, total.confusion) == (whole.predictions, whole.labeled, whole.confusion)
@@ -190,7 +200,7 @@ def test_regression_sums_equal_numpy(loaded):
     wh, mapping, log, _ = loaded
     regression = data.mapping(mapping.table, task="regression",
                               columns={**data.COLUMNS, "prediction": "score", "label": "x_normal"})
-    got = wa.regression_sums(wh.reader(), regression, wa.log_rows(regression, START, END), by_version=True)
+    got = regression_sums(wh.reader(), regression, log_rows(regression, START, END), by_version=True)
     window = data.in_window(log, START, END)
     for version, part in window.groupby("model_version"):
         n, sae, sse = regression_aggregates(part["x_normal"].to_numpy(float), part["score"].to_numpy(float))
@@ -201,7 +211,7 @@ def test_regression_sums_equal_numpy(loaded):
 
 def test_latency_summaries_per_day_and_version_equal_numpy_percentiles(loaded):
     wh, mapping, log, _ = loaded
-    got = wa.latency_summaries(wh.reader(), mapping, START, END, by_day=True, by_version=True)
+    got = latency_summaries(wh.reader(), mapping, START, END, by_day=True, by_version=True)
     for key, part in groups(data.in_window(log, START, END)):
         values = part["latency_ms"].dropna().to_numpy()
         found = got[key]
@@ -212,7 +222,7 @@ def test_latency_summaries_per_day_and_version_equal_numpy_percentiles(loaded):
 
 def test_log_bounds_are_the_first_and_last_prediction(loaded):
     wh, mapping, log, _ = loaded
-    assert wa.log_bounds(wh.reader(), mapping) == (log["ts"].min().to_pydatetime(), log["ts"].max().to_pydatetime())
+    assert log_bounds(wh.reader(), mapping) == (log["ts"].min().to_pydatetime(), log["ts"].max().to_pydatetime())
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,32 +232,32 @@ def test_an_empty_window_gives_empty_aggregates_not_errors(loaded):
     wh, mapping, _, reference = loaded
     engine = wh.reader()
     start = data.day(40)
-    rows = wa.log_rows(mapping, start, start + timedelta(days=1))
+    rows = log_rows(mapping, start, start + timedelta(days=1))
     edges = {"x_normal": reference_edges(reference["x_normal"].to_numpy(float))}
-    sample = wa.numeric_histograms(engine, mapping, rows, edges)[wa.WHOLE]["x_normal"]
+    sample = numeric_histograms(engine, mapping, rows, edges)[WHOLE]["x_normal"]
     assert (sample.n, sample.nulls, sample.mean, sample.std) == (0, 0, None, None)
-    assert wa.numeric_histograms(engine, mapping, rows, edges, by_day=True) == {}
-    assert wa.value_counts(engine, mapping, rows, data.CATEGORICAL, numeric=False)[wa.WHOLE] == {
+    assert numeric_histograms(engine, mapping, rows, edges, by_day=True) == {}
+    assert value_counts(engine, mapping, rows, data.CATEGORICAL, numeric=False)[WHOLE] == {
         "c_region": {}, "c_new": {}}
-    assert wa.fairness_counts(engine, mapping, rows)[wa.WHOLE] == {"gender": (), "band": ()}
-    counts = wa.classification_counts(engine, mapping, rows)[wa.WHOLE]
+    assert fairness_counts(engine, mapping, rows)[WHOLE] == {"gender": (), "band": ()}
+    counts = classification_counts(engine, mapping, rows)[WHOLE]
     assert (counts.predictions, counts.labeled, counts.confusion.n) == (0, 0, 0)
-    assert wa.latency_summaries(engine, mapping, start, start + timedelta(days=1))[wa.WHOLE] == wa.LatencySummary(
+    assert latency_summaries(engine, mapping, start, start + timedelta(days=1))[WHOLE] == LatencySummary(
         0, 0, None, None, None)
 
 
 def test_a_window_must_start_before_it_ends(loaded):
     _, mapping, _, _ = loaded
     with pytest.raises(ConfigError, match="its start must be before its end"):
-        wa.log_rows(mapping, START, START)
+        log_rows(mapping, START, START)
     with pytest.raises(ConfigError, match="has no reference configured"):
-        wa.reference_rows(data.mapping(mapping.table))
+        reference_rows(data.mapping(mapping.table))
 
 
 def test_a_feature_whose_reference_is_all_missing_has_no_edges(loaded):
     wh, mapping, _, _ = loaded
-    rows = wa.log_rows(mapping, datetime(2020, 1, 1), datetime(2020, 1, 2))  # nothing there
-    total, profiles = wa.column_profiles(wh.reader(), mapping, rows, ["x_normal"])
+    rows = log_rows(mapping, datetime(2020, 1, 1), datetime(2020, 1, 2))  # nothing there
+    total, profiles = column_profiles(wh.reader(), mapping, rows, ["x_normal"])
     assert total == 0 and profiles["x_normal"].edges.size == 0 and profiles["x_normal"].finite == 0
 
 
@@ -278,8 +288,8 @@ def test_values_on_edges_beyond_them_and_of_any_sign_fall_in_the_same_bins_as_nu
                           "a": awkward, "b": awkward, "c": awkward, "d": awkward})
     frame.loc[::97, ["a", "c"]] = np.nan  # missing values are no bin in every path
     mapping = data.mapping(scratch.write(frame, "awkward"), features={"numerical": ["a", "b", "c", "d"]})
-    got = wa.numeric_histograms(scratch.reader(), mapping, wa.log_rows(mapping, data.day(0), data.day(1)),
-                                {"a": skewed, "b": symmetric, "c": clusters, "d": few})[wa.WHOLE]
+    got = numeric_histograms(scratch.reader(), mapping, log_rows(mapping, data.day(0), data.day(1)),
+                                {"a": skewed, "b": symmetric, "c": clusters, "d": few})[WHOLE]
     for column, edges in {"a": skewed, "b": symmetric, "c": clusters, "d": few}.items():
         values = frame[column].to_numpy()
         want = bin_sample(values, edges)
@@ -306,12 +316,12 @@ def test_concurrent_duckdb_histograms_each_bin_on_their_own_grid(tmp_path):
         values = rng.lognormal(0, 1, 20_000)
         frame = pd.DataFrame({"ts": pd.Timestamp(data.DAY0), "model_version": "1", "request_id": "r", "a": values})
         mapping = data.mapping(wh.write(frame, "shared"), features={"numerical": ["a"]})
-        engine, rows = wh.reader(), wa.log_rows(mapping, data.day(0), data.day(1))
+        engine, rows = wh.reader(), log_rows(mapping, data.day(0), data.day(1))
         grids = [reference_edges(values * scale) for scale in (0.5, 1.0, 2.0, 4.0)]
         assert all(binning.grid_plan(edges) is not None for edges in grids)
 
         def histogram(edges: np.ndarray) -> list[int]:
-            return [wa.numeric_histograms(engine, mapping, rows, {"a": edges})[wa.WHOLE]["a"].counts.tolist()
+            return [numeric_histograms(engine, mapping, rows, {"a": edges})[WHOLE]["a"].counts.tolist()
                     for _ in range(5)]
 
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -333,8 +343,8 @@ def test_fairness_skips_non_finite_predictions_and_refuses_fractions_instead_of_
         frame["prediction"] = frame["prediction"].replace(np.inf, np.nan)
     mapping = data.mapping(scratch.write(frame, "fair"), features={"numerical": [], "categorical": []},
                            sensitive=["gender"])
-    rows = wa.log_rows(mapping, data.day(0), data.day(1))
-    got = wa.fairness_counts(scratch.reader(), mapping, rows)[wa.WHOLE]["gender"]
+    rows = log_rows(mapping, data.day(0), data.day(1))
+    got = fairness_counts(scratch.reader(), mapping, rows)[WHOLE]["gender"]
     labels = np.array([1.0, np.nan, np.nan, 0.0])
     assert got == group_counts(np.array(["F", "M", "M", "M"]), np.array([1, 0, 1, 1]), labels)
 
@@ -342,7 +352,7 @@ def test_fairness_skips_non_finite_predictions_and_refuses_fractions_instead_of_
     fractional = data.mapping(scratch.write(frame, "fair_fraction"), features={"numerical": [], "categorical": []},
                               sensitive=["gender"])
     with pytest.raises(MappingError, match="0/1 predictions"):
-        wa.fairness_counts(scratch.reader(), fractional, wa.log_rows(fractional, data.day(0), data.day(1)))
+        fairness_counts(scratch.reader(), fractional, log_rows(fractional, data.day(0), data.day(1)))
 
 
 def test_classification_counts_skip_non_finite_predictions_and_refuse_fractions(scratch):
@@ -351,7 +361,7 @@ def test_classification_counts_skip_non_finite_predictions_and_refuse_fractions(
                           "score": [0.9, 0.8, 0.2, 0.6, 0.1]})
     mapping = data.mapping(scratch.write(frame, "perf"), features={"numerical": [], "categorical": []},
                            sensitive=[])
-    got = wa.classification_counts(scratch.reader(), mapping, wa.log_rows(mapping, data.day(0), data.day(1)))[wa.WHOLE]
+    got = classification_counts(scratch.reader(), mapping, log_rows(mapping, data.day(0), data.day(1)))[WHOLE]
     assert (got.predictions, got.labeled) == (4, 3)
     assert (got.confusion.tp, got.confusion.fp, got.confusion.fn, got.confusion.tn) == (1, 1, 0, 1)
 
@@ -359,7 +369,7 @@ def test_classification_counts_skip_non_finite_predictions_and_refuse_fractions(
     fractional = data.mapping(scratch.write(frame, "perf_fraction"), features={"numerical": [], "categorical": []},
                               sensitive=[])
     with pytest.raises(MappingError, match="other than 0 and 1"):
-        wa.classification_counts(scratch.reader(), fractional, wa.log_rows(fractional, data.day(0), data.day(1)))
+        classification_counts(scratch.reader(), fractional, log_rows(fractional, data.day(0), data.day(1)))
 
 
 def test_a_duckdb_histogram_of_a_column_the_log_lacks_is_a_mapping_error(tmp_path):
@@ -372,7 +382,7 @@ def test_a_duckdb_histogram_of_a_column_the_log_lacks_is_a_mapping_error(tmp_pat
         edges = reference_edges(np.arange(100.0))
         assert binning.grid_plan(edges) is not None
         with pytest.raises(MappingError, match="gone"):
-            wa.numeric_histograms(wh.reader(), mapping, wa.log_rows(mapping, data.day(0), data.day(1)),
+            numeric_histograms(wh.reader(), mapping, log_rows(mapping, data.day(0), data.day(1)),
                                   {"a": edges, "gone": edges})
     finally:
         wh.close()

@@ -1,4 +1,4 @@
-"""services.stores.warehouse.logs on three real databases: a DuckDB file, a SQLite file and PostgreSQL.
+"""The warehouse's log queries, engine and mapping check on a DuckDB file, a SQLite file and PostgreSQL.
 
 Every number is checked against an oracle computed in Python from the very rows written:
 counts and error rates by pandas groupby, quantiles by numpy.percentile (linear interpolation).
@@ -21,6 +21,8 @@ import sqlalchemy as sa
 from services.errors import MappingError, WarehouseUnavailable
 from services.mapping import ModelMapping, parse_model_mapping
 from services.stores.warehouse import logs as warehouse
+from services.stores.warehouse.engine import make_engine
+from services.stores.warehouse.mapping_check import check_mappings
 from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -212,11 +214,6 @@ def test_window_summary_covers_all_versions_of_the_window(loaded):
     assert isinstance(got.last_prediction_at, datetime) and got.last_prediction_at.tzinfo is None
 
 
-def test_last_prediction_at_is_the_latest_timestamp_of_the_log(loaded):
-    wh, mapping, log = loaded
-    assert warehouse.last_prediction_at(wh.reader(), mapping) == log["ts"].max().to_pydatetime()
-
-
 def test_versions_stored_as_integers_come_back_as_strings(loaded):
     wh, mapping, _ = loaded
     for frame in (warehouse.traffic_by_day(wh.reader(), mapping, START, END),
@@ -227,7 +224,7 @@ def test_versions_stored_as_integers_come_back_as_strings(loaded):
 
 def test_check_mapping_accepts_a_table_that_holds_every_mapped_column(loaded):
     wh, mapping, _ = loaded
-    warehouse.check_mapping(wh.reader(), mapping)
+    check_mappings(wh.reader(), [mapping])
 
 
 def test_empty_window_gives_empty_frames_with_their_columns_and_a_zero_summary(loaded):
@@ -336,7 +333,7 @@ def test_a_log_with_its_own_column_names_is_read_through_the_mapping(scratch):
     })
     mapping = mapping_for(DEMAND_FORECAST, scratch.write(log, "predictions_demand_forecast"), name="demand-forecast")
     engine = scratch.reader()
-    warehouse.check_mapping(engine, mapping)
+    check_mappings(engine, [mapping])
     start, end = DAY0, DAY0 + timedelta(days=3)
     got = warehouse.latency_by_day(engine, mapping, start, end)
     want = oracle(log, ["day", "version"], ts="event_time", version="served_version", latency="latency",
@@ -345,7 +342,7 @@ def test_a_log_with_its_own_column_names_is_read_through_the_mapping(scratch):
     assert got["requests"].tolist() == want["requests"].tolist()
     assert got["errors"].tolist() == want["errors"].tolist()
     assert_quantiles_match(got, want)
-    assert warehouse.last_prediction_at(engine, mapping) == log["event_time"].max().to_pydatetime()
+    assert warehouse.log_bounds(engine, mapping)[1] == log["event_time"].max().to_pydatetime()
 
 
 HOSTILE_VERSIONS = ["v1'; DROP TABLE predictions_credit_risk; --", 'quo"ted', "ünïcødé-🚀", "back\\slash %s %(x)s"]
@@ -373,25 +370,37 @@ def test_hostile_strings_in_the_data_come_back_exactly(scratch):
 # --------------------------------------------------------------------------------------------
 # Mapping errors
 # --------------------------------------------------------------------------------------------
-def test_check_mapping_names_a_missing_table(scratch):
+def test_check_mappings_names_a_missing_table(scratch):
     scratch.write(small_log([(DAY0, "1", 1.0, "ok")]), "predictions_credit_risk")
     mapping = mapping_for(CREDIT_RISK, scratch.table("predictions_nowhere"))
-    with pytest.raises(MappingError, match=r"Table (\w+\.)?predictions_nowhere of model 'credit-risk' does not exist"):
-        warehouse.check_mapping(scratch.reader(), mapping)
+    with pytest.raises(MappingError, match=r"credit-risk: no table (\w+\.)?predictions_nowhere\.") as caught:
+        check_mappings(scratch.reader(), [mapping])
+    assert "models.credit-risk.table" in caught.value.hint
 
 
-def test_check_mapping_lists_every_missing_column_with_its_logical_name(scratch):
+def test_check_mappings_lists_every_missing_column_with_its_logical_name(scratch):
     log = small_log([(DAY0, "1", 1.0, "ok")]).drop(columns=["latency_ms", "status", "region"])
     table = scratch.write(log, "predictions_credit_risk")
     mapping = mapping_for(CREDIT_RISK, table)
     with pytest.raises(MappingError) as caught:
-        warehouse.check_mapping(scratch.reader(), mapping)
-    message = caught.value.message
-    assert f"column 'latency_ms' (logical latency_ms) is missing from table {table}" in message
-    assert f"column 'status' (logical status) is missing from table {table}" in message
-    assert f"column 'region' (categorical feature) is missing from table {table}" in message
-    assert "'ts'" not in message and "model_version" not in message
-    assert "Columns present:" in caught.value.hint and "model_version" in caught.value.hint
+        check_mappings(scratch.reader(), [mapping])
+    message, hint = caught.value.message, caught.value.hint
+    assert message.endswith(f"credit-risk: table {table} has no columns latency_ms, status, region.")
+    assert "model_version" not in message
+    assert "latency_ms (logical latency_ms), status (logical status), region (categorical feature)" in hint
+    assert f"{table} has " in hint and "model_version" in hint
+
+
+def test_check_mappings_names_the_problems_of_every_model_at_once(scratch):
+    log = small_log([(DAY0, "1", 1.0, "ok")]).drop(columns=["status"])
+    table = scratch.write(log, "predictions_credit_risk")
+    models = [mapping_for(CREDIT_RISK, table), mapping_for(CREDIT_RISK, table, name="fine", columns={
+        k: v for k, v in LOGICAL_TO_CREDIT.items() if k != "status"} | {"status": "latency_ms"}),
+        mapping_for(CREDIT_RISK, scratch.table("predictions_nowhere"), name="fraud-detection")]
+    with pytest.raises(MappingError) as caught:
+        check_mappings(scratch.reader(), models)
+    assert caught.value.message == (f"The warehouse does not match tower.yaml: credit-risk: table {table} has no "
+                                    f"column status; fraud-detection: no table {scratch.table('predictions_nowhere')}.")
 
 
 def test_a_query_on_a_missing_table_raises_mapping_error(scratch):
@@ -401,7 +410,7 @@ def test_a_query_on_a_missing_table_raises_mapping_error(scratch):
     with pytest.raises(MappingError, match="predictions_nowhere for model 'credit-risk' failed"):
         warehouse.latency_by_day(engine, mapping, START, END)
     with pytest.raises(MappingError, match="predictions_nowhere"):
-        warehouse.last_prediction_at(engine, mapping)
+        warehouse.log_bounds(engine, mapping)
 
 
 def test_a_query_on_a_missing_column_raises_mapping_error(scratch):
@@ -418,16 +427,16 @@ def test_a_query_on_a_missing_column_raises_mapping_error(scratch):
 def test_make_engine_refuses_a_missing_file_and_does_not_create_it(tmp_path, scheme, filename):
     path = tmp_path / filename
     with pytest.raises(WarehouseUnavailable, match="does not exist") as caught:
-        warehouse.make_engine(f"{scheme}:///{path}")
+        make_engine(f"{scheme}:///{path}")
     assert str(path) in caught.value.message
     assert caught.value.hint == "Set WAREHOUSE_URL or run `make seed`."
     assert not path.exists()
 
 
 def test_unreachable_postgres_raises_warehouse_unavailable_quickly_without_the_password():
-    engine = warehouse.make_engine("postgresql+psycopg://tower:s3cret-pw@127.0.0.1:1/test", connect_timeout_s=2)
+    engine = make_engine("postgresql+psycopg://tower:s3cret-pw@127.0.0.1:1/test", connect_timeout_s=2)
     mapping = mapping_for(CREDIT_RISK, "predictions_credit_risk")
-    for call in (lambda: warehouse.check_mapping(engine, mapping),
+    for call in (lambda: check_mappings(engine, [mapping]),
                  lambda: warehouse.window_summary(engine, mapping, START, END),
                  lambda: warehouse.latency_by_day(engine, mapping, START, END)):
         began = time.monotonic()
@@ -458,15 +467,16 @@ def test_a_duckdb_file_is_read_by_two_processes_at_once(tmp_path):
             other = subprocess.run(  # ... while another dashboard process reads it too
                 [sys.executable, "-c",
                  "import sys; from services.stores.warehouse import logs as warehouse;"
+                 "from services.stores.warehouse.engine import make_engine;"
                  "from services.mapping import parse_model_mapping as p;"
-                 "print(warehouse.last_prediction_at(warehouse.make_engine(sys.argv[1]), p('m', {"
+                 "print(warehouse.log_bounds(make_engine(sys.argv[1]), p('m', {"
                  "'table': sys.argv[2], 'columns': {'timestamp': 'ts', 'version': 'model_version',"
-                 "'prediction': 'prediction', 'latency_ms': 'latency_ms', 'status': 'status'}})))",
+                 "'prediction': 'prediction', 'latency_ms': 'latency_ms', 'status': 'status'}}))[1])",
                  wh.url, table],
                 cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
             )
         assert other.returncode == 0, other.stderr
         assert other.stdout.strip() == str(DAY0)
-        assert warehouse.last_prediction_at(wh.reader(), mapping) == DAY0
+        assert warehouse.log_bounds(wh.reader(), mapping) == (DAY0, DAY0)
     finally:
         wh.close()

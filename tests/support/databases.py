@@ -1,7 +1,7 @@
 """Real warehouses for tests: a DuckDB file, a SQLite file, a PostgreSQL schema of its own.
 
 Tests write prediction logs with ``pandas.to_sql`` through a read-write engine, then read them
-through :func:`services.stores.warehouse.logs.make_engine`, which opens every database read-only.
+through :func:`services.stores.warehouse.engine.make_engine`, which opens every database read-only.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import psycopg.sql
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from services.stores.warehouse.logs import make_engine
+from services.stores.warehouse.engine import make_engine
 
 POSTGRES_URL = os.environ.get("TOWER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 KINDS = ("duckdb", "sqlite", "postgres")
@@ -127,7 +127,7 @@ class ScratchWarehouse:
         return self.table(name)
 
     def reader(self) -> Engine:
-        """The engine the tower reads with: services.stores.warehouse.logs.make_engine."""
+        """The engine the tower reads with: services.stores.warehouse.engine.make_engine."""
         if self._reader is None:
             if self.kind == "duckdb" and self._writer is not None:
                 self._writer.dispose()

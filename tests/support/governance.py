@@ -43,7 +43,7 @@ from services.governance.ledger_schema import create_tables
 from services.settings import Settings, load_settings
 from services.stores.registry import Registry
 from services.stores.tower_db import make_tower_engine
-from services.stores.warehouse.logs import make_engine
+from services.stores.warehouse.engine import make_engine
 from tests.support.databases import ensure_postgres
 
 ISSUER = "https://idp.test"

@@ -20,7 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from services.errors import WarehouseUnavailable
-from services.stores.warehouse.logs import first_line, safe_url
+from services.stores.warehouse.engine import first_line, safe_url
 
 
 def int_literal(value: int) -> Any:

@@ -1,52 +1,45 @@
-"""All SQL against the prediction-log warehouse (docs/ARCHITECTURE.md, "Push the work to the data").
+"""The prediction log's traffic, latency and time span (docs/ARCHITECTURE.md, "Push the work to the data").
 
-Every statement is SQLAlchemy Core with bound parameters; table and column names come only from
-a :class:`~services.mapping.ModelMapping` and reach SQL through ``sqlalchemy.table()`` /
-``sqlalchemy.column()``, so the dialect quotes them. Counts and latency quantiles are computed by
-the database; only one row per group travels back to Python.
-
-Times are naive UTC datetimes and every window is half-open, ``[start, end)``. A request whose
-status differs from ``mapping.ok_status`` (NULL included) is an error. Quantiles interpolate
+Counts and latency quantiles are computed by the database; only one row per group travels back to
+Python. Times are naive UTC datetimes and every window is half-open, ``[start, end)``. A request
+whose status differs from ``mapping.ok_status`` (NULL included) is an error. Quantiles interpolate
 linearly between the two neighbouring ranks (numpy's default, SQL's ``percentile_cont``) over the
 rows whose latency is not NULL.
 
-Dialect differences live in three small helpers: :func:`utc_day` (day bucket),
-:func:`_native_quantiles` (DuckDB ``quantile_cont``, PostgreSQL ``percentile_cont … WITHIN GROUP``)
-and :func:`_ranked_quantiles` (a ROW_NUMBER/COUNT window-function fallback for the rest, SQLite
-among them). On SQLite timestamps are compared as text, so they must be stored the way SQLAlchemy
-and ``pandas.to_sql`` write them (``YYYY-MM-DD HH:MM:SS.ffffff``).
+Dialect differences live in two small helpers: :func:`_native_quantiles` (DuckDB
+``quantile_cont``, PostgreSQL ``percentile_cont … WITHIN GROUP``) and :func:`_ranked_quantiles` (a
+ROW_NUMBER/COUNT window-function fallback for the rest, SQLite among them); the day bucket is
+``sql.utc_day``. On SQLite timestamps are compared as text, so they must be stored the way
+SQLAlchemy and ``pandas.to_sql`` write them (``YYYY-MM-DD HH:MM:SS.ffffff``).
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from decimal import Decimal
-from pathlib import Path
-from typing import Any, cast
+from datetime import datetime
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.engine.default import DefaultDialect
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.engine import Connection, Engine
 
-from services.errors import MappingError, WarehouseUnavailable
 from services.mapping import ModelMapping
+from services.stores.warehouse.engine import connection
+from services.stores.warehouse.rows import log_rows, log_timestamp
+from services.stores.warehouse.sql import (
+    GroupKey,
+    GroupKeys,
+    naive_utc,
+    naive_utc_or_none,
+    split_table_name,
+    utc_day,
+    version_str,
+)
 
 QUANTILES = (0.5, 0.95, 0.99)
 QUANTILE_COLUMNS = ("p50_ms", "p95_ms", "p99_ms")
-UNKNOWN_VERSION = "(unknown)"  # how a NULL version is shown
-MISSING_FILE_HINT = "Set WAREHOUSE_URL or run `make seed`."
-STATEMENT_TIMEOUT_S = 30.0  # TOWER_WAREHOUSE_STATEMENT_TIMEOUT_S's default: no page waits minutes for a query
-_QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
 
 _TRAFFIC_COLUMNS = {"day": "datetime64[ns]", "version": "object", "requests": "int64", "errors": "int64"}
 _RATES = {"error_rate": "float64", **dict.fromkeys(QUANTILE_COLUMNS, "float64")}
@@ -55,13 +48,6 @@ _LATENCY_BY_VERSION_COLUMNS = {
     "version": "object", "requests": "int64", "errors": "int64", **_RATES,
     "first_seen": "datetime64[ns]", "last_seen": "datetime64[ns]",
 }
-_NATIVE_QUANTILE_DIALECTS = ("duckdb", "postgresql")
-# Errors a database gives for a table, schema or column that is not there.
-_MISSING_SQLSTATES = {"42P01", "42703", "3F000", "42S02", "42S22"}
-_MISSING_TEXT = re.compile(
-    r"no such (table|column)|does not exist|not found|unknown (table|column)|invalid (object|column) name",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -75,250 +61,6 @@ class WindowSummary:
     p95_ms: float | None
     p99_ms: float | None
     last_prediction_at: datetime | None
-
-
-# --------------------------------------------------------------------------------------------
-# Engine
-# --------------------------------------------------------------------------------------------
-def make_engine(url: str, *, connect_timeout_s: float = 10.0,
-                statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> Engine:
-    """An engine that only reads the warehouse.
-
-    DuckDB files open ``read_only`` (several processes may read one file, none can write);
-    SQLite files open with ``mode=ro``; PostgreSQL sessions default to read-only transactions and
-    UTC, and the server cancels any statement running longer than ``statement_timeout_s``. Server
-    databases get a bounded pool (5 + 5 overflow; waiting ``connect_timeout_s`` for a free
-    connection). A missing DuckDB or SQLite file raises WarehouseUnavailable instead of being created.
-    """
-    try:
-        parsed = make_url(url)
-    except sa_exc.ArgumentError as exc:  # the text may hold a password: do not echo it
-        raise WarehouseUnavailable(
-            "The warehouse URL is not a valid SQLAlchemy URL.", "Check WAREHOUSE_URL."
-        ) from exc
-    backend = parsed.get_backend_name()
-    connect_args: dict[str, Any] = {}
-    options: dict[str, Any] = {"pool_pre_ping": True}
-
-    if backend == "duckdb":
-        path = _local_file(parsed)
-        if path is not None:
-            _require_file(path)
-            connect_args["read_only"] = True
-    elif backend == "sqlite":
-        path = _local_file(parsed)
-        if path is not None and parsed.query.get("uri") != "true":
-            _require_file(path)
-            parsed = parsed.set(database=path.resolve().as_uri(), query={**parsed.query, "mode": "ro", "uri": "true"})
-    else:
-        timeout = max(1, math.ceil(connect_timeout_s))
-        if backend == "postgresql":
-            connect_args["connect_timeout"] = timeout
-        elif backend in ("mysql", "mariadb"):
-            connect_args["connect_timeout"] = timeout
-    try:
-        if backend not in ("duckdb", "sqlite") and issubclass(
-            cast("type[DefaultDialect]", parsed.get_dialect()).get_pool_class(parsed), QueuePool
-        ):
-            options.update(pool_size=5, max_overflow=5, pool_recycle=1800, pool_timeout=connect_timeout_s)
-        engine = sa.create_engine(parsed, connect_args=connect_args, **options)
-    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
-        raise WarehouseUnavailable(
-            f"No usable SQLAlchemy driver for the warehouse at {safe_url(parsed)}: {first_line(exc)}.",
-            "Install the dialect's driver or check WAREHOUSE_URL.",
-        ) from exc
-    if backend == "postgresql":
-        timeout_ms = max(1, math.ceil(statement_timeout_s * 1000))
-        event.listen(engine, "connect", functools.partial(_postgres_session, statement_timeout_ms=timeout_ms))
-    return engine
-
-
-def _local_file(url: URL) -> Path | None:
-    """The file a DuckDB/SQLite URL opens, or None for in-memory and remote databases."""
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith(("file:", "md:", "motherduck:")):
-        return None
-    return Path(database)
-
-
-def _require_file(path: Path) -> None:
-    if not path.is_file():
-        raise WarehouseUnavailable(f"The warehouse file {path.resolve()} does not exist.", MISSING_FILE_HINT)
-
-
-def _postgres_session(dbapi_connection: Any, _record: Any, *, statement_timeout_ms: int) -> None:
-    """Every PostgreSQL session of the dashboard reads only, in UTC, with a statement timeout."""
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("SET TIME ZONE 'UTC'")
-        cursor.execute("SET default_transaction_read_only = on")
-        cursor.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
-    finally:
-        cursor.close()
-    dbapi_connection.commit()  # or the pool's reset-on-return rollback would undo the SETs
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-def safe_url(url: URL | str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        return "(unparseable URL)"
-
-
-def first_line(exc: BaseException, secret: str | None = None) -> str:
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip().rstrip(".!")
-    if secret:
-        text = text.replace(secret, "***")
-    return text or type(exc).__name__
-
-
-def _reason(engine: Engine, exc: sa_exc.DBAPIError) -> str:
-    return first_line(exc.orig if exc.orig is not None else exc, engine.url.password)
-
-
-def _unavailable(engine: Engine, exc: sa_exc.DBAPIError) -> WarehouseUnavailable:
-    return WarehouseUnavailable(
-        f"Cannot reach the warehouse at {safe_url(engine.url)}: {_reason(engine, exc)}.",
-        "Check WAREHOUSE_URL and that the database is running.",
-    )
-
-
-def _is_missing_object(exc: sa_exc.DBAPIError) -> bool:
-    orig = exc.orig
-    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if state:
-        return state in _MISSING_SQLSTATES
-    if type(orig).__name__ in ("CatalogException", "BinderException"):  # DuckDB
-        return True
-    return bool(_MISSING_TEXT.search(str(orig)))
-
-
-def _query_failed(engine: Engine, mapping: ModelMapping | None, exc: sa_exc.DBAPIError) -> Exception:
-    """A failed statement: too slow, the connection broke (unavailable) or the mapping does not fit."""
-    orig = exc.orig
-    if (getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)) == _QUERY_CANCELED:
-        return WarehouseUnavailable(
-            f"The warehouse at {safe_url(engine.url)} did not answer in time: {_reason(engine, exc)}.",
-            "The query ran past TOWER_WAREHOUSE_STATEMENT_TIMEOUT_S; the database may be overloaded. Try again later.",
-        )
-    connection_problem = exc.connection_invalidated or (
-        type(exc) in (sa_exc.OperationalError, sa_exc.DatabaseError, sa_exc.InterfaceError)
-        and not _is_missing_object(exc)
-    )
-    if connection_problem or mapping is None:
-        return WarehouseUnavailable(
-            f"The warehouse at {safe_url(engine.url)} failed to answer: {_reason(engine, exc)}.",
-            "Check WAREHOUSE_URL and that the database is running.",
-        )
-    return MappingError(
-        f"Reading table {mapping.table} for model '{mapping.name}' failed: {_reason(engine, exc)}.",
-        f"A mapped table or column is missing or has the wrong type: check models.{mapping.name} in tower.yaml.",
-    )
-
-
-@contextmanager
-def connection(engine: Engine, mapping: ModelMapping | None) -> Iterator[Connection]:
-    """A connection whose failures come out as WarehouseUnavailable or MappingError."""
-    try:
-        conn = engine.connect()
-    except sa_exc.DBAPIError as exc:
-        raise _unavailable(engine, exc) from exc
-    except sa_exc.TimeoutError as exc:
-        raise WarehouseUnavailable(
-            f"Every connection to the warehouse at {safe_url(engine.url)} is busy.", "Try again in a moment."
-        ) from exc
-    try:
-        with conn:
-            yield conn
-    except sa_exc.DBAPIError as exc:
-        raise _query_failed(engine, mapping, exc) from exc
-
-
-def ping(engine: Engine) -> None:
-    """Ask the warehouse the cheapest question; WarehouseUnavailable if it does not answer."""
-    with connection(engine, None) as conn:
-        conn.execute(sa.text("SELECT 1"))
-
-
-# --------------------------------------------------------------------------------------------
-# Mapping check
-# --------------------------------------------------------------------------------------------
-def split_table_name(table: str) -> tuple[str | None, str]:
-    """``schema.table`` into (schema or None, table)."""
-    schema, _, name = table.rpartition(".")
-    return (schema or None), name
-
-
-def _expected_columns(mapping: ModelMapping) -> list[tuple[str, str]]:
-    """(physical column, what it is for) of every column the mapping names, once each."""
-    expected = [(physical, f"logical {logical}") for logical, physical in mapping.columns.items()]
-    expected += [(name, "numerical feature") for name in mapping.numerical]
-    expected += [(name, "categorical feature") for name in mapping.categorical]
-    expected += [(name, "sensitive attribute") for name in mapping.sensitive]
-    seen: set[str] = set()
-    # set.add is called for its side effect (it returns None) in this first-occurrence dedupe.
-    return [(name, what) for name, what in expected if not (name in seen or seen.add(name))]  # type: ignore[func-returns-value]
-
-
-def _column_names(conn: Connection, schema: str | None, name: str) -> list[str]:
-    try:
-        return [c["name"] for c in sa.inspect(conn).get_columns(name, schema=schema)]
-    except sa_exc.DBAPIError:
-        # duckdb-engine 0.17's inspector queries pg_catalog tables DuckDB lacks: ask the standard
-        # information_schema instead.
-        conn.rollback()
-    info = sa.table(
-        "columns", sa.column("table_catalog"), sa.column("table_schema"), sa.column("table_name"),
-        sa.column("column_name"), sa.column("ordinal_position"), schema="information_schema",
-    )
-    query = (
-        sa.select(info.c.column_name)
-        .where(info.c.table_name == name)
-        .where(info.c.table_schema == (schema if schema is not None else sa.func.current_schema()))
-        .where(info.c.table_catalog == sa.func.current_database())
-        .order_by(info.c.ordinal_position)
-    )
-    return [str(row[0]) for row in conn.execute(query)]
-
-
-def check_mapping(engine: Engine, mapping: ModelMapping) -> None:
-    """Raise MappingError unless the mapped table holds every mapped column."""
-    schema, name = split_table_name(mapping.table)
-    with connection(engine, mapping) as conn:
-        if not sa.inspect(conn).has_table(name, schema=schema):
-            raise MappingError(
-                f"Table {mapping.table} of model '{mapping.name}' does not exist in the warehouse.",
-                f"Check models.{mapping.name}.table in tower.yaml and WAREHOUSE_URL.",
-            )
-        present = _column_names(conn, schema, name)
-    fold = engine.dialect.name in ("duckdb", "sqlite")  # identifiers are case-insensitive there
-    known = {c.lower() for c in present} if fold else set(present)
-    missing = [
-        f"column '{physical}' ({what}) is missing from table {mapping.table}"
-        for physical, what in _expected_columns(mapping)
-        if (physical.lower() if fold else physical) not in known
-    ]
-    if missing:
-        shown = ", ".join(present[:30]) + (", …" if len(present) > 30 else "")
-        raise MappingError(
-            f"Model '{mapping.name}' does not match its log table: " + "; ".join(missing) + ".",
-            f"Fix models.{mapping.name}.columns in tower.yaml. Columns present: {shown}.",
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Queries
-# --------------------------------------------------------------------------------------------
-def utc_day(dialect: str, ts: Any) -> Any:
-    """Midnight (UTC) of a timestamp, as the dialect computes it."""
-    if dialect in ("duckdb", "postgresql"):
-        return sa.func.date_trunc("day", ts)
-    if dialect == "sqlite":
-        return sa.func.date(ts)
-    return sa.cast(ts, sa.Date)
 
 
 def _native_quantiles(dialect: str, latency: Any) -> list[Any] | None:
@@ -455,43 +197,9 @@ def _sort_key(column: str, value: Any) -> tuple[Any, ...]:
     return (0, naive_utc_or_none(value) or datetime.min, "")
 
 
-def version_str(value: Any) -> str:
-    if value is None:
-        return UNKNOWN_VERSION
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, (float, Decimal)) and math.isfinite(value) and value == int(value):
-        return str(int(value))  # 3.0 (a nullable int column read as float) is version "3"
-    return str(value)
-
-
 def _timestamps(values: list[Any]) -> pd.Series:
     cleaned = [naive_utc_or_none(v) for v in values]
     return pd.Series(pd.to_datetime(cleaned), dtype="datetime64[ns]")
-
-
-def naive_utc(value: datetime) -> datetime:
-    """A naive UTC datetime from a datetime, date or pandas Timestamp (aware ones are converted)."""
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
-    elif isinstance(value, date) and not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
-
-
-def naive_utc_or_none(value: Any) -> datetime | None:
-    """A timestamp as returned by any driver (datetime, date, text on SQLite) as naive UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        stamp = pd.Timestamp(value)
-        if stamp.tzinfo is not None:
-            stamp = stamp.tz_convert("UTC").tz_localize(None)
-        stamp_utc: datetime = stamp.to_pydatetime()
-        return stamp_utc
-    return naive_utc(value)
 
 
 def traffic_by_day(engine: Engine, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
@@ -531,10 +239,46 @@ def window_summary(engine: Engine, mapping: ModelMapping, start: datetime, end: 
     )
 
 
-def last_prediction_at(engine: Engine, mapping: ModelMapping) -> datetime | None:
-    """When the model last served a prediction (any version), or None for an empty log."""
+@dataclass(frozen=True)
+class LatencySummary:
+    """Requests, errors and latency quantiles (ms) of one group; quantiles None without latencies."""
+
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
+def latency_summaries(engine: Engine, mapping: ModelMapping, start: datetime, end: datetime, *,
+                      by_day: bool = False, by_version: bool = False) -> dict[GroupKey, LatencySummary]:
+    """Requests, errors and p50/p95/p99 latency of the log in ``[start, end)`` per group."""
+    rows = log_rows(mapping, start, end)
+    assert rows.start is not None and rows.end is not None  # log_rows always sets the window
+    keys = tuple(k for k, on in (("day", by_day), ("version", by_version)) if on)
+    result: dict[GroupKey, LatencySummary] = {}
+    keys_of = GroupKeys(by_day, by_version)
+    for record in latency_aggregate(engine, mapping, rows.start, rows.end, keys, quantiles=True):
+        requests = int(record["requests"] or 0)
+        if requests == 0 and keys:
+            continue
+        quantiles = [None if record[c] is None else float(record[c]) for c in ("p50_ms", "p95_ms", "p99_ms")]
+        result[keys_of([record[k] for k in keys])] = LatencySummary(requests, int(record["errors"] or 0), *quantiles)
+    return result
+
+
+def log_bounds(engine: Engine, mapping: ModelMapping) -> tuple[datetime, datetime] | None:
+    """The first and last prediction time of the log, or None when it is empty."""
+    ts = log_timestamp(mapping)
     schema, name = split_table_name(mapping.table)
-    ts: sa.ColumnClause[Any] = sa.column(mapping.column("timestamp"))
-    query = sa.select(sa.func.max(ts, type_=sa.types.NullType())).select_from(sa.table(name, ts, schema=schema))
+    table = sa.table(name, ts, schema=schema)
+    query = sa.select(sa.func.min(ts, type_=sa.types.NullType()).label("first"),
+                      sa.func.max(ts, type_=sa.types.NullType()).label("last")).select_from(table)
     with connection(engine, mapping) as conn:
-        return naive_utc_or_none(conn.execute(query).scalar())
+        row = conn.execute(query).mappings().one()
+    first, last = naive_utc_or_none(row["first"]), naive_utc_or_none(row["last"])
+    return None if first is None or last is None else (first, last)

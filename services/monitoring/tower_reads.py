@@ -1,8 +1,8 @@
-"""What pages and the governance evidence read from monitoring: small typed answers, one query each.
+"""What pages read of the stored monitoring: health verdicts, heat maps, series over time, alert episodes.
 
-Everything here reads the tower state (``monitoring_results``, ``alert_episodes``) except
-`feature_distributions`, which bins one feature of one window in the warehouse against the kept
-reference profile. A tower state whose monitoring tables do not exist yet reads as "no results".
+Small typed answers, one tower-state query each, over ``monitoring_results`` and
+``alert_episodes``. A tower state whose monitoring tables do not exist yet reads as "no results";
+any other failure to read it is TowerStateUnavailable.
 """
 
 from __future__ import annotations
@@ -11,36 +11,31 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from services.errors import ConfigError, TowerStateUnavailable
-from services.mapping import ModelMapping
-from services.monitoring.reference import ReferenceProfile
-from services.monitoring.report import RULE_METRICS, WindowReport
+from services.monitoring.results import RULE_METRICS
 from services.monitoring.store import (
     ACTIVE_STATUSES,
     ALL_VERSIONS,
     alert_episodes,
     monitoring_results,
 )
-from services.stats.histogram import BinnedSample, coarsen
-from services.stores.warehouse import aggregates as wa
 
 Status = Literal["ok", "warning", "alert", "unknown"]
 _MISSING_TABLE = re.compile(r"no such table|does not exist|undefined table", re.IGNORECASE)
 _ALERT_COLUMNS = ["id", "model", "rule", "subject", "metric", "status", "opened_window", "last_window",
                   "resolved_window", "value", "threshold", "message", "opened_at", "notified_at", "resolved_at",
                   "notify_attempts", "notify_error"]
-DISPLAY_BINS = 20  # feature_distributions: equal-mass reference bins (every 50th of the 1000 edges)
 
 
-def _rows(tower: Engine, query: Any) -> list[Any]:
+def read_rows(tower: Engine, query: Any) -> list[Any]:
+    """The rows of a tower-state query; none while the monitoring tables do not exist yet."""
     try:
         with tower.connect() as conn:
             return list(conn.execute(query))
@@ -77,7 +72,7 @@ class HealthVerdict:
 
 def latest_health(tower: Engine, model: str) -> HealthVerdict:
     r = monitoring_results.c
-    latest = _rows(tower, sa.select(r.window_start, r.window_end, r.computed_at)
+    latest = read_rows(tower, sa.select(r.window_start, r.window_end, r.computed_at)
                    .where(r.model == model, r.version == ALL_VERSIONS, r.metric == "rows", r.value > 0)
                    .order_by(r.window_start.desc()).limit(1))
     if not latest:
@@ -85,11 +80,11 @@ def latest_health(tower: Engine, model: str) -> HealthVerdict:
                              None, None, None)
     start, end, computed_at = latest[0]
     e = alert_episodes.c
-    episodes = _rows(tower, sa.select(e.message).where(e.model == model, e.status.in_(ACTIVE_STATUSES))
+    episodes = read_rows(tower, sa.select(e.message).where(e.model == model, e.status.in_(ACTIVE_STATUSES))
                      .order_by(e.rule, e.subject))
     if episodes:
         return HealthVerdict(model, "alert", tuple(row.message for row in episodes), start, end, computed_at)
-    breaches = _rows(tower, sa.select(r.metric, r.column_name, r.slice_key, r.value, r.threshold)
+    breaches = read_rows(tower, sa.select(r.metric, r.column_name, r.slice_key, r.value, r.threshold)
                      .where(r.model == model, r.version == ALL_VERSIONS, r.window_start == start,
                             r.metric.in_(list(RULE_METRICS)), r.alert.is_(True))
                      .order_by(r.metric, r.column_name, r.slice_key))
@@ -124,7 +119,7 @@ def drift_heatmap(tower: Engine, model: str, start: datetime, end: datetime, *,
     """Feature x day drift: columns day, column, method, score, threshold, drifted (one row per cell)."""
     start, end = _window(start, end)
     r = monitoring_results.c
-    rows = _rows(tower, sa.select(r.window_start, r.column_name, r.method, r.value, r.threshold, r.alert)
+    rows = read_rows(tower, sa.select(r.window_start, r.column_name, r.method, r.value, r.threshold, r.alert)
                  .where(r.model == model, r.version == version, r.metric == "drift_score",
                         r.window_start >= start, r.window_start < end)
                  .order_by(r.window_start, r.id))
@@ -143,7 +138,7 @@ def fairness_over_time(tower: Engine, model: str, start: datetime, end: datetime
     r = monitoring_results.c
     metrics = ["demographic_parity_difference", "equalized_odds_difference", "disparate_impact_ratio", "count",
                "labeled", "selection_rate", "tpr", "fpr"]
-    rows = _rows(tower, sa.select(r.window_start, r.slice_key, r.slice_value, r.metric, r.value, r.threshold,
+    rows = read_rows(tower, sa.select(r.window_start, r.slice_key, r.slice_value, r.metric, r.value, r.threshold,
                                   r.alert)
                  .where(r.model == model, r.version == ALL_VERSIONS, r.slice_key != "", r.metric.in_(metrics),
                         r.window_start >= start, r.window_start < end)
@@ -164,7 +159,7 @@ def performance_over_time(tower: Engine, model: str, start: datetime, end: datet
     r = monitoring_results.c
     names = ["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "label_coverage", "labeled",
              "provisional"]
-    rows = _rows(tower, sa.select(r.window_start, r.metric, r.value, r.threshold, r.alert, r.method)
+    rows = read_rows(tower, sa.select(r.window_start, r.metric, r.value, r.threshold, r.alert, r.method)
                  .where(r.model == model, r.version == version, r.column_name == "", r.slice_key == "",
                         r.metric.in_(names), r.window_start >= start, r.window_start < end)
                  .order_by(r.window_start, r.metric))
@@ -186,26 +181,12 @@ def performance_over_time(tower: Engine, model: str, start: datetime, end: datet
     return metrics[columns].reset_index(drop=True)
 
 
-def drift_table(report: WindowReport) -> pd.DataFrame:
-    """One row per feature of a window report, for the drift explorer's table: column, kind, method,
-    score, threshold, drifted, psi, psi_band, js_distance, wasserstein_normed, ks_statistic,
-    chi2_pvalue, null_share, reference_null_share, unseen_categories (comma-separated), unseen_share."""
-    columns = ["column", "kind", "method", "score", "threshold", "drifted", "psi", "psi_band", "js_distance",
-               "wasserstein_normed", "ks_statistic", "chi2_pvalue", "null_share", "reference_null_share",
-               "unseen_categories", "unseen_share"]
-    rows = [{**{c: getattr(d, c) for c in columns if c != "unseen_categories"},
-             "unseen_categories": ", ".join(d.unseen_categories)} for d in report.drift]
-    frame = pd.DataFrame(rows, columns=columns)
-    frame["drifted"] = frame["drifted"].astype("boolean")
-    return frame
-
-
 # --------------------------------------------------------------------------------------------
 # Alerts
 # --------------------------------------------------------------------------------------------
 def _episodes(tower: Engine, *conditions: Any) -> pd.DataFrame:
     e = alert_episodes.c
-    rows = _rows(tower, sa.select(*(e[c] for c in _ALERT_COLUMNS)).where(*conditions)
+    rows = read_rows(tower, sa.select(*(e[c] for c in _ALERT_COLUMNS)).where(*conditions)
                  .order_by(e.opened_window.desc(), e.model, e.rule, e.subject))
     return _frame(rows, _ALERT_COLUMNS)
 
@@ -227,95 +208,3 @@ def alert_history(tower: Engine, model: str | None = None, start: datetime | Non
     if end is not None:
         conditions.append(e.opened_window < end)
     return _episodes(tower, *conditions)
-
-
-# --------------------------------------------------------------------------------------------
-# One feature, reference against a window (from the warehouse)
-# --------------------------------------------------------------------------------------------
-def _label(lower: float | None, upper: float | None) -> str:
-    if lower is None:
-        return f"< {upper:.4g}"
-    if upper is None:
-        return f">= {lower:.4g}"
-    return f"[{lower:.4g}, {upper:.4g})"
-
-
-def _shares(counts: np.ndarray) -> np.ndarray:
-    total = counts.sum()
-    return counts / total if total else np.full(counts.shape, np.nan)
-
-
-def feature_distributions(engine: Engine, mapping: ModelMapping, reference: ReferenceProfile, column: str,
-                          start: datetime, end: datetime) -> pd.DataFrame:
-    """Reference and window distribution of one feature, for an overlay chart.
-
-    Numerical features: ``DISPLAY_BINS`` equal-mass reference bins (open tails: ``lower``/``upper``
-    None); features with few values: one row per value; categorical: one row per category (NULLs
-    excluded). Columns: bin, lower, upper, reference_count, current_count, reference_share,
-    current_share. One warehouse statement.
-    """
-    rows = wa.log_rows(mapping, start, end)
-    if column in mapping.categorical:
-        current = wa.value_counts(engine, mapping, rows, [column], numeric=False).get(wa.WHOLE, {}).get(column, {})
-        ref: dict[str | None, int] | dict[float | None, int] = reference.categorical.get(column, {})
-        keys = sorted({k for k in (*ref, *current) if k is not None})
-        ref_counts = np.array([ref.get(k, 0) for k in keys], dtype=float)
-        cur_counts = np.array([current.get(k, 0) for k in keys], dtype=float)
-        labels, lower, upper = keys, [None] * len(keys), [None] * len(keys)
-    elif column in mapping.numerical:
-        ref_column = reference.numerical[column]
-        if ref_column.value_counted:
-            current = wa.value_counts(engine, mapping, rows, [column], numeric=True).get(wa.WHOLE, {}).get(column, {})
-            ref = ref_column.values or {}
-            values = sorted({k for k in (*ref, *current) if k is not None})
-            ref_counts = np.array([ref.get(v, 0) for v in values], dtype=float)
-            cur_counts = np.array([current.get(v, 0) for v in values], dtype=float)
-            labels, lower, upper = [f"{v:g}" for v in values], list(values), list(values)
-        else:
-            sample = wa.numeric_histograms(
-                engine, mapping, rows, {column: ref_column.edges},
-                shifts={column: cast(BinnedSample, ref_column.histogram).shift})[wa.WHOLE][column]
-            step = max((ref_column.edges.size + 1) // DISPLAY_BINS, 1)  # 999 edges: every 50th, 5 % each
-            display = ref_column.edges[step - 1::step][:DISPLAY_BINS - 1]
-            ref_coarse = coarsen(cast(BinnedSample, ref_column.histogram), display)
-            cur_coarse = coarsen(sample, display)
-            ref_counts, cur_counts = ref_coarse.counts.astype(float), cur_coarse.counts.astype(float)
-            bounds = [None, *display.tolist(), None]
-            lower, upper = bounds[:-1], bounds[1:]
-            labels = [_label(lo, hi) for lo, hi in zip(lower, upper, strict=True)]
-    else:
-        raise ConfigError(f"'{column}' is not a feature of model '{mapping.name}'.")
-    return pd.DataFrame({
-        "bin": labels, "lower": pd.Series(lower, dtype="float64"), "upper": pd.Series(upper, dtype="float64"),
-        "reference_count": ref_counts.astype("int64"), "current_count": cur_counts.astype("int64"),
-        "reference_share": _shares(ref_counts), "current_share": _shares(cur_counts),
-    })
-
-
-# --------------------------------------------------------------------------------------------
-# Governance evidence
-# --------------------------------------------------------------------------------------------
-class TowerMonitoringEvidence:
-    """``services.governance.context.MonitoringEvidence`` from the stored monitoring results."""
-
-    def __init__(self, tower: Engine) -> None:
-        self.tower = tower
-
-    def latest_drift_share(self, model: str, version: str) -> float | None:
-        """Share of drifted features in the latest window in which ``version`` served (None: never seen)."""
-        r = monitoring_results.c
-        rows = _rows(self.tower, sa.select(r.value).where(
-            r.model == model, r.version == str(version), r.metric == "drift_share", r.value.is_not(None))
-            .order_by(r.window_start.desc()).limit(1))
-        return None if not rows else float(rows[0].value)
-
-    def latest_fairness_dpd(self, model: str) -> float | None:
-        """The worst demographic parity difference over the sensitive attributes, in the latest window."""
-        r = monitoring_results.c
-        latest = (sa.select(sa.func.max(r.window_start)).where(
-            r.model == model, r.version == ALL_VERSIONS, r.metric == "demographic_parity_difference",
-            r.value.is_not(None)).scalar_subquery())
-        rows = _rows(self.tower, sa.select(sa.func.max(r.value)).where(
-            r.model == model, r.version == ALL_VERSIONS, r.metric == "demographic_parity_difference",
-            r.window_start == latest))
-        return None if not rows or rows[0][0] is None else float(rows[0][0])

@@ -1,0 +1,5 @@
+"""``python -m bench.monitoring``: see bench/monitoring/__init__.py."""
+
+from bench.monitoring.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""``python -m bench.monitoring``: its options, the whole run, and the child processes' entry point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import bench.monitoring
+from bench.monitoring.contenders import CONTENDERS, child_main
+from bench.monitoring.data import WINDOW, default_reference_rows
+from bench.monitoring.machine import machine
+from bench.monitoring.prose import results_markdown
+from bench.monitoring.runner import RESULT_TAG, SizeResult, bench_size
+from bench.monitoring.tables import print_summary
+from bench.results_file import write_section
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.monitoring",
+                                     description=(bench.monitoring.__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000],
+                        help="log sizes to run (default: 1000000 10000000)")
+    parser.add_argument("--reference-rows", type=int, default=None,
+                        help="rows of the reference table (default: a fifth of the log, the size of the window)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender; the median is reported")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as Markdown (bench/RESULTS.md)")
+    parser.add_argument("--json", type=Path, default=None, help="write every raw measurement as JSON")
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "ml-control-tower-bench",
+                        help="where the generated DuckDB files and tower states are cached")
+    parser.add_argument("--skip-evidently-above", type=int, default=None, metavar="N",
+                        help="do not run Evidently on logs of more than N rows (default: run it)")
+    parser.add_argument("--evidently-timeout", type=float, default=900.0,
+                        help="seconds after which an Evidently run is stopped and recorded as timed out")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="timeout of every other child process")
+    parser.add_argument("--slow-seconds", type=float, default=60.0,
+                        help="a contender whose run takes longer than this is not repeated at that size")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="contenders run at the same time (default 1; more only for a quick smoke test, "
+                             "since concurrent runs disturb each other's timings)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each run, wait up to this long for the 1-minute load average to fall below "
+                             "the number of cores (the machine is shared); default: do not wait")
+    parser.add_argument("--no-probe", dest="probe", action="store_false",
+                        help="skip the measurements of what bounds the histogram push-down")
+    parser.add_argument("--probe-repeat", type=int, default=3, help="runs of each probe query (median)")
+    parser.add_argument("--from-json", type=Path, default=None, metavar="PATH",
+                        help="run nothing: print (and with --out write) the results saved by an earlier --json")
+    parser.add_argument("--child", choices=[*CONTENDERS, "probe"], help=argparse.SUPPRESS)
+    parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--tower", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def run(options: argparse.Namespace) -> list[SizeResult]:
+    """The whole benchmark: every size, every contender; prints as it goes and a summary at the end."""
+    sizes = []
+    for rows in options.rows:
+        reference_rows = options.reference_rows or default_reference_rows(rows)
+        print(f"{rows:,}-row log, {reference_rows:,}-row reference, window {WINDOW[0]:%Y-%m-%d} to "
+              f"{WINDOW[1]:%Y-%m-%d}", flush=True)
+        sizes.append(bench_size(rows, reference_rows, options))
+    print_summary(sizes)
+    return sizes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    if options.child:
+        result = child_main(options.child, options.db, options.tower, options.probe_repeat)
+        print(RESULT_TAG + json.dumps(result), flush=True)
+        return 0
+    if options.from_json:  # render the results of an earlier run again
+        record = json.loads(options.from_json.read_text())
+        sizes = [SizeResult(**size) for size in record["sizes"]]
+        print_summary(sizes)
+    else:
+        command = "python -m bench.monitoring " + " ".join(sys.argv[1:] if argv is None else argv)
+        before, started = machine(), datetime.now(UTC)
+        sizes = run(options)
+        record = {"command": command.strip(), "started": started.isoformat(), "before": before, "after": machine(),
+                  "options": {"repeat": options.repeat, "slow_seconds": options.slow_seconds},
+                  "sizes": [s.to_json() for s in sizes]}
+        if options.json:
+            options.json.write_text(json.dumps(record, indent=1))
+    if options.out:
+        settings = argparse.Namespace(**record["options"])
+        write_section(options.out, "monitoring",
+                      results_markdown(sizes, record["command"], record["before"], record["after"],
+                                       datetime.fromisoformat(record["started"]), settings,
+                                       rendered_from=options.from_json))
+        print(f"\nwrote {options.out}")
+    return 0

@@ -1,0 +1,35 @@
+"""The drift and fairness evidence a promotion reads, from the stored monitoring results."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from services.monitoring.store import ALL_VERSIONS, monitoring_results
+from services.monitoring.tower_reads import read_rows
+
+
+class TowerMonitoringEvidence:
+    """``services.governance.context.MonitoringEvidence`` from the stored monitoring results."""
+
+    def __init__(self, tower: Engine) -> None:
+        self.tower = tower
+
+    def latest_drift_share(self, model: str, version: str) -> float | None:
+        """Share of drifted features in the latest window in which ``version`` served (None: never seen)."""
+        r = monitoring_results.c
+        rows = read_rows(self.tower, sa.select(r.value).where(
+            r.model == model, r.version == str(version), r.metric == "drift_share", r.value.is_not(None))
+            .order_by(r.window_start.desc()).limit(1))
+        return None if not rows else float(rows[0].value)
+
+    def latest_fairness_dpd(self, model: str) -> float | None:
+        """The worst demographic parity difference over the sensitive attributes, in the latest window."""
+        r = monitoring_results.c
+        latest = (sa.select(sa.func.max(r.window_start)).where(
+            r.model == model, r.version == ALL_VERSIONS, r.metric == "demographic_parity_difference",
+            r.value.is_not(None)).scalar_subquery())
+        rows = read_rows(self.tower, sa.select(sa.func.max(r.value)).where(
+            r.model == model, r.version == ALL_VERSIONS, r.metric == "demographic_parity_difference",
+            r.window_start == latest))
+        return None if not rows or rows[0][0] is None else float(rows[0][0])

@@ -1,0 +1,120 @@
+"""Which rows an aggregate reads: the log in a window, or the model's reference.
+
+A :class:`Rows` names a table and optionally a time range: the log in a window (:func:`log_rows`)
+or the model's reference (:func:`reference_rows`: its own table, or a time range of the log).
+:func:`rows_source` turns it into the subquery the aggregates group, by UTC day and/or version in
+the same statement (``by_day``/``by_version``), so a 35-day backfill costs the same few round
+trips as one window. Windows are half-open, ``[start, end)``, in naive UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.errors import ConfigError
+from services.mapping import ModelMapping
+from services.stores.warehouse.sql import naive_utc, split_table_name, utc_day
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The rows an aggregate reads: a table, and a time range of it when ``start``/``end`` are set.
+
+    ``is_log`` tells whether the table is the model's prediction log (it then has the mapped
+    timestamp, latency and status columns); a reference table may hold only features, predictions
+    and labels.
+    """
+
+    table: str
+    is_log: bool
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @property
+    def description(self) -> str:
+        if self.start is None:
+            return f"table {self.table}"
+        return f"{self.table} from {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M}"
+
+
+def _window(start: datetime, end: datetime, what: str) -> tuple[datetime, datetime]:
+    start, end = naive_utc(start), naive_utc(end)
+    if start >= end:
+        raise ConfigError(f"The {what} starts at {start:%Y-%m-%d %H:%M:%S} but ends at {end:%Y-%m-%d %H:%M:%S}; "
+                          "its start must be before its end.")
+    return start, end
+
+
+def log_rows(mapping: ModelMapping, start: datetime, end: datetime) -> Rows:
+    """The prediction log of ``mapping`` in ``[start, end)``; ConfigError unless start < end."""
+    start, end = _window(start, end, "window")
+    return Rows(mapping.table, True, start, end)
+
+
+def reference_rows(mapping: ModelMapping, start: datetime | None = None, end: datetime | None = None) -> Rows:
+    """The reference of ``mapping``: ``[start, end)`` of the log when given, else its configured reference.
+
+    The configured reference is its own table (``reference.table``) or a time range of the log
+    (``reference.start``/``reference.end``). ConfigError when there is none or a range is invalid.
+    """
+    if start is not None or end is not None:
+        if start is None or end is None:
+            raise ConfigError("A reference range needs both a start and an end.")
+        start, end = _window(start, end, "reference range")
+        return Rows(mapping.table, True, start, end)
+    ref = mapping.reference
+    if ref.table:
+        return Rows(ref.table, False)
+    if ref.start and ref.end:
+        try:
+            parsed = datetime.fromisoformat(ref.start), datetime.fromisoformat(ref.end)
+        except ValueError as exc:
+            raise ConfigError(f"models.{mapping.name}.reference: start and end must be ISO dates or times.") from exc
+        start, end = _window(*parsed, f"reference range of models.{mapping.name}")
+        return Rows(mapping.table, True, start, end)
+    raise ConfigError(f"Model '{mapping.name}' has no reference configured.",
+                      f"Set models.{mapping.name}.reference (a table, or start and end of the log) in tower.yaml, "
+                      "or give a reference range.")
+
+
+def log_timestamp(mapping: ModelMapping) -> Any:
+    """The log's mapped timestamp column."""
+    return sa.column(mapping.column("timestamp"), sa.DateTime())
+
+
+def time_filter(mapping: ModelMapping, rows: Rows) -> list[Any]:
+    """The WHERE conditions of the rows' time range (none for a whole table)."""
+    if rows.start is None or rows.end is None:
+        return []
+    ts = log_timestamp(mapping)
+    return [ts >= rows.start, ts < rows.end]
+
+
+def rows_source(mapping: ModelMapping, rows: Rows, dialect: str, by_day: bool, by_version: bool,
+                columns: Sequence[str], exprs: Mapping[str, Any]) -> tuple[Any, list[str]]:
+    """A subquery of ``rows`` with ``day``/``version`` (as asked) and the labelled ``exprs``.
+
+    ``columns`` are the physical columns the expressions read. Outer queries group by the
+    subquery's columns, so no expression (nor its bound parameters) is repeated in GROUP BY.
+    """
+    keys: list[Any] = []
+    needed = list(columns)
+    if rows.start is not None or by_day:
+        needed.append(mapping.column("timestamp"))
+    if by_day:
+        if not rows.is_log:
+            raise ValueError("only the prediction log can be grouped by day")
+        keys.append(utc_day(dialect, log_timestamp(mapping)).label("day"))
+    if by_version:
+        needed.append(mapping.column("version"))
+        keys.append(sa.column(mapping.column("version")).label("version"))
+    schema, name = split_table_name(rows.table)
+    table = sa.table(name, *(sa.column(c) for c in dict.fromkeys(needed)), schema=schema)
+    query = (sa.select(*keys, *(expr.label(label) for label, expr in exprs.items()))
+             .select_from(table).where(*time_filter(mapping, rows)))
+    return query.subquery(), [k.name for k in keys]
