@@ -8,33 +8,67 @@ import pandas as pd
 import streamlit as st
 
 from services.catalog import fleet
+from services.monitoring import health_chips
 from services.settings import Settings
 from ui import backends
+from ui.navigation import BY_PATH
 from ui.notices import literal, show_error
 from ui.page import page
 
 WINDOW_DAYS = 7
-HEALTH_LABELS = {"alert": "🔴 alert", "warning": "🟠 warning", "ok": "🟢 ok", "unknown": "⚪ no results"}
+CHIP_COLUMNS = {"latency": "Latency", "errors": "Errors", "drift": "Drift", "fairness": "Fairness",
+                "performance": "Performance"}
+WORDS = {"alert": "alert", "warning": "warning", "ok": "ok", "unknown": "no results"}
+# Text and colour together: the word says it, the colour only repeats it.
+COLOURS = {"alert": "background-color: #fde0dc; color: #a50e0e; font-weight: 600",
+           "warning": "background-color: #fff4d6; color: #7a4f01",
+           "ok": "color: #137333", "no results": "color: #6b6b6b"}
+
+
+def _chip_text(chip: health_chips.Chip | None) -> str:
+    if chip is None:
+        return "—"
+    return WORDS.get(chip.status, chip.status) + (f" ×{chip.count}" if chip.count > 1 else "")
 
 
 def _table(rows: tuple[fleet.FleetRow, ...]) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "Model": r.model,
-        "Health": HEALTH_LABELS.get(r.health, r.health),
-        "Status": r.status,
-        "Production": r.production or "—",
-        "Staging": r.staging or "—",
-        "Owner": r.owner or "—",
-        "Last change": r.last_change,
-        "Requests (7 d)": r.requests_7d,
-        "Traffic per day": list(r.traffic_by_day),
-        "p95 (ms)": r.p95_ms,
-        "SLO p95 (ms)": r.slo_p95_ms,
-        "Error rate": r.error_rate,
-        "SLO error rate": r.slo_error_rate,
-        "Why": " ".join(r.health_reasons),
-        "Problem": r.problem or "",
-    } for r in rows])
+    records = []
+    for r in rows:
+        chips = {c.dimension: c for c in r.chips}
+        why = " ".join(r.health_reasons)
+        records.append({
+            "Model": r.model,
+            "Health": WORDS.get(r.health, r.health),
+            **{label: _chip_text(chips.get(dim)) for dim, label in CHIP_COLUMNS.items()},
+            "Why": why if len(why) <= 90 else why[:89] + "…",
+            "Production": r.production or "—",
+            "Staging": r.staging or "—",
+            "Owner": r.owner or "—",
+            "Requests (7 d)": r.requests_7d,
+            "Traffic per day": list(r.traffic_by_day),
+            "p95 (ms)": r.p95_ms,
+            "SLO p95 (ms)": r.slo_p95_ms,
+            "Error rate": r.error_rate,
+            "SLO error rate": r.slo_error_rate,
+            "SLO (7 d)": r.status,
+            "Last change": r.last_change,
+            "Problem": r.problem or "",
+        })
+    return pd.DataFrame(records)
+
+
+def _colour(value: object) -> str:
+    word = str(value).split(" ×")[0]
+    return COLOURS.get(word, "")
+
+
+def _open(row: fleet.FleetRow, column: str) -> None:
+    """A health chip opens the page that explains it; any other cell of the row opens the model."""
+    dimension = next((d for d, label in CHIP_COLUMNS.items() if label == column), None)
+    chip = next((c for c in row.chips if c.dimension == dimension), None)
+    if chip is not None and chip.status in ("alert", "warning"):
+        st.switch_page(BY_PATH[chip.page].file, query_params=dict(chip.params))
+    st.switch_page(BY_PATH["model"].file, query_params={"model": row.model})
 
 
 def render(settings: Settings) -> None:
@@ -49,7 +83,8 @@ def render(settings: Settings) -> None:
             load_summary=lambda m: backends.window_summary(settings, m, start, end),
             load_daily_requests=lambda m: fleet.requests_per_day(
                 backends.traffic_by_day(settings, m, start, end), start, WINDOW_DAYS),
-            load_health=lambda name: backends.latest_health(settings, name),
+            load_chips=lambda name, extra: backends.health_chips(settings, name, extra),
+            window_start=start,
         )
     if overview.registry_error:
         show_error(overview.registry_error)
@@ -73,19 +108,21 @@ def render(settings: Settings) -> None:
     if owners:
         keep &= table["Owner"].isin(owners)
     if problems_only:
-        keep &= (table["Status"] != fleet.OK) | (table["Health"] != HEALTH_LABELS["ok"])
+        keep &= (table["SLO (7 d)"] != fleet.OK) | (table["Health"] != WORDS["ok"])
     shown = table[keep].reset_index(drop=True)
 
-    breaches = int((table["Status"] == fleet.BREACH).sum())
+    breaches = int((table["SLO (7 d)"] == fleet.BREACH).sum())
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Models", len(table))
-    c2.metric("With open alerts", int((table["Health"] == HEALTH_LABELS["alert"]).sum()))
+    c2.metric("With open alerts", int((table["Health"] == WORDS["alert"]).sum()))
     c3.metric("Over their SLO", breaches)
     c4.metric("Requests (7 d)", f"{int(table['Requests (7 d)'].fillna(0).sum()):,}")
 
+    styled = shown.style.map(_colour, subset=["Health", *CHIP_COLUMNS.values()])
     event = st.dataframe(
-        shown, hide_index=True, on_select="rerun", selection_mode="single-row", key="fleet_table",
+        styled, hide_index=True, on_select="rerun", selection_mode="single-cell", key="fleet_table",
         column_config={
+            "Why": st.column_config.TextColumn(width="large"),
             "Last change": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
             "Traffic per day": st.column_config.LineChartColumn(y_min=0),
             "p95 (ms)": st.column_config.NumberColumn(format="%.0f"),
@@ -94,11 +131,13 @@ def render(settings: Settings) -> None:
             "SLO error rate": st.column_config.NumberColumn(format="percent"),
         },
     )
-    st.caption("Click a row to open the model. Click a column header to sort.")
-    selected = event.selection.rows if event is not None else []
-    if selected:
-        st.switch_page("app_pages/model.py", query_params={"model": shown.loc[selected[0], "Model"]})
-
+    st.caption("Click a health cell (alert, warning) to open the page that explains it, at the model, feature "
+               "or group and the day it started; click any other cell of a row to open the model.")
+    cells = event.selection.cells if event is not None else []
+    if cells:
+        position, column = cells[0]
+        by_name = {r.model: r for r in overview.rows}
+        _open(by_name[shown.iloc[position]["Model"]], column)
 
 if __name__ == "__main__":
     page(render)

@@ -8,13 +8,16 @@ import streamlit as st
 
 from services.catalog.comparison import compare_metrics
 from services.catalog.lineage_graph import LineageGraph, build_lineage_graph
+from services.monitoring import health_chips
 from services.settings import Settings
 from services.stores.registry_records import Lineage, VersionInfo
 from ui import backends
+from ui.navigation import BY_PATH
 from ui.notices import literal
 from ui.page import page
 from ui.widgets import model_names, model_picker
 
+STATUS_ICONS = {"alert": ":material/error:", "warning": ":material/warning:"}
 KIND_COLOURS = {"dataset": "#4C78A8", "run": "#F58518", "version": "#54A24B", "alias": "#B279A2"}
 
 
@@ -69,6 +72,28 @@ def _comparison(settings: Settings, name: str, holders: dict[str, VersionInfo | 
     st.dataframe(table, hide_index=True)
 
 
+def _health(settings: Settings, name: str) -> None:
+    """The model's health per dimension and its open alerts, each linking to the page that explains it."""
+    if settings.model(name) is None:
+        st.info("Not monitored: map its prediction log under `models:` in tower.yaml to see its health.")
+        return
+    chips = backends.health_chips(settings, name, {})
+    overall = health_chips.worst(c.status for c in chips)
+    st.subheader(f"Health: {overall}")
+    for chip in chips:
+        word = "no results" if chip.status == "unknown" else chip.label
+        text = f"{chip.dimension.capitalize()}: {word} · {chip.text}"
+        if chip.status in ("alert", "warning"):
+            st.page_link(BY_PATH[chip.page].file, label=literal(text), icon=STATUS_ICONS[chip.status],
+                         query_params=dict(chip.params))
+        else:
+            st.caption(literal(text))
+    active = backends.alerts(settings, name, True)
+    if not active.empty:
+        st.page_link(BY_PATH["alerts"].file, label=f"All {len(active)} open alert(s) of {literal(name)}",
+                     icon=":material/notifications:", query_params={"model": name})
+
+
 def render(settings: Settings) -> None:
     st.title("Model detail")
     name = model_picker(model_names(settings))
@@ -85,6 +110,8 @@ def render(settings: Settings) -> None:
     cols[1].metric("Versions", model.version_count)
     for col, (stage, holder) in zip(cols[2:], holders.items(), strict=True):
         col.metric(stage, f"v{holder.version}" if holder else "—")
+
+    _health(settings, name)
 
     st.subheader("Versions")
     st.dataframe(_versions_table(versions), hide_index=True)

@@ -8,7 +8,7 @@ call that ever does must take the role as an argument (docs/ARCHITECTURE.md, lay
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TypeVar
 
@@ -20,6 +20,7 @@ from services import wiring
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
 from services.monitoring import distributions, report, tower_reads
+from services.monitoring import health_chips as chips
 from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.results import WindowReport
@@ -169,3 +170,8 @@ def alerts(s: Settings, model: str | None, active_only: bool) -> pd.DataFrame:
     if active_only:
         return guarded(s, TOWER, lambda: tower_reads.open_alerts(tower(s), model))
     return guarded(s, TOWER, lambda: tower_reads.alert_history(tower(s), model))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+def health_chips(s: Settings, model: str, extra: Mapping[str, chips.Finding]) -> tuple[chips.Chip, ...]:
+    return guarded(s, TOWER, lambda: chips.health_chips(tower(s), model, extra))

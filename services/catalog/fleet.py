@@ -6,7 +6,7 @@ cached, and one model's broken log table costs only that model's row, not the pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +14,7 @@ import pandas as pd
 
 from services.errors import TowerError
 from services.mapping import ModelMapping
+from services.monitoring.health_chips import Chip, Finding, worst
 from services.monitoring.tower_reads import HealthVerdict
 from services.settings import Settings
 from services.stores.registry_records import ModelSummary
@@ -38,9 +39,10 @@ class FleetRow:
     error_rate: float | None
     slo_error_rate: float | None
     status: str
-    health: str  # from the latest monitoring results: ok / warning / alert / unknown
+    health: str  # the worst of the chips (or the latest monitoring results): ok / warning / alert / unknown
     health_reasons: tuple[str, ...]
     problem: str | None  # what is wrong with this row's data, in words, if anything
+    chips: tuple[Chip, ...] = ()  # health per dimension, each with the page that explains it
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,21 @@ def latency_status(summary: WindowSummary, mapping: ModelMapping) -> str:
     return OK
 
 
+def slo_findings(summary: WindowSummary, mapping: ModelMapping, start: datetime | None) -> dict[str, Finding]:
+    """The fleet window's own SLO breaches as chip findings (latency and errors)."""
+    onset = start or datetime(1970, 1, 1)
+    slo, found = mapping.slo, {}
+    if slo.latency_p95_ms is not None and summary.p95_ms is not None and summary.p95_ms > slo.latency_p95_ms:
+        found["latency"] = Finding("latency", "alert", "", onset,
+                                   f"p95 latency {summary.p95_ms:.0f} ms over the {slo.latency_p95_ms:.0f} ms SLO "
+                                   "in the last 7 days.", summary.p95_ms / slo.latency_p95_ms)
+    if slo.error_rate is not None and summary.error_rate is not None and summary.error_rate > slo.error_rate:
+        found["errors"] = Finding("errors", "alert", "", onset,
+                                  f"Error rate {summary.error_rate:.2%} over the {slo.error_rate:.2%} SLO in the "
+                                  "last 7 days.", summary.error_rate / slo.error_rate if slo.error_rate else 0.0)
+    return found
+
+
 def _registry_placeholder(name: str) -> ModelSummary:
     """A row for a configured model when the registry cannot be read: the logs still tell a lot."""
     return ModelSummary(name=name, description="", owner=None, tags={}, aliases={}, latest_version=None,
@@ -73,8 +90,13 @@ def fleet_overview(
     load_summary: Callable[[ModelMapping], WindowSummary],
     load_daily_requests: Callable[[ModelMapping], list[int]],
     load_health: Callable[[str], HealthVerdict] | None = None,
+    load_chips: Callable[[str, Mapping[str, Finding]], tuple[Chip, ...]] | None = None,
+    window_start: datetime | None = None,
 ) -> FleetOverview:
-    """One row per registered model (plus configured models missing from the registry)."""
+    """One row per registered model (plus configured models missing from the registry).
+
+    With ``load_chips`` the row's health is the worst of its chips, and the fleet's own SLO window
+    feeds the latency and errors chips, so Health and the SLO status never disagree."""
     registry_error: TowerError | None = None
     try:
         models = load_models()
@@ -113,6 +135,14 @@ def fleet_overview(
                 status = latency_status(summary, mapping)
             except TowerError as exc:
                 status, problem = UNAVAILABLE, exc.message
+        chips: tuple[Chip, ...] = ()
+        if mapping is not None and load_chips is not None:
+            try:
+                chips = load_chips(model.name, slo_findings(summary, mapping, window_start) if summary else {})
+                health = worst(c.status for c in chips)
+                reasons = tuple(c.text for c in chips if c.status == health and health in ("alert", "warning"))
+            except TowerError as exc:
+                reasons = (exc.message,)
         rows.append(FleetRow(
             model=model.name,
             owner=model.owner,
@@ -130,6 +160,7 @@ def fleet_overview(
             health=health,
             health_reasons=tuple(reasons),
             problem=problem,
+            chips=chips,
         ))
     return FleetOverview(rows=tuple(rows), registry_error=registry_error)
 

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from services.catalog import fleet
 from services.errors import RegistryUnavailable
 from services.mapping import ModelMapping, parse_model_mapping
-from services.monitoring import views
+from services.monitoring import tower_reads
 from services.settings import Settings, load_settings
 from services.stores.registry import Registry
 from services.stores.tower_db import make_tower_engine
@@ -63,7 +63,7 @@ def _overview(settings: Settings, registry: Registry, *, tower_url: str | None =
         load_summary=load_summary or summary,
         load_daily_requests=lambda m: fleet.requests_per_day(logs.traffic_by_day(warehouse, m, START, END),
                                                               START, DAYS),
-        load_health=lambda name: views.latest_health(tower, name),
+        load_health=lambda name: tower_reads.latest_health(tower, name),
     )
 
 

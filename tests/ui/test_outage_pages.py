@@ -44,7 +44,7 @@ def test_fleet_without_registry_still_shows_configured_models_from_their_logs(re
     table = at.dataframe[0].value.set_index("Model")
     assert set(table.index) == DEMO_MODELS
     assert (table["Requests (7 d)"] > 0).all()
-    assert table.loc["fraud-detection", "Status"] == "SLO breach"
+    assert table.loc["fraud-detection", "SLO (7 d)"] == "SLO breach"
 
 
 def test_latency_page_keeps_working_while_the_registry_is_down(registry_down):
@@ -73,7 +73,7 @@ def test_fleet_marks_every_log_unavailable_when_the_warehouse_is_missing(warehou
     at = open_page("app_pages/fleet.py")
     assert not at.exception
     table = at.dataframe[0].value.set_index("Model")
-    assert (table["Status"] == "log unavailable").all()
+    assert (table["SLO (7 d)"] == "log unavailable").all()
     assert table["Problem"].str.contains("gone.duckdb").all()
     assert table["Production"].ne("—").all(), "registry columns must survive a warehouse outage"
     assert not warehouse_missing.exists()
@@ -104,9 +104,9 @@ def test_a_missing_mapped_column_is_named_and_costs_only_its_model(missing_colum
     at = open_page("app_pages/fleet.py")
     assert not at.exception
     table = at.dataframe[0].value.set_index("Model")
-    assert table.loc["credit-risk", "Status"] == "log unavailable"
+    assert table.loc["credit-risk", "SLO (7 d)"] == "log unavailable"
     assert "latency_in_ms" in table.loc["credit-risk", "Problem"]
-    assert (table.drop(index="credit-risk")["Status"] != "log unavailable").all()
+    assert (table.drop(index="credit-risk")["SLO (7 d)"] != "log unavailable").all()
 
 
 def test_latency_page_names_the_missing_column(missing_column):

@@ -51,8 +51,8 @@ def test_fleet_lists_every_seeded_model_with_its_stage_holders(demo_env):
 
 def test_fleet_flags_the_latency_regression_and_not_the_healthy_model(demo_env):
     table = open_page("app_pages/fleet.py").dataframe[0].value.set_index("Model")
-    assert table.loc["fraud-detection", "Status"] == "SLO breach"
-    assert table.loc["demand-forecast", "Status"] == "ok"
+    assert table.loc["fraud-detection", "SLO (7 d)"] == "SLO breach"
+    assert table.loc["demand-forecast", "SLO (7 d)"] == "ok"
 
 
 def test_fleet_p95_matches_numpy_on_the_same_rows(demo_env):

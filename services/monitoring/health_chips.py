@@ -1,0 +1,143 @@
+"""A model's health per dimension (latency, errors, drift, fairness, performance), each with the page
+that explains it: the fleet shows these as chips next to the model's name, model detail lists them.
+
+A chip is ``alert`` while an alert episode of its rules is open, ``warning`` when a rule's condition
+holds in the latest monitored window without an episode yet, ``ok`` otherwise, and ``unknown`` before
+the monitoring job has run. Its link opens the page set to the model, the feature or group behind
+the worst finding, and a window that starts at the alert's onset. The verdict is pure
+(:func:`chips_from`); :func:`health_chips` reads the tower state for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from services.monitoring.results import RULE_METRICS
+from services.monitoring.store import ACTIVE_STATUSES, ALL_VERSIONS, alert_episodes, monitoring_results
+from services.monitoring.tower_reads import read_rows
+
+DIMENSIONS = ("latency", "errors", "drift", "fairness", "performance")
+# Which dimension each alert rule and result metric speaks for.
+_RULE_DIMENSION = {"latency_p95": "latency", "error_rate": "errors", "drift": "drift", "fairness": "fairness",
+                   "fairness_dpd": "fairness", "fairness_eod": "fairness", "performance": "performance"}
+# The page that explains a dimension, and the query parameter its subject goes into.
+_PAGE = {"latency": ("latency", None), "errors": ("latency", None), "drift": ("drift", "feature"),
+         "fairness": ("fairness", "sensitive"), "performance": ("performance", None)}
+RANK = {"alert": 3, "warning": 2, "ok": 1, "unknown": 0}
+# Days of context before an onset, so the page shows the change, not only what came after it.
+LEAD_DAYS = 3
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One open episode or latest-window breach, reduced to what a chip needs."""
+
+    dimension: str
+    status: str  # alert / warning
+    subject: str  # feature, sensitive attribute, or ""
+    onset: datetime  # the window that opened the episode (or the latest window, for a warning)
+    message: str
+    severity: float = 0.0  # value over threshold, to pick the worst subject
+
+
+@dataclass(frozen=True)
+class Chip:
+    dimension: str
+    status: str  # alert / warning / ok / unknown
+    text: str  # the worst finding in words, or why the dimension is ok/unknown
+    page: str  # url path of the page that explains it
+    params: Mapping[str, str] = field(default_factory=dict)  # model, feature or sensitive, start (YYYY-MM-DD)
+    count: int = 0  # findings behind it
+
+    @property
+    def label(self) -> str:
+        """Text, never a symbol alone: 'alert', 'alert ×3', 'ok'."""
+        return self.status + (f" ×{self.count}" if self.count > 1 else "")
+
+
+def worst(statuses: Iterable[str]) -> str:
+    return max(statuses, key=lambda s: RANK.get(s, 0), default="unknown")
+
+
+def chips_from(model: str, findings: Iterable[Finding], monitored: bool,
+               extra: Mapping[str, Finding] | None = None) -> tuple[Chip, ...]:
+    """One chip per dimension. ``extra`` adds findings the caller measured itself (the fleet's own
+    SLO window), so the latency chip and the fleet's SLO status can never disagree."""
+    by_dimension: dict[str, list[Finding]] = {d: [] for d in DIMENSIONS}
+    for finding in findings:
+        by_dimension.setdefault(finding.dimension, []).append(finding)
+    for finding in (extra or {}).values():  # the same breach the job already alerted on counts once
+        if not any(f.status == "alert" for f in by_dimension.setdefault(finding.dimension, [])):
+            by_dimension[finding.dimension].append(finding)
+    chips = []
+    for dimension in DIMENSIONS:
+        page, subject_param = _PAGE[dimension]
+        found = sorted(by_dimension[dimension], key=lambda f: (-RANK[f.status], -f.severity, f.onset, f.subject))
+        if not found:
+            status = "ok" if monitored else "unknown"
+            text = "No rule breached." if monitored else "Not monitored yet."
+            chips.append(Chip(dimension, status, text, page, {"model": model}))
+            continue
+        top = found[0]
+        params = {"model": model}
+        if subject_param and top.subject:
+            params[subject_param] = top.subject
+        onset = min(f.onset for f in found if f.status == top.status)
+        params["start"] = (onset.date() - timedelta(days=LEAD_DAYS)).isoformat()
+        chips.append(Chip(dimension, top.status, top.message, page, params,
+                          count=sum(f.status == top.status for f in found)))
+    return tuple(chips)
+
+
+def _severity(value: Any, threshold: Any) -> float:
+    try:
+        return abs(float(value)) / abs(float(threshold)) if threshold else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def health_chips(tower: Engine, model: str, extra: Mapping[str, Finding] | None = None) -> tuple[Chip, ...]:
+    """The model's chips from its open alert episodes and the latest monitored window."""
+    r, e = monitoring_results.c, alert_episodes.c
+    latest = read_rows(tower, sa.select(r.window_start).where(
+        r.model == model, r.version == ALL_VERSIONS, r.metric == "rows", r.value > 0)
+        .order_by(r.window_start.desc()).limit(1))
+    findings: list[Finding] = []
+    for row in read_rows(tower, sa.select(e.rule, e.subject, e.opened_window, e.message, e.value, e.threshold)
+                         .where(e.model == model, e.status.in_(ACTIVE_STATUSES))):
+        dimension = _RULE_DIMENSION.get(row.rule)
+        if dimension is not None:
+            findings.append(Finding(dimension, "alert", row.subject or "", row.opened_window, row.message,
+                                    _severity(row.value, row.threshold)))
+    if latest:
+        start = latest[0][0]
+        alerting = {(f.dimension, f.subject) for f in findings}
+        for row in read_rows(tower, sa.select(r.metric, r.column_name, r.slice_key, r.value, r.threshold).where(
+                r.model == model, r.version == ALL_VERSIONS, r.window_start == start,
+                r.metric.in_(list(RULE_METRICS)), r.alert.is_(True))):
+            dimension = _RULE_DIMENSION.get(RULE_METRICS[row.metric])
+            subject = row.column_name or row.slice_key or ""
+            if dimension is None or (dimension, subject) in alerting:
+                continue
+            findings.append(Finding(dimension, "warning", subject, start,
+                                    _warning_text(row.metric, subject, row.value, row.threshold),
+                                    _severity(row.value, row.threshold)))
+    return chips_from(model, findings, monitored=bool(latest), extra=extra)
+
+
+def _warning_text(metric: str, subject: str, value: Any, threshold: Any) -> str:
+    shown = "n/a" if value is None else f"{value:.4g}"
+    limit = "n/a" if threshold is None else f"{threshold:.4g}"
+    what = f"Feature '{subject}' drifted" if metric == "drift_score" else metric.replace("_", " ")
+    return f"{what} in the latest window ({shown}, limit {limit}); no alert yet."
+
+
+def onset_day(chip: Chip) -> date | None:
+    start = chip.params.get("start")
+    return date.fromisoformat(start) if start else None
