@@ -231,9 +231,19 @@ def test_wrong_credentials_are_refused_quickly_and_the_password_is_never_shown(d
     assert wrong not in str(caught.value) and f"{prod.SERVICE_USER}:***@" in str(caught.value)
 
 
+@pytest.fixture
+def forget_outages() -> Iterator[None]:
+    """The app's outage board is one per process and keyed on the store's address, not on the
+    credentials: the refusal this module provokes must not greet the next module's pages."""
+    from ui.backends import board
+
+    yield
+    board.clear()
+
+
 @pytest.mark.production
 def test_pages_say_the_registry_refused_them_without_a_traceback_or_the_password(demo_env, production_stores,
-                                                                                 monkeypatch):
+                                                                                 monkeypatch, forget_outages):
     wrong = "wrong-" + production_stores.service_password[:8]
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", wrong)
     # Credentials are not part of the settings the pages cache on: another timeout makes fresh keys.
