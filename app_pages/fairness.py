@@ -36,7 +36,10 @@ def render(settings: Settings) -> None:
     window = day_window("Window (UTC days)", 14, key="fairness_window")
     if window is None:
         return
-    sensitive = st.selectbox("Sensitive attribute", list(mapping.sensitive))
+    attributes = list(mapping.sensitive)
+    linked = st.query_params.get("sensitive")  # a fairness chip links to the group attribute it is about
+    sensitive = st.selectbox("Sensitive attribute", attributes,
+                             index=attributes.index(linked) if linked in attributes else 0)
     report = backends.window_report(settings, mapping, (None, None), *window)
     result = next((f for f in report.fairness if f.sensitive == sensitive), None)
     if result is None or not result.groups:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
@@ -29,11 +29,24 @@ def model_picker(names: list[str]) -> str | None:
     return st.selectbox("Model", names, key="model", bind="query-params")
 
 
-def day_window(label: str, days: int, *, key: str) -> tuple[datetime, datetime] | None:
-    """A [start, end) window of whole UTC days ending yesterday by default; None until complete."""
+def linked_start(raw: str | None, today: date) -> date | None:
+    """The ``?start=YYYY-MM-DD`` a health chip links with, when it is a complete day before today."""
+    try:
+        start = date.fromisoformat(raw or "")
+    except ValueError:  # absent, hostile or oddly spelled: the page's own default stands
+        return None
+    return start if start < today else None
+
+
+def day_window(label: str, days: int, *, key: str, linkable: bool = True) -> tuple[datetime, datetime] | None:
+    """A [start, end) window of whole UTC days ending yesterday by default; None until complete.
+    A linkable window opened from a link with ``?start=`` starts that day instead (a chip links to the
+    day before an alert's onset), still ending yesterday."""
     today = datetime.now(UTC).date()
-    picked = st.date_input(label, (today - timedelta(days=days), today - timedelta(days=1)), max_value=today,
-                           key=key)
+    first = today - timedelta(days=days)
+    if linkable:
+        first = linked_start(st.query_params.get("start"), today) or first
+    picked = st.date_input(label, (first, today - timedelta(days=1)), max_value=today, key=key)
     if not isinstance(picked, tuple) or len(picked) != 2:
         st.info("Pick the last day of the window.")
         return None
@@ -47,4 +60,4 @@ def reference_picker(mapping: ModelMapping) -> tuple[datetime | None, datetime |
     choice = st.radio("Reference", [configured, "A period of the log"], horizontal=True)
     if choice == configured:
         return None, None
-    return day_window("Reference period (UTC days)", 7, key="reference_period")
+    return day_window("Reference period (UTC days)", 7, key="reference_period", linkable=False)
