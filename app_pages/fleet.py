@@ -23,6 +23,9 @@ WORDS = {"alert": "alert", "warning": "warning", "ok": "ok", "unknown": "no resu
 COLOURS = {"alert": "background-color: #fde0dc; color: #a50e0e; font-weight: 600",
            "warning": "background-color: #fff4d6; color: #7a4f01",
            "ok": "color: #137333", "no results": "color: #6b6b6b"}
+# Fixed widths keep the model, its health and the chips on screen at 1440 px, ahead of the rest
+# (and give the browser tests a cell's place on the canvas grid).
+MODEL_WIDTH, CHIP_WIDTH = 150, 110
 
 
 def _chip_text(chip: health_chips.Chip | None) -> str:
@@ -122,6 +125,8 @@ def render(settings: Settings) -> None:
     event = st.dataframe(
         styled, hide_index=True, on_select="rerun", selection_mode="single-cell", key="fleet_table",
         column_config={
+            "Model": st.column_config.TextColumn(width=MODEL_WIDTH),
+            **{c: st.column_config.TextColumn(width=CHIP_WIDTH) for c in ("Health", *CHIP_COLUMNS.values())},
             "Why": st.column_config.TextColumn(width="large"),
             "Last change": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
             "Traffic per day": st.column_config.LineChartColumn(y_min=0),

@@ -29,6 +29,14 @@ _RULE_DIMENSION = {"latency_p95": "latency", "error_rate": "errors", "drift": "d
 # The page that explains a dimension, and the query parameter its subject goes into.
 _PAGE = {"latency": ("latency", None), "errors": ("latency", None), "drift": ("drift", "feature"),
          "fairness": ("fairness", "sensitive"), "performance": ("performance", None)}
+
+
+def explaining_page(rule: str) -> str | None:
+    """The url path of the page that explains an alert of ``rule`` (None for a rule no page shows)."""
+    dimension = _RULE_DIMENSION.get(rule)
+    return _PAGE[dimension][0] if dimension else None
+
+
 RANK = {"alert": 3, "warning": 2, "ok": 1, "unknown": 0}
 # Days of context before an onset, so the page shows the change, not only what came after it.
 LEAD_DAYS = 3
