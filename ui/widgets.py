@@ -8,6 +8,16 @@ import streamlit as st
 
 from services.errors import TowerError
 from services.mapping import ModelMapping
+from services.monitoring.reference_period import (
+    Period,
+    ReferenceChoice,
+    configured_log_period,
+    configured_reference_text,
+    default_reference_period,
+    overlaps,
+    period_text,
+    reference_overlap,
+)
 from services.settings import Settings
 from ui import backends
 from ui.notices import show_error
@@ -53,11 +63,33 @@ def day_window(label: str, days: int, *, key: str, linkable: bool = True) -> tup
     return datetime.combine(picked[0], time()), datetime.combine(picked[1] + timedelta(days=1), time())
 
 
-def reference_picker(mapping: ModelMapping) -> tuple[datetime | None, datetime | None] | None:
-    """The configured reference, or a period of the log chosen by the user."""
-    configured = (f"Reference table {mapping.reference.table}" if mapping.reference.table
-                  else f"Configured period {mapping.reference.start} – {mapping.reference.end}")
-    choice = st.radio("Reference", [configured, "A period of the log"], horizontal=True)
+LOG_PERIOD = "A period of the log"
+
+
+def reference_picker(mapping: ModelMapping, window: Period) -> ReferenceChoice | None:
+    """The configured reference (None, None), or a period of the log chosen by the user.
+
+    None while the period is incomplete or when it overlaps ``window`` (refused with both periods
+    named, since the window would be compared partly with itself). The period defaults to the one
+    just before the window; the widget is keyed on the window so that default follows a new window."""
+    configured = "Configured: " + configured_reference_text(mapping).removeprefix("the ")
+    choice = st.radio("Reference", [configured, LOG_PERIOD], horizontal=True, key="drift_reference")
     if choice == configured:
+        period = configured_log_period(mapping)
+        if period and overlaps(period, window):  # tower.yaml's choice: compare, but say why drift may read low
+            st.warning(f"The configured reference period {period_text(period)} overlaps the window "
+                       f"{period_text(window)}: on the days they share, drift reads smaller than it is.", icon="⚠️")
         return None, None
-    return day_window("Reference period (UTC days)", 7, key="reference_period", linkable=False)
+    start, end = default_reference_period(window)
+    today = datetime.now(UTC).date()
+    picked = st.date_input("Reference period (UTC days)", (start.date(), (end - timedelta(days=1)).date()),
+                           max_value=today, key=f"reference_period:{window[0]:%Y%m%d}-{window[1]:%Y%m%d}")
+    if not isinstance(picked, tuple) or len(picked) != 2:
+        st.info("Pick the last day of the reference period.")
+        return None
+    period = datetime.combine(picked[0], time()), datetime.combine(picked[1] + timedelta(days=1), time())
+    problem = reference_overlap(period, window)
+    if problem:
+        st.error(problem, icon="🚫")
+        return None
+    return period

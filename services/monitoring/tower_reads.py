@@ -26,6 +26,7 @@ from services.monitoring.store import (
     alert_episodes,
     monitoring_results,
 )
+from services.stats.drift import drift_ratio
 
 Status = Literal["ok", "warning", "alert", "unknown"]
 _MISSING_TABLE = re.compile(r"no such table|does not exist|undefined table", re.IGNORECASE)
@@ -116,17 +117,23 @@ def _window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 def drift_heatmap(tower: Engine, model: str, start: datetime, end: datetime, *,
                   version: str = ALL_VERSIONS) -> pd.DataFrame:
-    """Feature x day drift: columns day, column, method, score, threshold, drifted (one row per cell)."""
+    """Feature x day drift, one row per cell: columns day, column, method, score, threshold, drifted,
+    ratio (how far past the verdict line, ``stats.drift.drift_ratio``: above 1 drifts, whatever the
+    method) and reference_id (the reference definition `monitor run` compared that day with)."""
     start, end = _window(start, end)
     r = monitoring_results.c
-    rows = read_rows(tower, sa.select(r.window_start, r.column_name, r.method, r.value, r.threshold, r.alert)
+    rows = read_rows(tower, sa.select(r.window_start, r.column_name, r.method, r.value, r.threshold, r.alert,
+                                      r.reference_id)
                  .where(r.model == model, r.version == version, r.metric == "drift_score",
                         r.window_start >= start, r.window_start < end)
                  .order_by(r.window_start, r.id))
-    frame = _frame(rows, ["day", "column", "method", "score", "threshold", "drifted"])
+    frame = _frame(rows, ["day", "column", "method", "score", "threshold", "drifted", "reference_id"])
     frame["score"] = frame["score"].astype("float64")
     frame["threshold"] = frame["threshold"].astype("float64")
     frame["drifted"] = frame["drifted"].astype("boolean")
+    ratios = [drift_ratio(m, None if pd.isna(v) else v, None if pd.isna(t) else t)
+              for m, v, t in zip(frame["method"], frame["score"], frame["threshold"], strict=True)]
+    frame.insert(6, "ratio", pd.Series(ratios, index=frame.index, dtype="float64"))
     return frame
 
 

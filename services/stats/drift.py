@@ -160,6 +160,20 @@ def is_drifted(method: str, score: float | None, threshold: float) -> bool | Non
     raise ValueError(f"unknown drift method {method!r}")
 
 
+def drift_ratio(method: str, score: float | None, threshold: float | None) -> float | None:
+    """How far past the verdict line a score is, on one scale for every method: 1 is the line, above
+    1 the drifted side. Distances give ``score / threshold``; the tests (KS, chi-square, z) give
+    ``threshold / p`` because a smaller p-value drifts more, so a raw ``p / threshold`` would rank
+    the strongest drift last. A p-value of 0 gives inf; no score or threshold gives None."""
+    if score is None or threshold is None:
+        return None
+    if method in ("ks", "chisquare", "z"):
+        return math.inf if score == 0 else threshold / score
+    if method in ("wasserstein", "jensenshannon", "psi"):
+        return math.inf if threshold == 0 else score / threshold
+    raise ValueError(f"unknown drift method {method!r}")
+
+
 def psi_band(value: float | None) -> str | None:
     """'stable' (< 0.1), 'moderate' (< 0.25) or 'major'; None for None."""
     if value is None:

@@ -167,5 +167,7 @@ def test_the_drift_table_lists_every_feature_of_a_window(demo):
     week = (demo.last - timedelta(days=6), demo.last + timedelta(days=1))
     report = window_report(demo.warehouse, mapping, profile, *week)
     table = drift_table(report)
-    assert list(table["column"]) == list(mapping.numerical + mapping.categorical)
+    assert sorted(table["column"]) == sorted(mapping.numerical + mapping.categorical)
+    assert table["ratio"].tolist() == sorted(table["ratio"], reverse=True)  # most drifting first
+    assert table["ratio"].tolist() == pytest.approx((table["score"] / table["threshold"]).tolist())  # distances
     assert table.set_index("column").loc["income", "drifted"] and table["null_share"].eq(0).all()

@@ -88,7 +88,8 @@ def test_an_empty_tower_state_reads_as_not_monitored_and_empty_frames_with_their
     verdict = latest_health(tower, "m")
     assert verdict.status == "unknown" and verdict.window_start is None and "monitor run" in verdict.reasons[0]
     heat = drift_heatmap(tower, "m", *WEEK)
-    assert heat.empty and list(heat.columns) == ["day", "column", "method", "score", "threshold", "drifted"]
+    assert heat.empty and list(heat.columns) == ["day", "column", "method", "score", "threshold", "drifted", "ratio",
+                                                 "reference_id"]
     assert list(fairness_over_time(tower, "m", *WEEK).columns) == ["day", "sensitive", "group", "metric", "value",
                                                                    "threshold", "alert"]
     assert list(performance_over_time(tower, "m", *WEEK).columns) == [
@@ -129,6 +130,7 @@ def test_the_drift_heatmap_holds_one_cell_per_feature_and_day_of_the_period_mode
     heat = drift_heatmap(tower, "m", DAY0 + timedelta(days=1), DAY0 + timedelta(days=3))
     assert heat["day"].tolist() == [DAY0 + timedelta(days=1), DAY0 + timedelta(days=2)]
     assert heat["score"].tolist() == pytest.approx([0.1, 0.2]) and heat["drifted"].tolist() == [False, True]
+    assert heat["ratio"].tolist() == pytest.approx([0.5, 1.0])  # score / threshold for a distance
     assert drift_heatmap(tower, "m", *WEEK, version="2")["score"].tolist() == [0.9] * 4
     with pytest.raises(ConfigError, match="start must be before its end"):
         drift_heatmap(tower, "m", DAY0, DAY0)

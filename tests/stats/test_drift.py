@@ -33,6 +33,8 @@ from services.stats.drift import (
     categorical_drift,
     categorical_method,
     category_counts,
+    drift_ratio,
+    is_drifted,
     null_share,
     numerical_drift,
     numerical_method,
@@ -430,3 +432,22 @@ def test_evidently_small_sample_pvalue_tests_agree_exactly_on_value_edges():
         "c_three": ("chisquare", False), "c_three_drift": ("chisquare", True),
         "c_two": ("z", False), "c_two_drift": ("z", True),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# How far past the verdict line: one scale for distances and p-values
+# --------------------------------------------------------------------------------------------
+def test_drift_ratio_is_score_over_threshold_for_distances_and_threshold_over_p_for_tests():
+    assert drift_ratio("wasserstein", 0.945, 0.1) == pytest.approx(9.45)
+    assert drift_ratio("jensenshannon", 0.05, 0.1) == pytest.approx(0.5)
+    assert drift_ratio("ks", 0.001, 0.05) == pytest.approx(50.0)  # a tiny p-value drifts a lot
+    assert drift_ratio("chisquare", 0.5, 0.05) == pytest.approx(0.1)
+    assert drift_ratio("z", 0.0, 0.05) == math.inf
+    assert drift_ratio("psi", None, 0.2) is None and drift_ratio("psi", 0.3, None) is None
+
+
+@pytest.mark.parametrize("method", ["wasserstein", "jensenshannon", "psi", "ks", "chisquare", "z"])
+def test_a_ratio_above_one_is_a_drift_verdict_and_below_one_is_not(method):
+    for score in (0.0001, 0.01, 0.04, 0.06, 0.2, 0.9):
+        ratio = drift_ratio(method, score, 0.05)
+        assert ratio is not None and (ratio > 1) == is_drifted(method, score, 0.05), (method, score)
