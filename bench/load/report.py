@@ -167,8 +167,7 @@ def markdown(report: dict[str, Any]) -> str:
     warm = report.get("warmup")
     out = [
         f"## Load: {cfg['sessions']} concurrent browser sessions, "
-        + (f"users pausing {cfg['think_s']:.0f} s between steps" if cfg["think_s"] else "no pause between steps")
-        + " (issue 5, point 5)",
+        + (f"users pausing {cfg['think_s']:.0f} s between steps" if cfg["think_s"] else "no pause between steps"),
         "",
         f"Measured {report['date']} with `{report['command']}` on {m['cpu']}, {m['cores']} cores, "
         f"{m['memory_gb']} GB RAM ({m['os']}); Python {m['python']}, Streamlit {m['streamlit']}, "

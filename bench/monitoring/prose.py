@@ -63,7 +63,7 @@ def results_markdown(sizes: list[SizeResult], command: str, before: dict[str, st
     ]
     for size in sizes:
         lines += size_table(size) + [""]
-    lines += ["### Ratios", ""] + ratio_table(sizes) + ["", "### Targets (issue 3, \"Done when\")", ""]
+    lines += ["### Ratios", ""] + ratio_table(sizes) + ["", "### Targets (the speed the report promises)", ""]
     for target in targets(sizes):
         box = "x" if target.met and target.met_cpu is not False else " "
         lines.append(f"- [{box}] {target.text}: {target.measured} — {target.state}")
