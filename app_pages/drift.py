@@ -15,6 +15,7 @@ from services.monitoring.reference_period import (
 from services.monitoring.report_tables import drift_table
 from services.settings import Settings
 from ui import backends
+from ui.alert_notice import open_alerts_notice
 from ui.drift_views import (
     MISSING,
     feature_picker,
@@ -58,6 +59,7 @@ def render(settings: Settings) -> None:
         st.info("No monitored model: map one under `models:` in tower.yaml." if name is None else
                 f"{name} has no prediction log mapped in tower.yaml.")
         return
+    open_alerts_notice(settings, mapping.name, "drift")
     window = day_window("Window (UTC days)", 14, key="drift_window")
     if window is None:
         return
@@ -81,6 +83,7 @@ def render(settings: Settings) -> None:
                          hide_index=True, column_config=table_columns(), placeholder=MISSING)
     column = feature_picker(mapping.name, ranked, key, event.selection.rows)
     dist = backends.feature_distributions(settings, mapping, reference, column, *window)
+    st.subheader(f"Distribution of {literal(column)}")
     st.plotly_chart(overlay_figure(dist, column))
 
 

@@ -60,8 +60,7 @@ def _decide(settings: Settings, request: review_state.PromotionRequest, actor: A
         flash = [("success", f"Recorded: {literal(request.model)} v{request.version} {verb}.")]
         if outcome.projection_error:
             flash.append(("warning", "The decision counts, but the registry is behind: "
-                                     f"{literal(outcome.projection_error)} "
-                                     "An administrator's repair pass will apply it."))
+                                     f"{literal(outcome.projection_error)}"))
         st.session_state[_FLASH] = flash
         st.rerun()  # the queue and the request redraw from the ledger
 

@@ -59,6 +59,7 @@ class Action(StrEnum):
     REJECT = "reject"
     OVERRIDE_GATE = "override_gate"
     REPAIR_PROJECTION = "repair_projection"
+    RETRY_PROJECTION = "retry_projection"  # apply what verified ledger rows already decided; decides nothing
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,8 @@ def authorize(actor: Actor, action: Action | str, resource: Resource) -> None:
                         "account declared with `repair: true`.")
         if not actor.is_service and "admin" not in roles:
             raise _deny(f"{_who(actor)} may not repair the registry projection: admins only.")
+    elif action == Action.RETRY_PROJECTION:
+        pass  # any authenticated actor (the scheduled job too): it writes only what verified rows say
     else:  # pragma: no cover - every Action is handled above; kept so a new one is denied
         raise _deny(f"Action {action} has no rule: refused.")
     scope = _SCOPE.get()

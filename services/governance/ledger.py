@@ -171,11 +171,31 @@ def decisions(conn: Connection, *conditions: Any, descending: bool = False, limi
     return [decision_from_row(r) for r in conn.execute(query).mappings()]
 
 
-def latest_promotion(conn: Connection, model: str, stage: str, *, until: datetime | None = None) -> Decision | None:
+def verified_decisions(conn: Connection, *conditions: Any, descending: bool = False,
+                       limit: int | None = None) -> list[Decision]:
+    """``decisions``, each row's hash checked first (TamperedRecord for the first that fails): what a
+    projection writes to the registry must be a row an authorized decision wrote, not one someone
+    with write access to the database appended or edited."""
+    query = sa.select(LEDGER).where(*conditions).order_by(LEDGER.c.seq.desc() if descending else LEDGER.c.seq)
+    if limit is not None:
+        query = query.limit(limit)
+    found = []
+    for row in conn.execute(query).mappings():
+        if row_hash(row) != row["hash"]:
+            raise TamperedRecord(f"Ledger row {row['seq']} ({row['action']} of '{row['model']}' v{row['version']}) "
+                                 "was altered or added outside the tower: its hash does not verify. The registry "
+                                 "is not changed from it.", "Run `audit verify` and restore the ledger.")
+        found.append(decision_from_row(row))
+    return found
+
+
+def latest_promotion(conn: Connection, model: str, stage: str, *, until: datetime | None = None,
+                     verified: bool = False) -> Decision | None:
+    """The newest promotion of ``stage``; ``verified`` checks its hash (projections move aliases by it)."""
     conditions = [LEDGER.c.model == model, LEDGER.c.to_stage == stage, LEDGER.c.action == PROMOTE]
     if until is not None:
         conditions.append(LEDGER.c.recorded_at <= iso(until))
-    found = decisions(conn, *conditions, descending=True, limit=1)
+    found = (verified_decisions if verified else decisions)(conn, *conditions, descending=True, limit=1)
     return found[0] if found else None
 
 

@@ -97,7 +97,7 @@ def _move(ctx: GovernanceContext, model: str, stage: str, version: str) -> None:
 def _reconcile_stage(ctx: GovernanceContext, model: str, stage: str) -> dict[str, Any] | None:
     """Make the registry's holder of ``stage`` the ledger's latest promotion of it (under the
     projection lock, so no other projection moves it meanwhile). None: the tower never promoted it."""
-    latest = ledger_tx.read(ctx.engine, lambda c: ledger.latest_promotion(c, model, stage))
+    latest = ledger_tx.read(ctx.engine, lambda c: ledger.latest_promotion(c, model, stage, verified=True))
     if latest is None:
         return None
     alias = ctx.settings.stage_aliases[stage]
@@ -172,6 +172,11 @@ def apply_projection(ctx: GovernanceContext, decision: Decision) -> Projected:
     the chain head, record it; all under the projection lock. Raises a TowerError if the registry
     fails (the decision stays recorded; the repair applies it)."""
     with ledger_tx.projection_lock(ctx.engine):
+        # The automatic retry: decisions the registry missed before this one go first, oldest first,
+        # so a failed projection converges at the next decision without waiting for a repair.
+        for earlier in pending_projections(ctx):
+            if earlier.decision_id != decision.decision_id and earlier.seq < decision.seq:
+                _project_locked(ctx, earlier)
         return _project_locked(ctx, decision)
 
 
@@ -184,11 +189,47 @@ class RepairReport:
 
 
 def pending_projections(ctx: GovernanceContext) -> list[Decision]:
-    """Ledger decisions with no recorded projection, oldest first."""
+    """Ledger decisions with no recorded projection, oldest first; TamperedRecord if any row of the
+    ledger fails its hash (nothing is projected from a ledger someone edited)."""
     def pending(conn: Any) -> list[Decision]:
         done = ledger.projected_ids(conn)
-        return [d for d in ledger.decisions(conn) if d.decision_id not in done]
+        return [d for d in ledger.verified_decisions(conn) if d.decision_id not in done]
     return ledger_tx.read(ctx.engine, pending)
+
+
+@write_step()
+def _apply_pending(ctx: GovernanceContext) -> tuple[list[str], list[tuple[str, str]]]:
+    """Project every decision with no recorded projection, oldest first; the caller holds the lock."""
+    applied: list[str] = []
+    failed: list[tuple[str, str]] = []
+    for decision in pending_projections(ctx):
+        try:
+            if _project_locked(ctx, decision).recorded:
+                applied.append(decision.decision_id)
+        except TowerError as exc:
+            failed.append((decision.decision_id, exc.message))
+    return applied, failed
+
+
+# Who the scheduled job acts as when it retries: a service account of the tower itself.
+SCHEDULED_JOB = Actor(issuer="tower", subject="scheduled-job", name="the tower's scheduled job", kind="service")
+
+
+@write_action(Action.RETRY_PROJECTION)
+def retry_pending(ctx: GovernanceContext, actor: Actor = SCHEDULED_JOB) -> RepairReport:
+    """The automatic retry (``monitor run`` calls it): apply the decisions the registry missed, under
+    the projection lock. Any authenticated actor may run it, the job as its own service account,
+    because it decides nothing: it writes only what verified ledger rows already say. Unlike a repair
+    it leaves alone a stage moved outside the tower with nothing pending for it; that is reported on
+    the audit page for a person to judge. Failures are reported, not raised."""
+    authorize(actor, Action.RETRY_PROJECTION, _Resource())
+    with ledger_tx.projection_lock(ctx.engine):
+        total = ledger_tx.read(ctx.engine, lambda c: len(ledger.projected_ids(c)))
+        try:
+            applied, failed = _apply_pending(ctx)
+        except TowerError as exc:  # a tampered ledger: nothing is projected, and the job says why
+            applied, failed = [], [("ledger", exc.message)]
+    return RepairReport(applied=tuple(applied), failed=tuple(failed), already=total)
 
 
 @write_action(Action.REPAIR_PROJECTION)
@@ -197,17 +238,10 @@ def repair_projections(ctx: GovernanceContext, actor: Actor) -> RepairReport:
     tag, each stage the tower promoted is held by the ledger's latest promotion of it; nothing else
     changes. Idempotent, and safe beside decisions and other repairs (they wait for the lock)."""
     authorize(actor, Action.REPAIR_PROJECTION, _Resource())
-    applied: list[str] = []
-    failed: list[tuple[str, str]] = []
     fixed: list[str] = []
     with ledger_tx.projection_lock(ctx.engine):
         total = ledger_tx.read(ctx.engine, lambda c: len(ledger.projected_ids(c)))
-        for decision in pending_projections(ctx):
-            try:
-                if _project_locked(ctx, decision).recorded:
-                    applied.append(decision.decision_id)
-            except TowerError as exc:
-                failed.append((decision.decision_id, exc.message))
+        applied, failed = _apply_pending(ctx)
         for model, stage in sorted(ledger_tx.read(ctx.engine, ledger.promoted_stages)):
             try:
                 before = ctx.current_holders(model).get(stage)

@@ -142,7 +142,8 @@ def _project(ctx: GovernanceContext, decision: Decision) -> str | None:
         projection.apply_projection(ctx, decision)
     except TowerError as exc:
         _log.warning("Projection of decision %s failed: %s", decision.decision_id, exc)
-        return f"{exc.message} The decision is recorded; the registry will be updated by the repair pass."
+        return (f"{exc.message} The decision is recorded; the next decision or the scheduled `monitor run` "
+                "retries it (or `promote repair` now).")
     return None
 
 

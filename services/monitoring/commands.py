@@ -22,7 +22,7 @@ import sys
 from datetime import UTC, date, datetime
 from typing import TextIO
 
-from services.errors import ConfigError, NotFound
+from services.errors import ConfigError, NotFound, TowerError
 from services.monitoring.config import monitoring_config
 from services.settings import Settings
 
@@ -91,7 +91,27 @@ def _monitor_run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             what = f"nothing to compute ({run.note})"
         print(f"{run.model}: {what}{alert_text}, {run.seconds:.1f} s")
+    if args.model is None and not _retry_projections(settings):
+        failed = True
     return 2 if failed else 0
+
+
+def _retry_projections(settings: Settings) -> bool:
+    """The scheduled job is also the automatic retry of promotion decisions the registry missed;
+    False when some are still behind (said on stderr, so cron shows it)."""
+    from services.governance.projection import retry_pending
+    from services.wiring import governance_context
+
+    try:
+        report = retry_pending(governance_context(settings))
+    except TowerError as exc:
+        print(f"promotion decisions: not retried: {exc.message}", file=sys.stderr)
+        return False
+    if report.applied:
+        print(f"{len(report.applied)} pending promotion decision(s) applied to the registry")
+    for decision_id, why in report.failed:
+        print(f"promotion decision {decision_id}: still not in the registry: {why}", file=sys.stderr)
+    return not report.failed
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:

@@ -350,6 +350,75 @@ def test_a_registry_failure_at_any_step_is_reconciled_by_repair_idempotently(wor
     assert again.applied == () and again.failed == () and _registry_state(world) == before
 
 
+@pytest.mark.parametrize("step", ["before_tag", "after_tag", "before_alias", "after_alias"])
+def test_the_next_decision_applies_what_the_registry_missed_without_a_repair(world: World, step: str) -> None:
+    first = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    failing = _Failing(world.ctx.registry, step)
+    outcome = promotion.approve(dataclasses.replace(world.ctx, registry=failing), RITA, first, "registry fails")
+    assert failing.failed and outcome.projection_error
+    assert [d.decision_id for d in projection.pending_projections(world.ctx)] == [outcome.decision.decision_id]
+    second = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "2", "Production", "v2").request.id
+    assert promotion.reject(world.ctx, ROB, second, "not v2").projection_error is None
+    _assert_converged(world)  # the rejection's projection retried the approval first; no admin ran a repair
+    assert _registry_state(world)[0] == "3"
+
+
+def test_the_automatic_retry_applies_pending_decisions_and_then_has_nothing_to_do(world: World) -> None:
+    first = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    failing = _Failing(world.ctx.registry, "before_alias")
+    outcome = promotion.approve(dataclasses.replace(world.ctx, registry=failing), RITA, first, "registry fails")
+    assert outcome.projection_error
+    still_down = projection.retry_pending(dataclasses.replace(world.ctx, registry=_Failing(world.ctx.registry,
+                                                                                           "before_alias")))
+    assert still_down.applied == () and len(still_down.failed) == 1  # said, not raised: the job goes on
+    report = projection.retry_pending(world.ctx)
+    assert report.applied == (outcome.decision.decision_id,) and report.failed == ()
+    _assert_converged(world)
+    assert _registry_state(world)[0] == "3"
+    assert projection.retry_pending(world.ctx).applied == ()
+
+
+def test_the_automatic_retry_leaves_a_stage_moved_outside_the_tower_for_a_person_to_judge(world: World) -> None:
+    _promoted(world)
+    world.client.set_registered_model_alias("credit-risk", "production", "4")
+    assert projection.retry_pending(world.ctx).stages_fixed == ()
+    assert world.ctx.registry.model_aliases("credit-risk")["production"] == "4"  # repair's call, not the job's
+
+
+def test_monitor_run_retries_the_pending_projections(world: World) -> None:
+    first = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    outcome = promotion.approve(dataclasses.replace(world.ctx, registry=_Failing(world.ctx.registry, "before_tag")),
+                                RITA, first, "registry fails")
+    assert outcome.projection_error
+    done = subprocess.run([sys.executable, "-m", "services.cli", "monitor", "run", "--quiet"], env=world.env(),
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert "1 pending promotion decision(s) applied to the registry" in done.stdout, done.stdout + done.stderr
+    _assert_converged(world)
+
+
+def _forge_promotion(world: World, version: str) -> str:
+    """A DB admin appends a promotion nobody decided, copying the newest real one (a guessed hash)."""
+    with world.ctx.engine.begin() as conn:
+        newest = conn.execute(sa.select(LEDGER).order_by(LEDGER.c.seq.desc()).limit(1)).mappings().one()
+        forged = {**newest, "seq": newest["seq"] + 1, "decision_id": "f" * 64, "version": version,
+                  "prev_hash": newest["hash"], "hash": "0" * 64, "comment": "nobody decided this"}
+        conn.execute(LEDGER.insert().values(**forged))
+    return forged["decision_id"]
+
+
+def test_a_forged_promotion_row_is_never_projected_by_the_retry_or_a_repair(world: World) -> None:
+    _promoted(world)
+    _forge_promotion(world, "4")
+    second = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "2", "Production", "v2").request.id
+    outcome = promotion.reject(world.ctx, ROB, second, "not v2")  # its projection retries what is pending
+    assert outcome.projection_error and "altered" in outcome.projection_error
+    assert projection.retry_pending(world.ctx).failed
+    with pytest.raises(TowerError, match="altered"):
+        projection.repair_projections(world.ctx, ADA)
+    assert world.ctx.registry.model_aliases("credit-risk")["production"] == "3"  # never the forged v4
+    assert not any(k.endswith("f" * 12) for k in world.ctx.registry.version_tags("credit-risk", "4"))
+
+
 def test_a_stage_moved_outside_the_tower_is_given_back_by_repair(world: World) -> None:
     _promoted(world)
     world.client.set_registered_model_alias("credit-risk", "production", "4")

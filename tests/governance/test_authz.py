@@ -470,6 +470,8 @@ def test_every_registered_write_action_refuses_an_actor_without_the_right(world:
             lambda: promotion.refresh_evidence(ctx, VIC, open_request),
         "services.governance.projection.repair_projections":
             lambda: projection.repair_projections(ctx, RITA),
+        "services.governance.projection.retry_pending":  # anyone signed in may retry; nobody unsigned
+            lambda: projection.retry_pending(ctx, Actor(issuer="", subject="", name="anonymous")),
     }
     assert set(WRITE_ACTIONS) == set(invocations), "a write action without a Forbidden check here"
     before = (_registry_state(world), _tower_state(world))
