@@ -11,7 +11,9 @@ import streamlit as st
 from services.settings import Settings
 from ui import backends
 from ui.page import page
+from ui.tables import FAIRNESS_GROUP_COLUMNS, MISSING, label, readable, show
 from ui.widgets import day_window, model_names, model_picker
+from ui.windows import empty_window_notice
 
 if TYPE_CHECKING:
     from services.monitoring.results import FairnessResult
@@ -20,8 +22,30 @@ DIFFERENCES = ["demographic_parity_difference", "equalized_odds_difference", "di
 
 
 def _groups_table(result: FairnessResult) -> pd.DataFrame:
-    return pd.DataFrame([{"group": g.group, "count": g.count, "selection rate": g.selection_rate,
-                          "TPR": g.tpr, "FPR": g.fpr} for g in result.groups])
+    raw = pd.DataFrame([{"group": g.group, "count": g.count, "selection_rate": g.selection_rate,
+                         "tpr": g.tpr, "fpr": g.fpr} for g in result.groups], columns=list(FAIRNESS_GROUP_COLUMNS))
+    # None (no labelled row in a group) becomes NaN, so the column stays numeric and shows the dash.
+    return readable(raw.astype({c: "float64" for c in ("selection_rate", "tpr", "fpr")}), FAIRNESS_GROUP_COLUMNS)
+
+
+def _window_metrics(result: FairnessResult) -> None:
+    def number(value: float | None) -> str:
+        return MISSING if value is None else f"{value:.3f}"
+
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Demographic parity difference", number(result.demographic_parity_difference))
+    c2.metric("Equalized odds difference", number(result.equalized_odds_difference))
+    ratio = result.disparate_impact_ratio
+    c3.metric("Disparate impact ratio", number(ratio),
+              delta="passes four-fifths" if ratio is not None and ratio >= 0.8 else
+              ("fails four-fifths" if ratio is not None else None),
+              delta_color="normal" if ratio is not None and ratio >= 0.8 else "inverse",
+              delta_arrow="off")  # a verdict, not a change: an up arrow beside "fails" misleads
+    show(_groups_table(result), column_config={
+        FAIRNESS_GROUP_COLUMNS[c]: st.column_config.NumberColumn(format="%.3f")
+        for c in ("selection_rate", "tpr", "fpr")})
+    st.caption("Selection rate over all rows; TPR and FPR over the rows whose label has arrived. "
+               "Definitions as fairlearn's.")
 
 
 def render(settings: Settings) -> None:
@@ -42,27 +66,18 @@ def render(settings: Settings) -> None:
                              index=attributes.index(linked) if linked in attributes else 0)
     report = backends.window_report(settings, mapping, (None, None), *window)
     result = next((f for f in report.fairness if f.sensitive == sensitive), None)
-    if result is None or not result.groups:
-        st.info("No predictions in this window.")
+    logged = result is not None and bool(result.groups)
+    if result is None or not logged:
+        empty_window_notice(settings, mapping, *window, source="log")
     else:
-        c1, c2, c3 = st.columns(3)
-        c1.metric("Demographic parity difference", f"{result.demographic_parity_difference:.3f}"
-                  if result.demographic_parity_difference is not None else "—")
-        c2.metric("Equalized odds difference", f"{result.equalized_odds_difference:.3f}"
-                  if result.equalized_odds_difference is not None else "—")
-        ratio = result.disparate_impact_ratio
-        c3.metric("Disparate impact ratio", f"{ratio:.3f}" if ratio is not None else "—",
-                  delta="passes four-fifths" if ratio is not None and ratio >= 0.8 else
-                  ("fails four-fifths" if ratio is not None else None),
-                  delta_color="normal" if ratio is not None and ratio >= 0.8 else "inverse",
-                  delta_arrow="off")  # a verdict, not a change: an up arrow beside "fails" misleads
-        st.dataframe(_groups_table(result), hide_index=True, column_config={
-            c: st.column_config.NumberColumn(format="%.3f") for c in ("selection rate", "TPR", "FPR")})
-        st.caption("Selection rate over all rows; TPR and FPR over the rows whose label has arrived. "
-                   "Definitions as fairlearn's.")
-    history = backends.fairness_over_time(settings, name, window[0] - pd.Timedelta(days=21), window[1])
+        _window_metrics(result)
+    since = window[0] - pd.Timedelta(days=21)  # three weeks before the window: the trend into it
+    history = backends.fairness_over_time(settings, name, since, window[1])
     history = history[(history["sensitive"] == sensitive) & history["metric"].isin(DIFFERENCES)]
-    if not history.empty:
+    if history.empty and logged:  # an empty log window was explained above; say it once
+        empty_window_notice(settings, mapping, since, window[1], source="monitoring", what="fairness results")
+    elif not history.empty:
+        history = history.assign(metric=history["metric"].map(label))
         fig = px.line(history, x="day", y="value", color="metric", markers=True)
         fig.add_hrect(y0=0.8, y1=1.0, fillcolor="green", opacity=0.08, line_width=0,
                       annotation_text="four-fifths band (ratio)")

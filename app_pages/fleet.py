@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
@@ -14,6 +14,8 @@ from ui import backends
 from ui.navigation import BY_PATH
 from ui.notices import literal, show_error
 from ui.page import page
+from ui.tables import MISSING, format_time, show
+from ui.windows import complete_days
 
 WINDOW_DAYS = 7
 CHIP_COLUMNS = {"latency": "Latency", "errors": "Errors", "drift": "Drift", "fairness": "Fairness",
@@ -30,7 +32,7 @@ MODEL_WIDTH, CHIP_WIDTH = 150, 110
 
 def _chip_text(chip: health_chips.Chip | None) -> str:
     if chip is None:
-        return "—"
+        return MISSING
     return WORDS.get(chip.status, chip.status) + (f" ×{chip.count}" if chip.count > 1 else "")
 
 
@@ -44,9 +46,9 @@ def _table(rows: tuple[fleet.FleetRow, ...]) -> pd.DataFrame:
             "Health": WORDS.get(r.health, r.health),
             **{label: _chip_text(chips.get(dim)) for dim, label in CHIP_COLUMNS.items()},
             "Why": why if len(why) <= 90 else why[:89] + "…",
-            "Production": r.production or "—",
-            "Staging": r.staging or "—",
-            "Owner": r.owner or "—",
+            "Production": r.production or MISSING,
+            "Staging": r.staging or MISSING,
+            "Owner": r.owner or MISSING,
             "Requests (7 d)": r.requests_7d,
             "Traffic per day": list(r.traffic_by_day),
             "p95 (ms)": r.p95_ms,
@@ -54,7 +56,7 @@ def _table(rows: tuple[fleet.FleetRow, ...]) -> pd.DataFrame:
             "Error rate": r.error_rate,
             "SLO error rate": r.slo_error_rate,
             "SLO (7 d)": r.status,
-            "Last change": r.last_change,
+            "Last change": format_time(r.last_change),
             "Problem": r.problem or "",
         })
     return pd.DataFrame(records)
@@ -77,8 +79,7 @@ def _open(row: fleet.FleetRow, column: str) -> None:
 def render(settings: Settings) -> None:
     st.title("Fleet overview")
     # Complete UTC days only: a partial current day would read as a traffic drop on every model.
-    end = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
-    start = end - timedelta(days=WINDOW_DAYS)
+    start, end = complete_days(WINDOW_DAYS)
     with st.spinner("Reading the registry and the prediction logs…"):
         overview = fleet.fleet_overview(
             settings,
@@ -102,7 +103,7 @@ def render(settings: Settings) -> None:
     table = _table(overview.rows)
     left, middle, right = st.columns([2, 2, 1])
     query = left.text_input("Filter by name or description", placeholder="e.g. credit")
-    owners = middle.multiselect("Owner", sorted({o for o in table["Owner"] if o != "—"}))
+    owners = middle.multiselect("Owner", sorted({o for o in table["Owner"] if o != MISSING}))
     problems_only = right.toggle("Problems only", help="SLO breaches, missing logs and no traffic")
     keep = pd.Series(True, index=table.index)
     if query:
@@ -122,13 +123,12 @@ def render(settings: Settings) -> None:
     c4.metric("Requests (7 d)", f"{int(table['Requests (7 d)'].fillna(0).sum()):,}")
 
     styled = shown.style.map(_colour, subset=["Health", *CHIP_COLUMNS.values()])
-    event = st.dataframe(
-        styled, hide_index=True, on_select="rerun", selection_mode="single-cell", key="fleet_table",
+    event = show(
+        styled, on_select="rerun", selection_mode="single-cell", key="fleet_table",
         column_config={
             "Model": st.column_config.TextColumn(width=MODEL_WIDTH),
             **{c: st.column_config.TextColumn(width=CHIP_WIDTH) for c in ("Health", *CHIP_COLUMNS.values())},
             "Why": st.column_config.TextColumn(width="large"),
-            "Last change": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
             "Traffic per day": st.column_config.LineChartColumn(y_min=0),
             "p95 (ms)": st.column_config.NumberColumn(format="%.0f"),
             "SLO p95 (ms)": st.column_config.NumberColumn(format="%.0f"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -12,7 +11,9 @@ import streamlit as st
 from services.settings import Settings
 from ui import backends
 from ui.page import page
-from ui.widgets import model_names, model_picker
+from ui.tables import LATENCY_COLUMNS, LATENCY_TIMES, readable, show
+from ui.widgets import day_window, model_names, model_picker
+from ui.windows import empty_window_notice
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -21,13 +22,6 @@ QUANTILES = {"p50": "p50_ms", "p95": "p95_ms", "p99": "p99_ms"}
 # Versions are categories: a qualitative palette keeps neighbouring versions apart.
 PALETTE = px.colors.qualitative.Bold
 DEFAULT_DAYS = 21
-
-
-def _window(picked: tuple[date, ...] | date) -> tuple[datetime, datetime] | None:
-    """The [start, end) datetimes of a date-range pick; None while only one end is chosen."""
-    if not isinstance(picked, tuple) or len(picked) != 2:
-        return None
-    return datetime.combine(picked[0], time()), datetime.combine(picked[1] + timedelta(days=1), time())
 
 
 def _quantile_chart(daily: pd.DataFrame, column: str, label: str, slo: float | None) -> go.Figure:
@@ -50,17 +44,13 @@ def render(settings: Settings) -> None:
         st.warning(f"Model {name!r} has no prediction log mapped in tower.yaml, so there is no latency to show. "
                    "Add it under `models:` with its table and columns.")
         return
-    today = datetime.now(UTC).date()
-    picked = st.date_input("Window (UTC days)", (today - timedelta(days=DEFAULT_DAYS - 1), today), max_value=today)
-    window = _window(picked)
+    window = day_window("Window (UTC days)", DEFAULT_DAYS, key="latency_window")
     if window is None:
-        st.info("Pick the last day of the window.")
         return
-    assert isinstance(picked, tuple) and len(picked) == 2  # _window gave a window: both ends are picked
     daily = backends.latency_by_day(settings, mapping, *window)
     by_version = backends.latency_by_version(settings, mapping, *window)
     if daily.empty:
-        st.info(f"No predictions of {name} were logged between {picked[0]} and {picked[1]}.")
+        empty_window_notice(settings, mapping, *window, source="log")
         return
 
     label = st.segmented_control("Quantile", list(QUANTILES), default="p95", required=True)
@@ -79,9 +69,9 @@ def render(settings: Settings) -> None:
     right.plotly_chart(throughput)
 
     st.subheader("Per version over the window")
-    st.dataframe(by_version, hide_index=True, column_config={
-        "error_rate": st.column_config.NumberColumn("error rate", format="percent"),
-        **{c: st.column_config.NumberColumn(c.replace("_ms", " (ms)"), format="%.1f") for c in QUANTILES.values()},
+    show(readable(by_version, LATENCY_COLUMNS, times=LATENCY_TIMES), column_config={
+        LATENCY_COLUMNS["error_rate"]: st.column_config.NumberColumn(format="percent"),
+        **{LATENCY_COLUMNS[c]: st.column_config.NumberColumn(format="%.1f") for c in QUANTILES.values()},
     })
 
 

@@ -15,6 +15,7 @@ from ui import backends
 from ui.navigation import BY_PATH
 from ui.notices import literal
 from ui.page import page
+from ui.tables import MISSING, format_time, show
 from ui.widgets import model_names, model_picker
 
 STATUS_ICONS = {"alert": ":material/error:", "warning": ":material/warning:"}
@@ -23,12 +24,14 @@ KIND_COLOURS = {"dataset": "#4C78A8", "run": "#F58518", "version": "#54A24B", "a
 
 def _versions_table(versions: list[VersionInfo]) -> pd.DataFrame:
     table = pd.DataFrame([{
-        "Version": v.version, "Aliases": ", ".join(f"@{a}" for a in v.aliases), "Stage (legacy)": v.stage,
-        "Created": v.created, "Status": v.status, "Run": v.run_id, "Description": v.description,
+        "Version": v.version, "Aliases": ", ".join(f"@{a}" for a in v.aliases) or MISSING, "Stage (legacy)": v.stage,
+        "Created": format_time(v.created), "Status": v.status, "Run": v.run_id or MISSING,
+        "Description": v.description or MISSING,
     } for v in versions])
     # MLflow reports the string 'None' for versions never given a legacy stage.
     if table.empty or table["Stage (legacy)"].eq("None").all():
-        table = table.drop(columns="Stage (legacy)", errors="ignore")
+        return table.drop(columns="Stage (legacy)", errors="ignore")
+    table["Stage (legacy)"] = table["Stage (legacy)"].replace({"None": MISSING})
     return table
 
 
@@ -49,13 +52,15 @@ def _lineage_detail(lin: Lineage) -> None:
     st.markdown(f"**Run** `{lin.run_id}` ({literal(lin.run_name)}) · **git commit** `{lin.git_commit or '—'}`"
                 f" · **model id** `{lin.model_id or '—'}` · **parent run** `{lin.parent_run_id or '—'}`")
     left, right = st.columns(2)
-    left.dataframe(pd.DataFrame(sorted(lin.params.items()), columns=["param", "value"]), hide_index=True)
-    right.dataframe(pd.DataFrame(sorted(lin.metrics.items()), columns=["metric", "value"]), hide_index=True)
-    st.dataframe(pd.DataFrame([{"dataset": d.name, "digest": d.digest, "source": d.source,
-                                "source type": d.source_type, "context": d.context} for d in lin.datasets]),
-                 hide_index=True)
+    with left:
+        show(pd.DataFrame(sorted(lin.params.items()), columns=["Parameter", "Value"]))
+    with right:
+        show(pd.DataFrame(sorted(lin.metrics.items()), columns=["Metric", "Value"]))
+    show(pd.DataFrame([{"Dataset": d.name, "Digest": d.digest, "Source": d.source, "Source type": d.source_type,
+                        "Context": d.context} for d in lin.datasets],
+                      columns=["Dataset", "Digest", "Source", "Source type", "Context"]))
     if lin.tags:
-        st.dataframe(pd.DataFrame(sorted(lin.tags.items()), columns=["tag", "value"]), hide_index=True)
+        show(pd.DataFrame(sorted(lin.tags.items()), columns=["Tag", "Value"]))
 
 
 def _comparison(settings: Settings, name: str, holders: dict[str, VersionInfo | None]) -> None:
@@ -67,9 +72,10 @@ def _comparison(settings: Settings, name: str, holders: dict[str, VersionInfo | 
         return
     table = compare_metrics(backends.lineage(settings, name, staging.version).metrics,
                             backends.lineage(settings, name, prod.version).metrics)
-    table = table.rename(columns={"candidate": f"staging v{staging.version}",
-                                  "incumbent": f"production v{prod.version}", "candidate is": "staging is"})
-    st.dataframe(table, hide_index=True)
+    table = table.rename(columns={"metric": "Metric", "candidate": f"Staging v{staging.version}",
+                                  "incumbent": f"Production v{prod.version}", "difference": "Difference",
+                                  "candidate is": "Staging is"})
+    show(table)
 
 
 def _health(settings: Settings, name: str) -> None:
@@ -114,7 +120,7 @@ def render(settings: Settings) -> None:
     _health(settings, name)
 
     st.subheader("Versions")
-    st.dataframe(_versions_table(versions), hide_index=True)
+    show(_versions_table(versions))
 
     st.subheader("Lineage")
     lineages = [backends.lineage(settings, name, v.version) for v in versions]

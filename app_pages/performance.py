@@ -10,7 +10,9 @@ from plotly.subplots import make_subplots
 from services.settings import Settings
 from ui import backends
 from ui.page import page
+from ui.tables import label
 from ui.widgets import day_window, model_names, model_picker
+from ui.windows import empty_window_notice
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,7 +40,8 @@ def _figure(series: pd.DataFrame, metric: str) -> go.Figure:
 def render(settings: Settings) -> None:
     st.title("Performance")
     name = model_picker(model_names(settings))
-    if name is None or settings.model(name) is None:
+    mapping = settings.model(name) if name else None
+    if name is None or mapping is None:
         st.info("No monitored model yet." if name is None else f"{name} has no prediction log mapped in tower.yaml.")
         return
     window = day_window("Window (UTC days)", 30, key="performance_window")
@@ -46,13 +49,13 @@ def render(settings: Settings) -> None:
         return
     frame = backends.performance_over_time(settings, name, *window)
     if frame.empty:
-        st.info("No performance results in this window yet: run `python -m services.cli monitor run`.")
+        empty_window_notice(settings, mapping, *window, source="monitoring", what="performance results")
         return
     metrics = sorted(frame["metric"].unique())
     default = frame.loc[frame["rule_metric"], "metric"].iloc[0] if frame["rule_metric"].any() else metrics[0]
-    metric = st.segmented_control("Metric", metrics, default=default, required=True)
+    metric = st.segmented_control("Metric", metrics, default=default, required=True, format_func=label)
     series = frame[frame["metric"] == metric].sort_values("day")
-    st.plotly_chart(_figure(series, metric))
+    st.plotly_chart(_figure(series, label(metric)))
     st.caption("Computed only on predictions whose label has arrived. Hollow markers: provisional windows "
                "whose label coverage is still below the rule's minimum; they will move as labels arrive.")
 

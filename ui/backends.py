@@ -111,6 +111,13 @@ def latency_by_version(s: Settings, mapping: ModelMapping, start: datetime, end:
     return guarded(s, WAREHOUSE, lambda: warehouse.latency_by_version(engine(s), mapping, start, end))
 
 
+# The log's first and last prediction: what an empty window names instead of showing nothing. It
+# moves only as predictions arrive, so the minute of caching the other reads have is plenty.
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def log_bounds(s: Settings, mapping: ModelMapping) -> tuple[datetime, datetime] | None:
+    return guarded(s, WAREHOUSE, lambda: warehouse.log_bounds(engine(s), mapping))
+
+
 def governance(s: Settings) -> GovernanceContext:
     """The governance context over the shared backends. It holds clients, engines and policies,
     never who is acting."""
@@ -170,6 +177,12 @@ def alerts(s: Settings, model: str | None, active_only: bool) -> pd.DataFrame:
     if active_only:
         return guarded(s, TOWER, lambda: tower_reads.open_alerts(tower(s), model))
     return guarded(s, TOWER, lambda: tower_reads.alert_history(tower(s), model))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def alert_history(s: Settings, model: str | None, start: datetime, end: datetime) -> pd.DataFrame:
+    """The episodes opened in ``[start, end)``, open or resolved."""
+    return guarded(s, TOWER, lambda: tower_reads.alert_history(tower(s), model, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)

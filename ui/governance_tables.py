@@ -7,11 +7,9 @@ import pandas as pd
 from services.governance.evidence import Evidence
 from services.governance.ledger_rows import Decision
 from services.governance.review_state import PromotionRequest
+from ui.tables import format_time
 
 GATE_ICONS = {"passed": "✅ passed", "failed": "❌ failed", "no_data": "⚪ no data"}
-
-
-TIME_FORMAT = "%Y-%m-%d %H:%M UTC"  # one format for every time the governance pages show
 
 
 def requests_table(requests: list[PromotionRequest]) -> pd.DataFrame:
@@ -20,7 +18,7 @@ def requests_table(requests: list[PromotionRequest]) -> pd.DataFrame:
         "Request": r.id[:12], "Model": r.model, "Version": r.version, "To stage": r.stage,
         "Replaces": r.previous_version or "—", "Kind": r.kind, "Status": r.status,
         "Approvals": f"{len(r.approvals)}/{r.approvals_required}",
-        "Requested by": r.requester_name, "Requested at": r.created_at.strftime(TIME_FORMAT), "Reason": r.reason,
+        "Requested by": r.requester_name, "Requested at": format_time(r.created_at), "Reason": r.reason,
         "Decided by": r.resolution.actor_name if r.resolution else "—",
         "Decision comment": (r.resolution.comment or "—") if r.resolution else "—",
     } for r in requests])
@@ -43,7 +41,7 @@ def metrics_table(evidence: Evidence) -> pd.DataFrame:
 
 def decisions_table(decisions: list[Decision]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "seq": d.seq, "time (UTC)": d.recorded_at, "action": d.action, "model": d.model, "version": d.version,
+        "seq": d.seq, "time": format_time(d.recorded_at), "action": d.action, "model": d.model, "version": d.version,
         "from": d.from_stage or "—", "to": d.to_stage, "actor": d.actor_name, "subject": d.actor_subject,
         "roles": ", ".join(d.actor_roles), "comment": d.comment, "override": d.override_reason or "",
         "evidence": (d.evidence_digest or "")[:12], "decision id": d.decision_id[:16],

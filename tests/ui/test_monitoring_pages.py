@@ -48,8 +48,8 @@ def test_fleet_health_flags_the_three_stories_and_not_the_healthy_model(demo_env
 
 def test_alerts_page_lists_open_alerts_for_the_stories_only(demo_env):
     active = open_page("app_pages/alerts.py").dataframe[0].value
-    assert set(active["model"]) == {"credit-risk", "loan-approval", "fraud-detection"}
-    assert "income" in set(active.loc[active["model"] == "credit-risk", "subject"])
+    assert set(active["Model"]) == {"credit-risk", "loan-approval", "fraud-detection"}
+    assert "income" in set(active.loc[active["Model"] == "credit-risk", "Subject"])
 
 
 def test_drift_explorer_shows_income_drifting_with_scipy_numbers(demo_env):

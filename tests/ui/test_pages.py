@@ -69,16 +69,16 @@ def test_fleet_p95_matches_numpy_on_the_same_rows(demo_env):
 def test_latency_page_quantiles_per_version_match_numpy_percentiles(demo_env):
     at = open_page("app_pages/latency.py", model="fraud-detection")
     assert at.selectbox(key="model").value == "fraud-detection"
-    today = datetime.now(UTC).date()
-    start = datetime.combine(today - timedelta(days=20), time())
-    end = datetime.combine(today + timedelta(days=1), time())
+    # The default window: the 21 complete UTC days ending yesterday.
+    end = datetime.combine(datetime.now(UTC).date(), time())
+    start = end - timedelta(days=21)
     oracle = raw_latencies(demo_env, "fraud-detection", start, end)
-    table = at.dataframe[0].value.set_index("version")
+    table = at.dataframe[0].value.set_index("Version")
     assert set(table.index) == set(oracle)
     for version, values in oracle.items():
         for q in (50, 95, 99):
-            assert table.loc[version, f"p{q}_ms"] == pytest.approx(np.percentile(values, q), rel=1e-9)
-        assert table.loc[version, "requests"] >= len(values)
+            assert table.loc[version, f"p{q} (ms)"] == pytest.approx(np.percentile(values, q), rel=1e-9)
+        assert table.loc[version, "Requests"] >= len(values)
 
 
 def test_model_page_shows_versions_aliases_and_the_staging_comparison(demo_env):
@@ -88,7 +88,7 @@ def test_model_page_shows_versions_aliases_and_the_staging_comparison(demo_env):
     assert 3 <= len(versions) <= 6
     assert versions["Aliases"].str.contains("@production").sum() == 1
     comparison = at.dataframe[-1].value
-    assert "metric" in comparison.columns and comparison["metric"].str.contains("roc_auc").any()
+    assert "Metric" in comparison.columns and comparison["Metric"].str.contains("roc_auc").any()
 
 
 def test_model_page_follows_the_model_in_the_url(demo_env):
