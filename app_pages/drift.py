@@ -28,13 +28,14 @@ from ui.drift_views import (
 from ui.notices import literal
 from ui.page import page
 from ui.widgets import day_window, model_names, model_picker, reference_picker
+from ui.windows import empty_window_notice
 
 
 def _daily_heatmap(settings: Settings, mapping: ModelMapping, window: Period) -> None:
     heatmap = backends.drift_heatmap(settings, mapping.name, *window)
     st.subheader("Drift by feature and day")
     if heatmap.empty:
-        st.info("No daily drift results in this window yet: run `python -m services.cli monitor run`.")
+        empty_window_notice(settings, mapping, *window, source="monitoring", what="daily drift results")
         return
     # The job compares every day with the configured reference (monitoring/job.py, load_or_compute
     # without a range), whatever this page's picker says: the caption must not suggest otherwise.

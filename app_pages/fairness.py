@@ -10,6 +10,7 @@ import streamlit as st
 
 from services.settings import Settings
 from ui import backends
+from ui.alert_notice import open_alerts_notice
 from ui.page import page
 from ui.tables import FAIRNESS_GROUP_COLUMNS, MISSING, label, readable, show
 from ui.widgets import day_window, model_names, model_picker
@@ -57,6 +58,7 @@ def render(settings: Settings) -> None:
                 "No monitored model yet.")
         return
     assert name is not None  # a mapping was found for it
+    open_alerts_notice(settings, mapping.name, "fairness")
     window = day_window("Window (UTC days)", 14, key="fairness_window")
     if window is None:
         return

@@ -10,6 +10,7 @@ import streamlit as st
 
 from services.settings import Settings
 from ui import backends
+from ui.alert_notice import open_alerts_notice
 from ui.page import page
 from ui.tables import LATENCY_COLUMNS, LATENCY_TIMES, readable, show
 from ui.widgets import day_window, model_names, model_picker
@@ -44,6 +45,7 @@ def render(settings: Settings) -> None:
         st.warning(f"Model {name!r} has no prediction log mapped in tower.yaml, so there is no latency to show. "
                    "Add it under `models:` with its table and columns.")
         return
+    open_alerts_notice(settings, mapping.name, "latency")
     window = day_window("Window (UTC days)", DEFAULT_DAYS, key="latency_window")
     if window is None:
         return

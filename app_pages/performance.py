@@ -9,6 +9,7 @@ from plotly.subplots import make_subplots
 
 from services.settings import Settings
 from ui import backends
+from ui.alert_notice import open_alerts_notice
 from ui.page import page
 from ui.tables import label
 from ui.widgets import day_window, model_names, model_picker
@@ -44,6 +45,7 @@ def render(settings: Settings) -> None:
     if name is None or mapping is None:
         st.info("No monitored model yet." if name is None else f"{name} has no prediction log mapped in tower.yaml.")
         return
+    open_alerts_notice(settings, mapping.name, "performance")
     window = day_window("Window (UTC days)", 30, key="performance_window")
     if window is None:
         return

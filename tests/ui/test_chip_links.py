@@ -10,12 +10,12 @@ import sqlalchemy as sa
 
 from services.monitoring.health_chips import health_chips
 from services.settings import load_settings
-from tests.support.app_test import DEMO_MODELS, open_page
+from tests.support.app_test import DEMO_MODELS, open_page, texts
 from ui.navigation import BY_PATH
 from ui.widgets import linked_start
 
 pytestmark = pytest.mark.both_backends
-PAGES = ("fairness",)
+PAGES = ("fairness", "latency", "performance")
 
 
 def linked_chips(demo_env):
@@ -29,7 +29,7 @@ def linked_chips(demo_env):
 
 def test_each_chip_opens_its_page_at_the_model_the_group_and_the_onset(demo_env):
     chips = linked_chips(demo_env)
-    assert {c.page for c in chips} >= set(PAGES), "the demo's stories raise these alerts"
+    assert {c.page for c in chips} >= {"fairness", "latency"}, "the demo's stories raise these alerts"
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     for chip in chips:
         at = open_page(BY_PATH[chip.page].file, **chip.params)
@@ -39,6 +39,8 @@ def test_each_chip_opens_its_page_at_the_model_the_group_and_the_onset(demo_env)
         assert window == (date.fromisoformat(chip.params["start"]), yesterday), chip
         if chip.page == "fairness":
             assert at.selectbox[1].value == chip.params["sensitive"], chip
+        if chip.status == "alert":  # the reason is stated where the chip lands
+            assert chip.text in texts(at, ("warning",)), chip
 
 
 def test_a_page_opened_without_a_start_keeps_its_own_default_window(demo_env):
