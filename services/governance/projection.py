@@ -11,6 +11,7 @@ decision whose projection a crash interrupted loses nothing and doubles nothing.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +117,8 @@ def _reconcile_stage(ctx: GovernanceContext, model: str, stage: str) -> dict[str
             "model_tags": {holder_tag_key(alias): target}, "stage_tag": STAGE_TAG}
 
 
+_log = logging.getLogger(__name__)
+
 HEAD_TAG = "tower_ledger_head"  # registered-model tag: the chain head when the model was last projected
 
 
@@ -176,7 +179,10 @@ def apply_projection(ctx: GovernanceContext, decision: Decision) -> Projected:
         # so a failed projection converges at the next decision without waiting for a repair.
         for earlier in pending_projections(ctx):
             if earlier.decision_id != decision.decision_id and earlier.seq < decision.seq:
-                _project_locked(ctx, earlier)
+                try:
+                    _project_locked(ctx, earlier)
+                except TowerError as exc:  # one the registry cannot take must not hold up this one
+                    _log.warning("Retried projection of decision %s failed: %s", earlier.decision_id, exc)
         return _project_locked(ctx, decision)
 
 

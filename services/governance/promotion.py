@@ -259,7 +259,7 @@ def cancel_request(ctx: GovernanceContext, actor: Actor, request_id: str, commen
 
     Who requested comes from the request's hash-checked ledger row, never the editable request table."""
     row = _request_row(ctx, request_id)
-    authorize(actor, Action.CANCEL_REQUEST, review_resource(ctx, row))
+    authorize(actor, Action.CANCEL_REQUEST, review_resource(ctx, row, deciding=False))
     comment = check_text(comment, "comment", required=False)
     return _record_resolution(ctx, actor, row, ledger_rows.CANCEL, comment, row.evidence_digest, None)
 

@@ -262,14 +262,16 @@ def evidence_snapshot(ctx: GovernanceContext, digest: str) -> Evidence | None:
     return None if body is None else Evidence.from_dict(json.loads(body))
 
 
-def review_resource(ctx: GovernanceContext, request: PromotionRequest | RequestRow) -> Resource:
+def review_resource(ctx: GovernanceContext, request: PromotionRequest | RequestRow, *,
+                    deciding: bool = True) -> Resource:
     """The facts authorization needs about a request: owner tag, version creator, requester, policy.
 
     The requester and the person a bot acted for come from the request's own ledger row, its hash
     checked, never from the request table a database user could edit.
     """
     first = ledger_tx.read(ctx.engine, lambda c: ledger.verified_request_decision(c, request.id))
-    canonical_version(first.version)  # a row an older tower wrote as "03" is never decided on
+    if deciding:  # a row an older tower wrote as "03" is never decided on; its requester may withdraw it
+        canonical_version(first.version)
     owner = ctx.registry.model_tags(first.model).get("owner")
     extra: dict[str, Any] = {}
     if "on_behalf_of" in Resource.__dataclass_fields__:

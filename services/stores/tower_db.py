@@ -9,8 +9,9 @@ PostgreSQL (production) are supported.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -24,6 +25,14 @@ TABLE_MODULES = ("services.monitoring.store", "services.governance.ledger_schema
 # Upgrades of existing databases (new nullable columns, new triggers), registered by the modules that
 # own the tables; each is idempotent and runs after create_all.
 UPGRADES: list[Any] = []
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def schema_upgrade(fn: F) -> F:
+    """Register an upgrade of existing databases. It runs at start-up (``create_schema``), by the role
+    that owns the tables, on behalf of no actor: it may rewrite derived columns, never a ledger row."""
+    UPGRADES.append(fn)
+    return fn
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

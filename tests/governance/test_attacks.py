@@ -29,6 +29,7 @@ from services.governance.staleness import StaleRequest
 from services.governance.validation import InvalidInput, canonical_version
 from services.settings import PROJECT_ROOT
 from services.stores.registry import Registry
+from services.stores.tower_db import create_schema
 from tests.support.governance import ADA, ALICE, RITA, ROB, World, open_world, person
 
 TWO_APPROVALS = """
@@ -513,6 +514,29 @@ def test_a_row_written_before_versions_were_canonical_is_reported_at_verificatio
     assert report.findings[0].kind == "version" and "'03'" in report.findings[0].message
     with pytest.raises(TowerError, match="canonical"):
         promotion.approve(world.ctx, RITA, rid, "cannot approve a non-canonical version")
+
+
+def test_an_open_request_an_older_tower_wrote_as_03_blocks_a_second_one_for_3_after_start_up(world: World) -> None:
+    rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    with world.ctx.engine.begin() as conn:  # what an older tower wrote: "03", its open key from "03"
+        row = dict(conn.execute(sa.select(LEDGER)).mappings().one())
+        conn.execute(REQUESTS.update().where(REQUESTS.c.id == rid).values(
+            version="03", open_key=ledger_rows.open_key("credit-risk", "03", "Production")))
+    _as_db_admin(world, "DELETE FROM governance_projections", "DELETE FROM governance_ledger")
+    values = {**row, "version": "03"}
+    values["hash"] = ledger_rows.row_hash(values)
+    with world.ctx.engine.begin() as conn:
+        conn.execute(LEDGER.insert().values(**values))
+    create_schema(world.ctx.engine)  # start-up: the open keys of such rows are made canonical
+    with pytest.raises(TowerError, match="already open"):
+        promotion.request_promotion(world.ctx, ADA, "credit-risk", "3", "Production", "a second one")
+    assert promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "retry").request.id == rid
+    # Never decided on, but its requester can withdraw it, and then ask again in canonical form.
+    promotion.cancel_request(world.ctx, ALICE, rid, "filed by an older tower")
+    again = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3 again")
+    assert again.request.version == "3"
+    create_schema(world.ctx.engine)  # idempotent
+    assert len(review_state.list_requests(world.ctx, status="open")) == 1
 
 
 # ----------------------------------------------------------------------------------------------
