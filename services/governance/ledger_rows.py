@@ -29,7 +29,7 @@ LEDGER_ACTIONS = (REQUEST, APPROVE, PROMOTE, REJECT, CANCEL, REFRESH)
 # Request status.
 OPEN, APPROVED, REJECTED, CANCELLED = "open", "approved", "rejected", "cancelled"
 
-OPTIONAL_COLUMNS = ("on_behalf_of", "key_id")  # hashed only when not NULL (see row_hash)
+OPTIONAL_COLUMNS = ("on_behalf_of", "key_id", "actor_person")  # hashed only when not NULL (see row_hash)
 HASHED_COLUMNS = tuple(c.name for c in LEDGER.columns if c.name != "hash" and c.name not in OPTIONAL_COLUMNS)
 # The request row's fields that never change; each must equal its ``request`` ledger row's (audit).
 REQUEST_IMMUTABLE = {"id": "request_id", "model": "model", "version": "version", "stage": "to_stage",
@@ -103,6 +103,7 @@ class Decision:
     prev_hash: str
     hash: str
     on_behalf_of: str | None = None
+    actor_person: str | None = None  # the person N-of-M counts, as verified when the row was written
 
     @property
     def actor_key(self) -> str:
@@ -123,6 +124,7 @@ class Decision:
             "override_reason": self.override_reason, "overridden_gates": list(self.overridden_gates),
             "evidence_digest": self.evidence_digest, "recorded_at": iso(self.recorded_at),
             "prev_hash": self.prev_hash, "hash": self.hash, "on_behalf_of": self.on_behalf_of,
+            "actor_person": self.actor_person,
         }
 
 
@@ -171,6 +173,7 @@ def decision_from_row(row: Mapping[str, Any] | RowMapping) -> Decision:
         override_reason=row["override_reason"], overridden_gates=tuple(json.loads(row["overridden_gates"])),
         evidence_digest=row["evidence_digest"], recorded_at=parse_iso(row["recorded_at"]),  # type: ignore[arg-type]
         prev_hash=row["prev_hash"], hash=row["hash"], on_behalf_of=row.get("on_behalf_of"),
+        actor_person=row.get("actor_person"),
     )
 
 

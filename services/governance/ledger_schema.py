@@ -49,6 +49,9 @@ LEDGER = sa.Table(
     # Added later (nullable; hashed only when set, so rows written before them still verify).
     sa.Column("on_behalf_of", sa.Text, nullable=True),  # the person a service account acted for
     sa.Column("key_id", sa.String(16), nullable=True),  # fingerprint of the HMAC key of ``hash`` (None: SHA-256)
+    # Who the actor is as N-of-M counts people: "person:<verified claim>", or the account's issuer|subject
+    # when the claim is absent or unverified. Rows written before it fall back to their e-mail.
+    sa.Column("actor_person", sa.Text, nullable=True),
 )
 REQUESTS = sa.Table(
     "governance_requests", METADATA,

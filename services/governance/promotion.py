@@ -43,9 +43,9 @@ from services.governance.review_state import (
     later_rows_of_actors,
     latest_roles,
     live_overrides,
-    person_of,
     previous_holder,
     review_resource,
+    row_person,
     standing_override,
 )
 from services.governance.staleness import REFRESH_HINT, StaleRequest, stale_reason
@@ -86,8 +86,10 @@ def _stages_of(holders: dict[str, str | None], version: str) -> str | None:
 
 
 def _actor_fields(actor: Actor) -> dict[str, Any]:
+    # person_key is the verified person claim or the account itself: an e-mail the IdP did not verify
+    # never makes two accounts one person (nor one account another person).
     return {"actor_name": actor.name, "actor_issuer": actor.issuer, "actor_subject": actor.subject,
-            "actor_email": actor.email, "actor_roles": sorted(actor.roles)}
+            "actor_email": actor.email, "actor_roles": sorted(actor.roles), "actor_person": actor.person_key}
 
 
 def _decided_message(decision: Decision) -> str:
@@ -385,7 +387,7 @@ def _record_approval(ctx: GovernanceContext, actor: Actor, row: RequestRow, poli
             raise Conflict("The override this approval relied on no longer counts (it was withdrawn by a "
                            "refresh, or its author lost the override role).",
                            "Reload the request: approving now needs an override again.")
-        people = {person_of(ctx, d.actor_issuer, d.actor_subject, d.actor_email) for d in counted}
+        people = {row_person(ctx, d) for d in counted}
         if actor_person(ctx, actor) in people:
             raise Conflict(f"{actor.name} has already approved this request under another account.",
                            "N-of-M counts people, not accounts.")

@@ -112,8 +112,14 @@ def current_round(decisions: Sequence[Decision]) -> EvidenceRound:
     return EvidenceRound(number, basis, tuple(approvals))
 
 
-def person_of(ctx: GovernanceContext, issuer: str, subject: str, email: str | None) -> str:
-    """Who a ledger row's actor is, as N-of-M counts people: the person claim joins accounts."""
+def person_of(ctx: GovernanceContext, issuer: str, subject: str, email: str | None,
+              recorded: str | None = None) -> str:
+    """Who a ledger row's actor is, as N-of-M counts people: the person claim joins accounts.
+
+    ``recorded`` is the row's actor_person, written with what the IdP verified at the time. A row
+    written before that column joins on its e-mail (errs towards one person, that is, refusing)."""
+    if recorded:
+        return recorded
     claim = auth_config(ctx.settings).person_claim
     if claim == "email" and email:
         from services.auth.identity import normalize_name
@@ -122,10 +128,16 @@ def person_of(ctx: GovernanceContext, issuer: str, subject: str, email: str | No
     return f"{issuer}|{subject}"
 
 
+def row_person(ctx: GovernanceContext, decision: Decision) -> str:
+    """The person behind a ledger row's actor (see person_of)."""
+    return person_of(ctx, decision.actor_issuer, decision.actor_subject, decision.actor_email,
+                     decision.actor_person)
+
+
 def actor_person(ctx: GovernanceContext, actor: Actor) -> str:
-    key = getattr(actor, "person_key", None)
-    return key if isinstance(key, str) and key.startswith("person:") else person_of(
-        ctx, actor.issuer, actor.subject, actor.email)
+    """The person acting now: the verified person claim, else the account (an unverified e-mail is
+    no one's)."""
+    return actor.person_key
 
 
 def _still_counts(ctx: GovernanceContext, policy: Policy, approval: Decision,
@@ -142,8 +154,8 @@ def _still_counts(ctx: GovernanceContext, policy: Policy, approval: Decision,
             in policy.approvers.subjects):
         return f"{approval.actor_name} is no longer among the approvers of the current policy."
     if requester is not None:
-        if person_of(ctx, approval.actor_issuer, approval.actor_subject, approval.actor_email) == person_of(
-                ctx, requester.actor_issuer, requester.actor_subject, requester.actor_email):
+        approver = row_person(ctx, approval)
+        if approver == row_person(ctx, requester):
             return f"{approval.actor_name} is the requester (four-eyes rule)."
         if requester.on_behalf_of and _names_match(requester.on_behalf_of, approval):
             return f"{approval.actor_name} triggered this request (four-eyes rule)."
@@ -168,7 +180,7 @@ def count_approvals(ctx: GovernanceContext, policy: Policy, mine: Sequence[Decis
     for approval in rnd.approvals:
         roles = roles_by_actor.get(approval.actor_key, frozenset(approval.actor_roles))
         why = _still_counts(ctx, policy, approval, roles, requester)
-        person = person_of(ctx, approval.actor_issuer, approval.actor_subject, approval.actor_email)
+        person = row_person(ctx, approval)
         if why is None and person in people:
             why = f"{approval.actor_name} already approved under another account."
         if why is None:
@@ -277,7 +289,7 @@ def review_resource(ctx: GovernanceContext, request: PromotionRequest | RequestR
     if "on_behalf_of" in Resource.__dataclass_fields__:
         extra["on_behalf_of"] = first.on_behalf_of
     if "requester_person" in Resource.__dataclass_fields__:
-        extra["requester_person"] = person_of(ctx, first.actor_issuer, first.actor_subject, first.actor_email)
+        extra["requester_person"] = row_person(ctx, first)
     return Resource(model=first.model, version=first.version, stage=first.to_stage, owner=owner,
                     creator=ctx.registry.version_creator(first.model, first.version),
                     requester=(first.actor_issuer, first.actor_subject),

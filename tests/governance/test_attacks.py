@@ -27,10 +27,10 @@ from services.governance.ledger_keys import LedgerKeys, MissingLedgerKey
 from services.governance.ledger_schema import EVIDENCE, LEDGER, PROJECTIONS, REQUESTS
 from services.governance.staleness import StaleRequest
 from services.governance.validation import InvalidInput, canonical_version
-from services.settings import PROJECT_ROOT
+from services.settings import PROJECT_ROOT, load_settings
 from services.stores.registry import Registry
 from services.stores.tower_db import create_schema
-from tests.support.governance import ADA, ALICE, RITA, ROB, World, open_world, person
+from tests.support.governance import ADA, ALICE, OTHER_ISSUER, RITA, ROB, World, open_world, person
 
 TWO_APPROVALS = """
 policies:
@@ -178,6 +178,40 @@ def test_editing_the_requester_in_the_request_table_does_not_let_the_requester_a
     report = audit.verify_all(world.ctx)
     assert not report.ok and report.findings[0].kind == "request"
     assert "requester_subject differs" in report.findings[0].message
+
+
+def _with_person_claim(world: World) -> World:
+    """The same world with ``auth.person_claim: email``: verified e-mails join accounts."""
+    text = world.config.read_text(encoding="utf-8").replace("auth:\n", "auth:\n  person_claim: email\n", 1)
+    world.config.write_text(text, encoding="utf-8")
+    settings = load_settings({"TOWER_CONFIG": str(world.config), "MLFLOW_TRACKING_URI": world.registry_uri,
+                              "WAREHOUSE_URL": world.warehouse_url, "TOWER_DB_URL": world.tower_url,
+                              "TOWER_DATA_DIR": str(world.root / "data")})
+    return dataclasses.replace(world, settings=settings, ctx=dataclasses.replace(world.ctx, settings=settings))
+
+
+def test_an_unverified_email_does_not_pass_for_a_person_in_the_quorum(tmp_path: Path) -> None:
+    with open_world(tmp_path, policies=TWO_APPROVALS) as plain:
+        world = _with_person_claim(plain)
+        rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+        # Mallory, at another issuer, gives her account Rita's e-mail (not verified) and approves first.
+        mallory = person("m-1", "reviewer", issuer=OTHER_ISSUER, email="rita@example.test")
+        promotion.approve(world.ctx, mallory, rid, "as if I were rita")
+        # Rita's own approval is a second person's: Mallory neither blocks nor stands in for her.
+        assert promotion.approve(world.ctx, RITA, rid, "rita herself").promoted
+
+
+def test_a_verified_email_still_joins_two_accounts_of_one_person(tmp_path: Path) -> None:
+    with open_world(tmp_path, policies=TWO_APPROVALS) as plain:
+        world = _with_person_claim(plain)
+        rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+        promotion.approve(world.ctx, person("rita", "reviewer", person="rita@example.test"), rid, "first")
+        other_account = person("r-9", "reviewer", issuer=OTHER_ISSUER, email="rita@example.test",
+                               person="rita@example.test")
+        with pytest.raises(TowerError, match="another account"):
+            promotion.approve(world.ctx, other_account, rid, "me again")
+        rows = _rows(world)
+        assert rows[-1].actor_person == "person:rita@example.test"  # recorded, and covered by the hash
 
 
 def test_an_approval_whose_approver_lost_the_right_no_longer_completes_the_quorum(tmp_path: Path) -> None:
