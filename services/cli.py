@@ -14,6 +14,7 @@ from services.errors import TowerError
 from services.governance.audit_command import register as register_audit
 from services.governance.commands import register as register_promote
 from services.governance.commands import register_token
+from services.governance.gate_command import register as register_gate
 from services.monitoring.commands import register as register_monitoring
 from services.settings import Settings
 from services.wiring import load_settings
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--oidc-port", type=int, default=9400, help="the local OIDC provider's port (default 9400)")
     serve.set_defaults(handler=_demo_serve)
     register_promote(commands)
+    register_gate(commands)
     register_token(commands)
     register_monitoring(commands)
     register_audit(commands)

@@ -26,6 +26,12 @@ LATENCY_WINDOW = timedelta(days=7)
 _EPS = 1e-9  # 0.86 - 0.85 is 0.010000000000000009 in floating point
 
 
+def no_data_passes(policy: Mapping[str, Any], gate: str) -> bool:
+    """Whether the snapshotted policy lets ``gate`` pass without data."""
+    rules = policy.get("no_data") or {}
+    return bool(rules.get(gate, rules.get("default", "fail")) == "pass")
+
+
 @dataclass(frozen=True)
 class GateResult:
     name: str  # "metric:roc_auc", "latency_p95_ms", "drift_share", "fairness_dpd"
@@ -62,8 +68,10 @@ class Evidence:
 
     @property
     def failing(self) -> tuple[GateResult, ...]:
-        """Gates that did not pass (failed or no data): approving needs an override."""
-        return tuple(g for g in self.gates if g.status != PASSED)
+        """Gates that did not pass: failed, or without data where the policy's ``no_data`` says fail
+        (the default). Approving past them needs an override; ``tower gate`` exits 1 on them."""
+        return tuple(g for g in self.gates if g.status == FAILED or (g.status == NO_DATA and
+                                                                     not no_data_passes(self.policy, g.name)))
 
     def as_dict(self) -> dict[str, Any]:
         def version(v: VersionEvidence | None) -> dict[str, Any] | None:

@@ -40,7 +40,9 @@ from services.settings import Settings, refuse_unknown_keys
 DIRECTIONS = ("higher", "lower")
 _KEYS = {"approvals_required", "approvers", "override_roles", "requesters", "metrics",
          "max_drift_share", "max_fairness_dpd", "max_latency_p95_ms", "require_known_creator",
-         "evidence_max_age"}
+         "evidence_max_age", "no_data"}
+# Gates a policy names in `no_data` (besides "default" and "metric:<name>").
+NO_DATA_GATES = ("latency_p95_ms", "drift_share", "fairness_dpd")
 _UNSET = object()
 DEFAULT_EVIDENCE_MAX_AGE = timedelta(days=7)
 DEFAULT_SERVICE_ISSUER = "tower-service"
@@ -78,6 +80,8 @@ class Policy:
     max_latency_p95_ms: float | None = None
     require_known_creator: bool = False  # refuse approve/override while the version's creator is unknown
     evidence_max_age: timedelta | None = DEFAULT_EVIDENCE_MAX_AGE  # None: evidence never goes stale
+    # Whether a gate without data passes: (gate or "default", "fail"|"pass") pairs; failing by default.
+    no_data: tuple[tuple[str, str], ...] = (("default", "fail"),)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view (recorded in the evidence snapshot)."""
@@ -96,6 +100,8 @@ class Policy:
             "require_known_creator": self.require_known_creator,
             "evidence_max_age": None if self.evidence_max_age is None
             else self.evidence_max_age / timedelta(days=1),  # days, as written in tower.yaml
+            # Only when it differs from the default, so evidence recorded before the key keeps its digest.
+            **({} if self.no_data == (("default", "fail"),) else {"no_data": dict(self.no_data)}),
         }
 
 
@@ -231,7 +237,27 @@ def _validate_section(model: str, raw: Any, service_issuer: str = DEFAULT_SERVIC
             parsed["evidence_max_age"] = None if days is None else timedelta(days=days)
         except OverflowError:
             raise ConfigError(f"{where}.evidence_max_age is too large: {days!r} days.") from None
+    if "no_data" in raw:
+        parsed["no_data"] = _no_data(raw["no_data"], f"{where}.no_data")
     return parsed
+
+
+def _no_data(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """`no_data: fail|pass` for every gate, or a mapping {gate or default: fail|pass}."""
+    if value in ("fail", "pass"):
+        return (("default", value),)
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"{where} must be 'fail', 'pass' or a mapping of gates to fail/pass, got {value!r}.")
+    rules = {"default": "fail"}
+    for gate, verdict in value.items():
+        if gate != "default" and gate not in NO_DATA_GATES and not (isinstance(gate, str) and
+                                                                    gate.startswith("metric:") and gate[7:]):
+            raise ConfigError(f"{where} names an unknown gate {gate!r}.",
+                              f"Gates: default, {', '.join(NO_DATA_GATES)}, metric:<name>.")
+        if verdict not in ("fail", "pass"):
+            raise ConfigError(f"{where}.{gate} must be fail or pass, got {verdict!r}.")
+        rules[str(gate)] = str(verdict)
+    return tuple(sorted(rules.items()))
 
 
 def _build(model: str, merged: Mapping[str, Any], slo_p95: float | None) -> Policy:
@@ -253,6 +279,7 @@ def _build(model: str, merged: Mapping[str, Any], slo_p95: float | None) -> Poli
         max_latency_p95_ms=slo_p95 if latency is _UNSET else latency,
         require_known_creator=merged.get("require_known_creator", False),
         evidence_max_age=merged.get("evidence_max_age", DEFAULT_EVIDENCE_MAX_AGE),
+        no_data=merged.get("no_data", (("default", "fail"),)),
     )
 
 
