@@ -66,10 +66,22 @@ def test_a_model_section_overrides_the_default_key_by_key() -> None:
     ({"m": {"max_drift_share": 1.5}}, r"policies\.m\.max_drift_share is a share"),
     ({"m": {"max_fairnes_dpd": 0.1}}, r"policies\.m: unknown key\(s\) max_fairnes_dpd"),
     ({"default": {"max_latency_p95_ms": "fast"}}, r"policies\.default\.max_latency_p95_ms"),
+    ({"m": {"no_data": "maybe"}}, r"policies\.m\.no_data must be 'fail', 'pass'"),
+    ({"m": {"no_data": {"latency": "pass"}}}, r"policies\.m\.no_data names an unknown gate 'latency'"),
+    ({"m": {"no_data": {"drift_share": True}}}, r"policies\.m\.no_data\.drift_share must be fail or pass"),
+    ({"m": {"no_data": {"metric:": "pass"}}}, r"unknown gate 'metric:'"),
 ])
 def test_a_bad_policy_is_refused_naming_the_field(raw: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_policies(raw)
+
+
+def test_no_data_fails_by_default_and_passes_only_the_gates_the_policy_names() -> None:
+    parsed = parse_policies({"default": {"no_data": {"fairness_dpd": "pass"}}, "m": {"no_data": "pass"},
+                             "n": {}})
+    assert "no_data" not in parse_policies({"x": {}}).for_model("x").as_dict()  # old digests unchanged
+    assert dict(parsed.for_model("n").no_data) == {"default": "fail", "fairness_dpd": "pass"}
+    assert dict(parsed.for_model("m").no_data) == {"default": "pass"}
 
 
 # ----------------------------------------------------------------------------------------------
