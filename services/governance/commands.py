@@ -29,7 +29,8 @@ ACCOUNT_ENV = "TOWER_SERVICE_ACCOUNT"
 TOKEN_ENV = "TOWER_SERVICE_TOKEN"
 
 
-def _actor(settings: Settings) -> Actor:
+def cli_actor(settings: Settings) -> Actor:
+    """The service account the environment names, proven by its token (TOWER_SERVICE_ACCOUNT/TOKEN)."""
     from services.auth.identity import auth_config, service_actor
     from services.secrets_file import service_account_hashes
 
@@ -52,7 +53,7 @@ def context(settings: Settings) -> GovernanceContext:
 def _request(args: argparse.Namespace, settings: Settings) -> int:
     from services.governance.promotion import request_promotion
 
-    actor = _actor(settings)  # before touching any store
+    actor = cli_actor(settings)  # before touching any store
     ctx = context(settings)
     outcome = request_promotion(ctx, actor, args.model, args.version, args.to, args.reason,
                                 on_behalf_of=args.on_behalf_of)
@@ -87,7 +88,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 def _repair(args: argparse.Namespace, settings: Settings) -> int:
     from services.governance.projection import repair_projections
 
-    actor = _actor(settings)
+    actor = cli_actor(settings)
     report = repair_projections(context(settings), actor)
     print(f"Re-applied {len(report.applied)} projection(s); {len(report.failed)} failed.")
     for decision_id, why in report.failed:

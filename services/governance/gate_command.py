@@ -33,10 +33,10 @@ def _emit(report: str, output: str | None) -> None:
 
 
 def _gate(args: argparse.Namespace, settings: Settings) -> int:
-    from services.governance.commands import _actor, context
+    from services.governance.commands import cli_actor, context
     from services.governance.gate_check import gate_preview
 
-    actor = _actor(settings) if args.request else None  # a missing token fails before any store is read
+    actor = cli_actor(settings) if args.request else None  # a missing token fails before any store is read
     ctx = context(settings)
     evidence: Evidence = gate_preview(ctx, args.model, args.version, args.to)
     if evidence.holder is not None and evidence.holder.version == evidence.version:

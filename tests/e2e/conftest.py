@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.live_app import CHROMIUM, CHROMIUM_ARGS, LiveApp, live_app
+from tests.support.live_app import CHROMIUM, CHROMIUM_ARGS, LiveApp, live_app_on_copy
 
 
 @pytest.fixture(scope="package")
 def app(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    data_dir = tmp_path_factory.mktemp("live") / "demo"
-    shutil.copytree(demo_template, data_dir)
-    with live_app(data_dir) as running:
+    with live_app_on_copy(demo_template, tmp_path_factory.mktemp("live")) as running:
         yield running
 
 

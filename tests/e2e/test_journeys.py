@@ -8,7 +8,6 @@ kept in test-artifacts/journey_*.png (the README's Pages section quotes the coun
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from app_pages.fleet import CHIP_COLUMNS, CHIP_WIDTH, MODEL_WIDTH
 from services.settings import load_settings
-from tests.support.live_app import LiveApp, chromium_available, keep, live_app, sign_in
+from tests.support.live_app import LiveApp, chromium_available, keep, live_app_on_copy, sign_in
 
 pytestmark = pytest.mark.skipif(not chromium_available(),
                                 reason="Debian's chromium is not installed (make test installs it when run as root)")
@@ -32,9 +31,7 @@ RULE_CHIP = {"drift": "Drift", "latency_p95": "Latency", "error_rate": "Errors",
 
 @pytest.fixture(scope="module")
 def journey_app(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    data_dir = tmp_path_factory.mktemp("journeys") / "demo"
-    shutil.copytree(demo_template, data_dir)
-    with live_app(data_dir) as running:
+    with live_app_on_copy(demo_template, tmp_path_factory.mktemp("journeys")) as running:
         yield running
 
 

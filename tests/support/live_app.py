@@ -68,6 +68,15 @@ def live_app(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[Live
             stop_process_group(provider)
 
 
+@contextmanager
+def live_app_on_copy(template: Path, folder: Path) -> Iterator[LiveApp]:
+    """``live_app`` on a private copy of the seeded demo in ``template``, made under ``folder``."""
+    data_dir = folder / "demo"
+    shutil.copytree(template, data_dir)
+    with live_app(data_dir) as running:
+        yield running
+
+
 def chromium_available() -> bool:
     return CHROMIUM.exists() and shutil.which("chromium") is not None
 
