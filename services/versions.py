@@ -21,13 +21,20 @@ def canonical_version(value: object) -> str:
     if ok:
         return text
     shown = text if len(text) <= 40 else text[:40] + "…"
+    meant = intended_version(text)
+    suggestion = f" Write it as {meant}." if meant else ""
+    raise InvalidInput(f"Version {shown!r} is not in canonical form: a version is a positive whole number "
+                       f"written in ASCII digits without sign, spaces or leading zeros.{suggestion}")
+
+
+def intended_version(text: str) -> str | None:
+    """The canonical version another spelling means ("03", " 3", "+3", "3.0", "٣" → "3"); None when
+    it names no positive whole number. For messages and for migrating rows, never to accept input."""
     stripped = text.strip().lstrip("+")
-    suggestion = ""
     try:
         number = float(stripped) if stripped.isascii() else int(stripped)
         if number >= 1 and number == int(number) and len(str(int(number))) <= MAX_VERSION_DIGITS:
-            suggestion = f" Write it as {int(number)}."
+            return str(int(number))
     except (ValueError, OverflowError):
         pass
-    raise InvalidInput(f"Version {shown!r} is not in canonical form: a version is a positive whole number "
-                       f"written in ASCII digits without sign, spaces or leading zeros.{suggestion}")
+    return None

@@ -165,11 +165,13 @@ def decisions_of_request(conn: Connection, request_id: str) -> list[Decision]:
     return [decision_from_row(r) for r in rows]
 
 
-def decisions(conn: Connection, *conditions: Any, descending: bool = False, limit: int | None = None) -> list[Decision]:
+def _decisions_query(conditions: Sequence[Any], descending: bool, limit: int | None) -> Any:
     query = sa.select(LEDGER).where(*conditions).order_by(LEDGER.c.seq.desc() if descending else LEDGER.c.seq)
-    if limit is not None:
-        query = query.limit(limit)
-    return [decision_from_row(r) for r in conn.execute(query).mappings()]
+    return query if limit is None else query.limit(limit)
+
+
+def decisions(conn: Connection, *conditions: Any, descending: bool = False, limit: int | None = None) -> list[Decision]:
+    return [decision_from_row(r) for r in conn.execute(_decisions_query(conditions, descending, limit)).mappings()]
 
 
 def verified_decisions(conn: Connection, *conditions: Any, descending: bool = False,
@@ -177,12 +179,14 @@ def verified_decisions(conn: Connection, *conditions: Any, descending: bool = Fa
     """``decisions``, each row's hash checked first (TamperedRecord for the first that fails): what a
     projection writes to the registry must be a row an authorized decision wrote, not one someone
     with write access to the database appended or edited."""
-    query = sa.select(LEDGER).where(*conditions).order_by(LEDGER.c.seq.desc() if descending else LEDGER.c.seq)
-    if limit is not None:
-        query = query.limit(limit)
+    # Once the ledger is keyed, a later row without the key is a downgrade (what audit verify calls
+    # "hashed without the ledger key although earlier rows are keyed"): whoever cannot sign appends
+    # plain SHA-256 rows. Rows before the first keyed one are the ones written before the key.
+    first_keyed = conn.execute(sa.select(sa.func.min(LEDGER.c.seq)).where(LEDGER.c.key_id.is_not(None))).scalar()
     found = []
-    for row in conn.execute(query).mappings():
-        if row_hash(row) != row["hash"]:
+    for row in conn.execute(_decisions_query(conditions, descending, limit)).mappings():
+        downgraded = first_keyed is not None and not row["key_id"] and row["seq"] > first_keyed
+        if downgraded or row_hash(row) != row["hash"]:
             raise TamperedRecord(f"Ledger row {row['seq']} ({row['action']} of '{row['model']}' v{row['version']}) "
                                  "was altered or added outside the tower: its hash does not verify. The registry "
                                  "is not changed from it.", "Run `audit verify` and restore the ledger.")

@@ -130,39 +130,29 @@ def upgrade_tables(engine: Engine) -> None:
 UPGRADES.append(upgrade_tables)
 
 
-def _intended_version(spelling: str) -> str | None:
-    """The canonical form an older tower's spelling meant ("03", " 3", "+3", "3.0", "٣" → "3")."""
-    try:
-        number = int(spelling.strip())
-    except ValueError:
-        try:
-            value = float(spelling)
-        except ValueError:
-            return None
-        number = int(value) if value.is_integer() else 0
-    return str(number) if number > 0 else None
-
-
 @schema_upgrade
 def canonical_open_keys(engine: Engine) -> None:
     """An open request an older tower wrote as "03" keeps "03" (its ledger row cannot be rewritten),
     but its open key becomes the canonical one, so no second open request for "3" can sit beside it.
     Where one already does, the key is left alone and `audit verify` reports the row."""
     from services.governance.ledger_rows import open_key  # ledger_rows imports this module's tables
+    from services.versions import intended_version
 
     if not sa.inspect(engine).has_table(REQUESTS.name):
         return
-    with engine.begin() as conn:
-        taken = set(conn.execute(sa.select(REQUESTS.c.open_key).where(REQUESTS.c.open_key.is_not(None))).scalars())
-        for row in conn.execute(sa.select(REQUESTS).where(REQUESTS.c.open_key.is_not(None))).mappings().all():
-            intended = _intended_version(row["version"])
-            if intended is None or intended == row["version"]:
-                continue
-            key = open_key(row["model"], intended, row["stage"])
-            if key not in taken:
-                conn.execute(REQUESTS.update().where(REQUESTS.c.id == row["id"]).values(open_key=key))
-                taken.add(key)
-
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(REQUESTS.c.id, REQUESTS.c.model, REQUESTS.c.version, REQUESTS.c.stage)
+                            .where(REQUESTS.c.open_key.is_not(None))).all()
+    for row in rows:
+        intended = intended_version(row.version)
+        if intended is None or intended == row.version:
+            continue
+        try:  # one row at a time: a key already taken (here, or by another process starting) is skipped
+            with engine.begin() as conn:
+                conn.execute(REQUESTS.update().where(REQUESTS.c.id == row.id)
+                             .values(open_key=open_key(row.model, intended, row.stage)))
+        except sa.exc.IntegrityError:
+            continue
 
 
 def create_tables(engine: Engine) -> None:

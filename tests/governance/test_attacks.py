@@ -214,6 +214,17 @@ def test_a_verified_email_still_joins_two_accounts_of_one_person(tmp_path: Path)
         assert rows[-1].actor_person == "person:rita@example.test"  # recorded, and covered by the hash
 
 
+def test_a_db_admin_who_clears_the_recorded_person_breaks_the_row_hash(tmp_path: Path) -> None:
+    with open_world(tmp_path, policies=TWO_APPROVALS) as plain:
+        world = _with_person_claim(plain)
+        rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+        promotion.approve(world.ctx, person("rita", "reviewer", person="rita@example.test"), rid, "first")
+        # Cleared, the row would fall back to its e-mail: the admin's way to merge or split people.
+        _as_db_admin(world, "UPDATE governance_ledger SET actor_person = NULL WHERE action = 'approve'")
+        report = audit.verify_all(world.ctx)
+        assert not report.ok and report.findings[0].kind == "chain" and "altered" in report.findings[0].message
+
+
 def test_an_approval_whose_approver_lost_the_right_no_longer_completes_the_quorum(tmp_path: Path) -> None:
     with open_world(tmp_path, policies=TWO_APPROVALS) as world:
         rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
@@ -454,6 +465,22 @@ def test_a_forged_promotion_row_is_never_projected_by_the_retry_or_a_repair(worl
     assert not any(k.endswith("f" * 12) for k in world.ctx.registry.version_tags("credit-risk", "4"))
 
 
+def test_with_a_ledger_key_an_appended_plain_sha256_promotion_is_not_projected(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The admin cannot sign without the key, so he appends the row unkeyed with a correct SHA-256."""
+    monkeypatch.setenv("TOWER_LEDGER_KEY", KEY_ONE)
+    monkeypatch.setenv("TOWER_SECRETS_FILE", str(world.root / "no-secrets.toml"))
+    _promoted(world)
+    with world.ctx.engine.begin() as conn:
+        newest = conn.execute(sa.select(LEDGER).order_by(LEDGER.c.seq.desc()).limit(1)).mappings().one()
+        forged = {**newest, "seq": newest["seq"] + 1, "decision_id": "e" * 64, "version": "4", "key_id": None,
+                  "prev_hash": newest["hash"], "comment": "nobody decided this"}
+        forged["hash"] = ledger_rows.row_hash(forged, LedgerKeys(None, {}))
+        conn.execute(LEDGER.insert().values(**forged))
+    assert projection.retry_pending(world.ctx).failed
+    assert world.ctx.registry.model_aliases("credit-risk")["production"] == "3"
+
+
 def test_a_stage_moved_outside_the_tower_is_given_back_by_repair(world: World) -> None:
     _promoted(world)
     world.client.set_registered_model_alias("credit-risk", "production", "4")
@@ -476,6 +503,22 @@ def test_two_repairs_and_a_decision_racing_in_threads_converge(world: World) -> 
     assert results[1].promoted
     _assert_converged(world)
     assert _registry_state(world)[0] == "3"
+
+
+def test_the_automatic_retry_racing_a_decision_and_a_repair_projects_each_decision_once(world: World) -> None:
+    rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    with world.ctx.engine.begin() as conn:  # the request's projection was lost: something to retry
+        conn.execute(PROJECTIONS.delete())
+    with ThreadPoolExecutor(3) as pool:
+        jobs = [pool.submit(projection.retry_pending, world.ctx),
+                pool.submit(promotion.approve, world.ctx, RITA, rid, "racing the job"),
+                pool.submit(projection.repair_projections, world.ctx, ADA)]
+        results = [j.result(timeout=120) for j in jobs]
+    assert results[1].promoted and results[0].failed == ()
+    _assert_converged(world)
+    with world.ctx.engine.connect() as conn:  # one projection row per decision: nothing applied twice
+        projected = conn.execute(sa.select(PROJECTIONS.c.decision_id)).scalars().all()
+    assert sorted(projected) == sorted(d.decision_id for d in _rows(world))
 
 
 def repair_in_process(env: dict[str, str], barrier: object, results: object) -> None:
@@ -569,8 +612,25 @@ def test_an_open_request_an_older_tower_wrote_as_03_blocks_a_second_one_for_3_af
     promotion.cancel_request(world.ctx, ALICE, rid, "filed by an older tower")
     again = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3 again")
     assert again.request.version == "3"
+    # The cancel of "03" can never reach the registry (it refuses the spelling); retrying it first
+    # must not hold up the projection of this request.
+    assert again.projection_error is None
     create_schema(world.ctx.engine)  # idempotent
     assert len(review_state.list_requests(world.ctx, status="open")) == 1
+
+
+def test_two_old_spellings_of_one_version_leave_one_canonical_open_key_and_start_up_still_succeeds(
+        world: World) -> None:
+    first = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+    second = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "2", "Production", "v2").request.id
+    with world.ctx.engine.begin() as conn:  # an older tower's "03" and "003", each with its own open key
+        for rid, spelling in ((first, "03"), (second, "003")):
+            conn.execute(REQUESTS.update().where(REQUESTS.c.id == rid).values(
+                version=spelling, open_key=ledger_rows.open_key("credit-risk", spelling, "Production")))
+    create_schema(world.ctx.engine)  # the second key would collide: skipped, not a failed start
+    with world.ctx.engine.connect() as conn:
+        keys = conn.execute(sa.select(REQUESTS.c.open_key).where(REQUESTS.c.id.in_([first, second]))).scalars().all()
+    assert keys.count(ledger_rows.open_key("credit-risk", "3", "Production")) == 1
 
 
 # ----------------------------------------------------------------------------------------------

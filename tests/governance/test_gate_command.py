@@ -113,3 +113,15 @@ def test_gate_request_files_the_request_only_when_every_gate_passes(demo_dir, mo
     assert "filed" in err and _ledger_rows(settings) == before + 1
     assert cli.main([*PASSING, "--request"]) == 0  # a retry of the pipeline: nothing twice
     assert "already open" in capsys.readouterr().err and _ledger_rows(settings) == before + 1
+
+
+def test_gate_request_as_a_bot_without_its_token_exits_2_before_reading_any_store(demo_dir, monkeypatch,
+                                                                                  capsys) -> None:
+    monkeypatch.setenv("TOWER_DATA_DIR", str(demo_dir))
+    monkeypatch.setenv("TOWER_DEMO", "1")
+    monkeypatch.setenv("TOWER_SERVICE_ACCOUNT", "ci-bot")  # the account's name alone is not enough
+    monkeypatch.delenv("TOWER_SERVICE_TOKEN", raising=False)
+    before = _ledger_rows(load_settings())
+    assert cli.main([*PASSING, "--request"]) == 2
+    assert "TOWER_SERVICE_TOKEN" in capsys.readouterr().err
+    assert _ledger_rows(load_settings()) == before
