@@ -31,14 +31,14 @@ def render(settings: Settings) -> None:
     model = st.selectbox("Model", [ALL, *model_names(settings)], key="model", bind="query-params")
     chosen = None if model == ALL else model
     active = backends.alerts(settings, chosen, True)
-    ever = backends.alerts(settings, chosen, False)
+    span = backends.alert_span(settings, chosen)
     st.metric("Open alerts", len(active))
     if active.empty:
-        st.success("No alert is open." if not ever.empty else
+        st.success("No alert is open." if span is not None else
                    f"No alert yet. Alerts are raised by `{MONITOR_COMMAND}`.")
     else:
         show(_table(active), column_config=CONFIG)
-    if ever.empty:
+    if span is None:
         return
     st.subheader("History")
     window = day_window("Opened in (UTC days)", HISTORY_DAYS, key="alerts_window")
@@ -47,7 +47,7 @@ def render(settings: Settings) -> None:
     history = backends.alert_history(settings, chosen, *window)
     if history.empty:
         # Say what there is: the history is not empty, only this window of it.
-        first, last = (format_day(ever["opened_window"].min()), format_day(ever["opened_window"].max()))
+        first, last = format_day(span[0]), format_day(span[1])
         when = f"on {first}" if first == last else f"from {first} to {last}"
         st.info(f"No alert was opened between {format_day(window[0])} and {format_day(window[1] - DAY)}; "
                 f"the episodes on record were opened {when}.")

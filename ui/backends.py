@@ -180,6 +180,11 @@ def alerts(s: Settings, model: str | None, active_only: bool) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def alert_span(s: Settings, model: str | None) -> tuple[datetime, datetime] | None:
+    return guarded(s, TOWER, lambda: tower_reads.alert_span(tower(s), model))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def alert_history(s: Settings, model: str | None, start: datetime, end: datetime) -> pd.DataFrame:
     """The episodes opened in ``[start, end)``, open or resolved."""
     return guarded(s, TOWER, lambda: tower_reads.alert_history(tower(s), model, start, end))

@@ -252,5 +252,11 @@ def promoted_stages(conn: Connection) -> set[tuple[str, str]]:
     return {(r.model, r.to_stage) for r in rows}
 
 
+def unprojected_decisions(conn: Connection) -> list[Decision]:
+    """Decisions with no recorded projection, oldest first, each row's hash checked (as
+    ``verified_decisions``); the filter runs in SQL, so a long ledger is not read at every decision."""
+    return verified_decisions(conn, LEDGER.c.decision_id.not_in(sa.select(PROJECTIONS.c.decision_id)))
+
+
 def projected_ids(conn: Connection) -> set[str]:
     return set(conn.execute(sa.select(PROJECTIONS.c.decision_id)).scalars())

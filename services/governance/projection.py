@@ -197,10 +197,7 @@ class RepairReport:
 def pending_projections(ctx: GovernanceContext) -> list[Decision]:
     """Ledger decisions with no recorded projection, oldest first; TamperedRecord if any row of the
     ledger fails its hash (nothing is projected from a ledger someone edited)."""
-    def pending(conn: Any) -> list[Decision]:
-        done = ledger.projected_ids(conn)
-        return [d for d in ledger.verified_decisions(conn) if d.decision_id not in done]
-    return ledger_tx.read(ctx.engine, pending)
+    return ledger_tx.read(ctx.engine, ledger.unprojected_decisions)
 
 
 @write_step()

@@ -35,7 +35,6 @@ from services.governance.ledger_rows import Decision, RequestRow
 from services.governance.policy import Policy
 from services.governance.review_state import (
     PromotionRequest,
-    actor_person,
     count_approvals,
     current_round,
     get_request,
@@ -388,7 +387,7 @@ def _record_approval(ctx: GovernanceContext, actor: Actor, row: RequestRow, poli
                            "refresh, or its author lost the override role).",
                            "Reload the request: approving now needs an override again.")
         people = {row_person(ctx, d) for d in counted}
-        if actor_person(ctx, actor) in people:
+        if actor.person_key in people:  # the verified person claim, else the account
             raise Conflict(f"{actor.name} has already approved this request under another account.",
                            "N-of-M counts people, not accounts.")
         final = len(people) + 1 >= policy.approvals_required

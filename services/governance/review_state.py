@@ -134,12 +134,6 @@ def row_person(ctx: GovernanceContext, decision: Decision) -> str:
                      decision.actor_person)
 
 
-def actor_person(ctx: GovernanceContext, actor: Actor) -> str:
-    """The person acting now: the verified person claim, else the account (an unverified e-mail is
-    no one's)."""
-    return actor.person_key
-
-
 def _still_counts(ctx: GovernanceContext, policy: Policy, approval: Decision,
                   latest_roles: frozenset[str], requester: Decision | None) -> str | None:
     """Why an earlier approval no longer counts under the current policy and rights (None: it counts)."""

@@ -205,6 +205,16 @@ def open_alerts(tower: Engine, model: str | None = None) -> pd.DataFrame:
     return _episodes(tower, *conditions)
 
 
+def alert_span(tower: Engine, model: str | None = None) -> tuple[datetime, datetime] | None:
+    """The first and last window an episode was opened in (None: no episode yet), counted in SQL."""
+    e = alert_episodes.c
+    query = sa.select(sa.func.min(e.opened_window), sa.func.max(e.opened_window))
+    rows = read_rows(tower, query.where(e.model == model) if model else query)
+    if not rows or rows[0][0] is None:
+        return None
+    return rows[0][0], rows[0][1]
+
+
 def alert_history(tower: Engine, model: str | None = None, start: datetime | None = None,
                   end: datetime | None = None) -> pd.DataFrame:
     """Every episode (open and resolved) opened in ``[start, end)`` if given, newest first."""
