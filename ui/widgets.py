@@ -56,9 +56,14 @@ def day_window(label: str, days: int, *, key: str, linkable: bool = True) -> tup
     first = today - timedelta(days=days)
     if linkable:
         first = linked_start(st.query_params.get("start"), today) or first
-    picked = st.date_input(label, (first, today - timedelta(days=1)), max_value=today, key=key)
+    return _days_picked(label, (first, today - timedelta(days=1)), key=key, what="window")
+
+
+def _days_picked(label: str, default: tuple[date, date], *, key: str, what: str) -> tuple[datetime, datetime] | None:
+    """A date-range input of whole UTC days as a [start, end) window; None until both ends are picked."""
+    picked = st.date_input(label, default, max_value=datetime.now(UTC).date(), key=key)
     if not isinstance(picked, tuple) or len(picked) != 2:
-        st.info("Pick the last day of the window.")
+        st.info(f"Pick the last day of the {what}.")
         return None
     return datetime.combine(picked[0], time()), datetime.combine(picked[1] + timedelta(days=1), time())
 
@@ -81,13 +86,10 @@ def reference_picker(mapping: ModelMapping, window: Period) -> ReferenceChoice |
                        f"{period_text(window)}: on the days they share, drift reads smaller than it is.", icon="⚠️")
         return None, None
     start, end = default_reference_period(window)
-    today = datetime.now(UTC).date()
-    picked = st.date_input("Reference period (UTC days)", (start.date(), (end - timedelta(days=1)).date()),
-                           max_value=today, key=f"reference_period:{window[0]:%Y%m%d}-{window[1]:%Y%m%d}")
-    if not isinstance(picked, tuple) or len(picked) != 2:
-        st.info("Pick the last day of the reference period.")
+    period = _days_picked("Reference period (UTC days)", (start.date(), (end - timedelta(days=1)).date()),
+                          key=f"reference_period:{window[0]:%Y%m%d}-{window[1]:%Y%m%d}", what="reference period")
+    if period is None:
         return None
-    period = datetime.combine(picked[0], time()), datetime.combine(picked[1] + timedelta(days=1), time())
     problem = reference_overlap(period, window)
     if problem:
         st.error(problem, icon="🚫")
