@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from services.monitoring.results import RULE_METRICS
 from services.monitoring.store import ACTIVE_STATUSES, ALL_VERSIONS, alert_episodes, monitoring_results
 from services.monitoring.tower_reads import read_rows
+from services.stats.drift import drift_ratio
 
 DIMENSIONS = ("latency", "errors", "drift", "fairness", "performance")
 # Which dimension each alert rule and result metric speaks for.
@@ -103,8 +104,13 @@ def chips_from(model: str, findings: Iterable[Finding], monitored: bool,
     return tuple(chips)
 
 
-def _severity(value: Any, threshold: Any) -> float:
+def severity(value: Any, threshold: Any, method: str = "") -> float:
+    """How far past its limit a finding is, to pick the worst subject. A drift score goes through
+    ``stats.drift.drift_ratio``, so for a p-value test the smaller p is the worse; otherwise value ÷ limit."""
     try:
+        if method:
+            ratio = drift_ratio(method, float(value), float(threshold))
+            return 0.0 if ratio is None else ratio
         return abs(float(value)) / abs(float(threshold)) if threshold else 0.0
     except (TypeError, ValueError):
         return 0.0
@@ -117,16 +123,22 @@ def health_chips(tower: Engine, model: str, extra: Mapping[str, Finding] | None 
         r.model == model, r.version == ALL_VERSIONS, r.metric == "rows", r.value > 0)
         .order_by(r.window_start.desc()).limit(1))
     findings: list[Finding] = []
+    # An episode does not store its statistic; the latest window's drift rows say which each feature uses.
+    methods = {row.column_name: row.method for row in read_rows(tower, sa.select(r.column_name, r.method).where(
+        r.model == model, r.version == ALL_VERSIONS, r.window_start == latest[0][0], r.metric == "drift_score"))
+        } if latest else {}
     for row in read_rows(tower, sa.select(e.rule, e.subject, e.opened_window, e.message, e.value, e.threshold)
                          .where(e.model == model, e.status.in_(ACTIVE_STATUSES))):
         dimension = _RULE_DIMENSION.get(row.rule)
         if dimension is not None:
+            method = methods.get(row.subject, "") if dimension == "drift" else ""
             findings.append(Finding(dimension, "alert", row.subject or "", row.opened_window, row.message,
-                                    _severity(row.value, row.threshold)))
+                                    severity(row.value, row.threshold, method)))
     if latest:
         start = latest[0][0]
         alerting = {(f.dimension, f.subject) for f in findings}
-        for row in read_rows(tower, sa.select(r.metric, r.column_name, r.slice_key, r.value, r.threshold).where(
+        for row in read_rows(tower, sa.select(r.metric, r.column_name, r.slice_key, r.value, r.threshold,
+                                              r.method).where(
                 r.model == model, r.version == ALL_VERSIONS, r.window_start == start,
                 r.metric.in_(list(RULE_METRICS)), r.alert.is_(True))):
             dimension = _RULE_DIMENSION.get(RULE_METRICS[row.metric])
@@ -135,7 +147,8 @@ def health_chips(tower: Engine, model: str, extra: Mapping[str, Finding] | None 
                 continue
             findings.append(Finding(dimension, "warning", subject, start,
                                     _warning_text(row.metric, subject, row.value, row.threshold),
-                                    _severity(row.value, row.threshold)))
+                                    severity(row.value, row.threshold,
+                                             row.method if row.metric == "drift_score" else "")))
     return chips_from(model, findings, monitored=bool(latest), extra=extra)
 
 

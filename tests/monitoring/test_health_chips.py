@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
+
 from services.monitoring.health_chips import DIMENSIONS, LEAD_DAYS, Finding, chips_from, worst
 
 
@@ -44,3 +46,11 @@ def test_the_fleets_breach_does_not_count_twice_beside_the_jobs_own_alert() -> N
     extra = {"latency": Finding("latency", "alert", "", datetime(2026, 11, 25), "p95 over SLO this week", 1.4)}
     latency = next(c for c in chips_from("fraud", job, monitored=True, extra=extra) if c.dimension == "latency")
     assert (latency.label, latency.text) == ("alert", "p95 over SLO 3 days")
+
+
+def test_severity_ranks_a_smaller_p_value_as_the_worse_drift_and_a_distance_by_its_size() -> None:
+    from services.monitoring.health_chips import severity
+
+    assert severity(0.001, 0.05, "ks") > severity(0.04, 0.05, "ks") > 1  # both drift; p=0.001 far more
+    assert severity(0.9, 0.1, "wasserstein") == pytest.approx(9.0)
+    assert severity(0.2, 0.1) == pytest.approx(2.0) and severity(None, 0.1) == 0.0
