@@ -16,6 +16,9 @@ unique constraint forbids duplicates.
 ``monitoring_references`` keeps each reference profile (histograms, value counts, performance)
 once per (model, reference definition), keyed by the digest of the definition.
 
+``monitoring_fitted`` keeps the small objects fitted on a reference (a calibration map, PCA
+components and their band), one per (reference, kind), beside the profile they were fitted with.
+
 ``alert_episodes`` is the alert state and its history: one row per episode of a rule's condition,
 ``open`` (condition holds, not notified yet), ``notifying`` (a run is sending it), ``notified``,
 ``resolved`` (the condition cleared).
@@ -64,6 +67,15 @@ monitoring_references = sa.Table(
     sa.Column("definition", sa.Text, nullable=False),  # JSON: what the reference is
     sa.Column("payload", sa.Text, nullable=False),  # JSON: edges, histograms, value counts, performance
     sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("computed_at", sa.DateTime, nullable=False),
+)
+
+monitoring_fitted = sa.Table(
+    "monitoring_fitted", METADATA,
+    sa.Column("reference_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(64), primary_key=True),  # e.g. "calibration", "pca"
+    sa.Column("model", sa.String(255), nullable=False, index=True),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON written by the kind's own module
     sa.Column("computed_at", sa.DateTime, nullable=False),
 )
 
