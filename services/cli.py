@@ -42,6 +42,12 @@ def _demo_serve(args: argparse.Namespace, settings: Settings) -> int:
     return serve(settings, port=args.port, oidc_port=args.oidc_port)
 
 
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped: a value a user passed (a model name with a newline)
+    cannot add a line to the one a CI log shows, nor forge a workflow command there."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # A fixed prog: argparse would otherwise name the entry point it was started by (`cli.py`, `tower`).
     parser = argparse.ArgumentParser(prog="tower", description="ML Control Tower command line.")
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the settings are read once, here, and handed to the command
         return cast(int, args.handler(args, load_settings()))
     except TowerError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         return 2
 
 

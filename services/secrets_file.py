@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from services.errors import ConfigError
+from services.settings import PROJECT_ROOT
 
 SECRETS_ENV = "TOWER_SECRETS_FILE"
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PATH = _PROJECT_ROOT / ".streamlit" / "secrets.toml"
+DEFAULT_PATH = PROJECT_ROOT / ".streamlit" / "secrets.toml"
 
 
 def secrets_path(environ: Mapping[str, str] | None = None) -> Path:

@@ -198,7 +198,8 @@ class Registry:
         try:
             return fn(self._client())
         except MlflowException as exc:
-            if exc.error_code in _NOT_FOUND_CODES and not_found is not None:
+            # A name MLflow refuses ('/' or ':' in it) names nothing that can exist: not found, not an outage.
+            if exc.error_code in {*_NOT_FOUND_CODES, "INVALID_PARAMETER_VALUE"} and not_found is not None:
                 raise not_found() from None
             raise self._unavailable(exc) from exc
         except (requests.exceptions.RequestException, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:

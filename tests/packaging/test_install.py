@@ -145,6 +145,25 @@ def test_tower_gate_passes_a_candidate_from_the_installed_package(installed: Ins
     assert '"model": "demand-forecast"' in done.stdout
 
 
+def test_an_installed_tower_reads_the_tower_yaml_of_the_folder_it_runs_in(installed: Installed,
+                                                                         demo_template: Path) -> None:
+    repo = installed.outside / "repo"  # a CI job at its repository's root, no TOWER_CONFIG
+    repo.mkdir(exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "tower.yaml", repo / "tower.yaml")
+    env = installed_tower.clean_env(installed.venv, TOWER_DATA_DIR=str(demo_template), TOWER_DEMO="1")
+    done = subprocess.run(["tower", "gate", "--model", "demand-forecast", "--version", "3", "--to", "Staging"],
+                          cwd=repo, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_newline_in_an_argument_cannot_forge_a_second_error_line(installed: Installed, demo_template: Path) -> None:
+    env = installed_tower.clean_env(installed.venv, TOWER_DATA_DIR=str(demo_template),
+                                    **the_checkout_tower_yaml(installed))
+    done = tower(installed, "gate", "--model", "nope\n::error::forged", "--version", "1", "--to", "Staging", env=env)
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1 and "\\n::error::forged" in done.stderr
+
+
 def test_demo_serve_without_the_app_says_to_run_it_from_a_checkout(installed: Installed, tmp_path: Path) -> None:
     port, oidc_port = free_port(), free_port()
     env = installed_tower.clean_env(installed.venv, TOWER_DATA_DIR=str(tmp_path / "data"), TOWER_DEMO="1")
