@@ -60,6 +60,9 @@ class Receiver:
         except TowerError as exc:  # e.g. the tower state down while claiming: MLflow retries on 503
             return self._answer(delivery_id, Handled(503, f"not handled, try again: {exc.message}"),
                                 level=logging.ERROR)
+        except Exception:  # a bug: logged with its traceback, answered without it (MLflow retries a 500)
+            _log.exception("delivery %s failed", delivery_id)
+            return Answer(500, {"status": 500, "outcome": "internal error; see the receiver's log"})
         _log_event = f"{event.event} {event.model!r} v{event.version}"
         return self._answer(delivery_id, handled, level=logging.INFO if handled.status < 500 else logging.ERROR,
                             what=_log_event)
