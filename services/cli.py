@@ -20,6 +20,7 @@ from services.governance.commands import register_token
 from services.governance.gate_command import register as register_gate
 from services.monitoring.commands import register as register_monitoring
 from services.settings import Settings
+from services.webhooks.commands import register as register_webhooks
 from services.wiring import load_settings
 
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_token(commands)
     register_monitoring(commands)
     register_audit(commands)
+    register_webhooks(commands)
     return parser
 
 

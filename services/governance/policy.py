@@ -11,6 +11,9 @@ policies:
     max_fairness_dpd: 0.1           # demographic parity difference of the model
     require_known_creator: false    # true: no approval while the version's creator is unknown
     evidence_max_age: 7             # days a request's evidence stays fresh for a decision; null = no limit
+    auto_request: null              # a stage (e.g. Staging): on MLflow's model_version.created webhook, the
+                                    # receiver requests that stage as its service account once every gate
+                                    # passes (services/webhooks); null = never requested automatically
     # max_latency_p95_ms: absent = the model's SLO (models.<name>.slo.latency_p95_ms); null = no gate
   credit-risk:
     approvals_required: 2
@@ -35,12 +38,12 @@ from typing import Any
 from services.auth.identity import ROLES, auth_config
 from services.errors import ConfigError
 from services.mapping import ModelMapping
-from services.settings import Settings, refuse_unknown_keys
+from services.settings import DEFAULT_STAGE_ALIASES, Settings, refuse_unknown_keys
 
 DIRECTIONS = ("higher", "lower")
 _KEYS = {"approvals_required", "approvers", "override_roles", "requesters", "metrics",
          "max_drift_share", "max_fairness_dpd", "max_latency_p95_ms", "require_known_creator",
-         "evidence_max_age", "no_data"}
+         "evidence_max_age", "no_data", "auto_request"}
 # Gates a policy names in `no_data` (besides "default" and "metric:<name>").
 NO_DATA_GATES = ("latency_p95_ms", "drift_share", "fairness_dpd")
 _UNSET = object()
@@ -82,6 +85,8 @@ class Policy:
     evidence_max_age: timedelta | None = DEFAULT_EVIDENCE_MAX_AGE  # None: evidence never goes stale
     # Whether a gate without data passes: (gate or "default", "fail"|"pass") pairs; failing by default.
     no_data: tuple[tuple[str, str], ...] = (("default", "fail"),)
+    # The stage a new version is requested for by the webhook receiver when every gate passes (None: never).
+    auto_request: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view (recorded in the evidence snapshot)."""
@@ -102,6 +107,7 @@ class Policy:
             else self.evidence_max_age / timedelta(days=1),  # days, as written in tower.yaml
             # Only when it differs from the default, so evidence recorded before the key keeps its digest.
             **({} if self.no_data == (("default", "fail"),) else {"no_data": dict(self.no_data)}),
+            # auto_request is left out: it decides who files a request, not whether it passes or who approves.
         }
 
 
@@ -176,7 +182,8 @@ def _metric(value: Any, where: str) -> MetricGate:
     return MetricGate(name=name, direction=direction, max_regression=regression or 0.0)
 
 
-def _validate_section(model: str, raw: Any, service_issuer: str = DEFAULT_SERVICE_ISSUER) -> dict[str, Any]:
+def _validate_section(model: str, raw: Any, service_issuer: str = DEFAULT_SERVICE_ISSUER,
+                      stages: Sequence[str] = tuple(DEFAULT_STAGE_ALIASES)) -> dict[str, Any]:
     """Check one section's keys and values; the result holds parsed values under the same keys."""
     where = f"policies.{model}"
     if raw is None:
@@ -239,7 +246,21 @@ def _validate_section(model: str, raw: Any, service_issuer: str = DEFAULT_SERVIC
             raise ConfigError(f"{where}.evidence_max_age is too large: {days!r} days.") from None
     if "no_data" in raw:
         parsed["no_data"] = _no_data(raw["no_data"], f"{where}.no_data")
+    if "auto_request" in raw:
+        parsed["auto_request"] = _auto_request(raw["auto_request"], f"{where}.auto_request", stages)
     return parsed
+
+
+def _auto_request(value: Any, where: str, stages: Sequence[str]) -> str | None:
+    """A configured stage, spelt as in ``stages:`` whatever its case; null (never) is allowed too."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        for stage in stages:
+            if value.strip().lower() == stage.lower():
+                return stage
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "…"
+    raise ConfigError(f"{where} must name a stage ({', '.join(stages)}) or be null, got {shown}.")
 
 
 def _no_data(value: Any, where: str) -> tuple[tuple[str, str], ...]:
@@ -280,26 +301,31 @@ def _build(model: str, merged: Mapping[str, Any], slo_p95: float | None) -> Poli
         require_known_creator=merged.get("require_known_creator", False),
         evidence_max_age=merged.get("evidence_max_age", DEFAULT_EVIDENCE_MAX_AGE),
         no_data=merged.get("no_data", (("default", "fail"),)),
+        auto_request=merged.get("auto_request"),
     )
 
 
 def policies(settings: Settings) -> Policies:
     """tower.yaml's ``policies:`` section: the promotion policy of each model."""
     issuer = auth_config(settings).service_issuer
-    return settings.parsed("policies", lambda raw: parse_policies(raw, settings.models, service_issuer=issuer))
+    return settings.parsed("policies", lambda raw: parse_policies(raw, settings.models, service_issuer=issuer,
+                                                                  stages=tuple(settings.stage_aliases)))
 
 
 def parse_policies(raw: Any, models: Mapping[str, ModelMapping] | None = None, *,
-                   service_issuer: str = DEFAULT_SERVICE_ISSUER) -> Policies:
+                   service_issuer: str = DEFAULT_SERVICE_ISSUER,
+                   stages: Sequence[str] = tuple(DEFAULT_STAGE_ALIASES)) -> Policies:
     """The ``policies:`` section; ``models`` (the parsed mapping) gives each model's SLO latency.
 
-    ``service_issuer`` (``auth.service_issuer``) is the issuer of service accounts, which may not approve.
+    ``service_issuer`` (``auth.service_issuer``) is the issuer of service accounts, which may not approve;
+    ``stages`` (the configured stage names) are what ``auto_request`` may name.
     """
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError("policies must map model names (and 'default') to their promotion policy.")
-    sections = {str(name): _validate_section(str(name), section, service_issuer) for name, section in raw.items()}
+    sections = {str(name): _validate_section(str(name), section, service_issuer, stages)
+                for name, section in raw.items()}
     default = sections.pop("default", {})
     slo = {name: m.slo.latency_p95_ms for name, m in (models or {}).items() if m.slo.latency_p95_ms is not None}
     policies = Policies(default=default, per_model=sections, slo_latency=slo)

@@ -467,3 +467,20 @@ class Registry:
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
         self._call(lambda c: c.set_registered_model_tag(name, key, value), not_found=self._model_not_found(name))
+
+    # -- webhooks (services.webhooks registers the tower's receiver) ------------------------------
+    def upsert_webhook(self, name: str, url: str, events: list[str], secret: str, description: str) -> tuple[str, bool]:
+        """Create the webhook ``name``, or update it in place (URL, events, secret, active); (its id, created)."""
+        from mlflow.entities.webhook import WebhookEvent
+
+        wanted: list[Any] = [WebhookEvent.from_str(cast(Any, e)) for e in events]
+        hooks = self._paged(lambda c, token: c.list_webhooks(max_results=100, page_token=token))
+        same = sorted((h for h in hooks if h.name == name), key=lambda h: h.webhook_id)
+        if same:
+            hook_id = same[0].webhook_id
+            self._call(lambda c: c.update_webhook(hook_id, url=url, events=wanted, secret=secret, status="ACTIVE",
+                                                  description=description))
+            return hook_id, False
+        hook = self._call(lambda c: c.create_webhook(name=name, url=url, events=wanted, secret=secret,
+                                                     description=description))
+        return str(hook.webhook_id), True
