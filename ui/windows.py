@@ -22,7 +22,7 @@ from ui import backends
 from ui.notices import literal, show_error
 from ui.tables import DAY_FORMAT
 
-MONITOR_COMMAND = "python -m services.cli monitor run"
+MONITOR_COMMAND = "tower monitor run"
 # What the page reads for its window: the prediction log itself, or results the job stored from it.
 Source = Literal["log", "monitoring"]
 

@@ -233,7 +233,7 @@ def service_actor(account: str, auth: AuthConfig, token: str | None, *, demo: bo
     stored = (secret_hashes or {}).get(account) or spec.token_hash
     if not stored:
         raise ConfigError(f"Service account {account!r} has no token hash configured, so nobody can act as it.",
-                          "Run `python -m services.cli token new`, keep the token secret and put the hash under "
+                          "Run `tower token new`, keep the token secret and put the hash under "
                           f"auth.service_accounts.{account}.token_hash in tower.yaml or under "
                           "[service_accounts] in the secrets file.")
     try:
@@ -242,7 +242,7 @@ def service_actor(account: str, auth: AuthConfig, token: str | None, *, demo: bo
         raise ConfigError(f"The token hash of service account {account!r} is malformed: {exc}.") from None
     if not demo and hmac.compare_digest(token.encode("utf-8"), DEMO_SERVICE_TOKEN.encode("utf-8")):
         raise Forbidden("The published demo token is refused outside demo mode.",
-                        "Make a token of your own with `python -m services.cli token new`.")
+                        "Make a token of your own with `tower token new`.")
     if not verify_token(token, stored):
         raise Forbidden("The service account and token do not match: refused.",
                         f"Check TOWER_SERVICE_ACCOUNT and {TOKEN_ENV}.")

@@ -4,8 +4,8 @@ A hash reads ``scrypt$<n>$<r>$<p>$<salt base64>$<hash base64>`` (the parameters 
 so they can be raised later without invalidating stored hashes). ``verify_token`` recomputes the
 hash with the stored salt and parameters and compares in constant time.
 
-    python -m services.cli token new     # a new random token and its hash
-    python -m services.cli token hash    # the hash of a token read from stdin
+    tower token new     # a new random token and its hash
+    tower token hash    # the hash of a token read from stdin
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def parse_token_hash(stored: str) -> tuple[int, int, int, bytes, bytes]:
     parts = stored.strip().split("$")
     if len(parts) != 6 or parts[0] != SCHEME:
         raise ValueError(f"a token hash reads {SCHEME}$<n>$<r>$<p>$<salt>$<hash> "
-                         "(make one with `python -m services.cli token hash`)")
+                         "(make one with `tower token hash`)")
     try:
         n, r, p = (int(x) for x in parts[1:4])
         salt = base64.b64decode(parts[4], validate=True)

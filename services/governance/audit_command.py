@@ -1,6 +1,6 @@
 """The ``audit`` command group of ``python -m services.cli``: ``audit verify`` for a cron job or CI.
 
-    python -m services.cli audit verify [--format text|json]
+    tower audit verify [--format text|json]
 
 Exit codes: 0 when the ledger, the request rows, the evidence bodies and the registry's audit tags
 and anchors all agree; 1 on any finding (each printed with the first row or tag at fault); 2 when a

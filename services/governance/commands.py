@@ -1,10 +1,10 @@
 """The ``promote`` command group of ``python -m services.cli`` (CI and scripts).
 
-    python -m services.cli promote request --model NAME --version V --to STAGE --reason TEXT [--on-behalf-of NAME]
-    python -m services.cli promote list [--status open] [--model NAME]
-    python -m services.cli promote repair
-    python -m services.cli token new           # a new random service token and its hash
-    python -m services.cli token hash < FILE   # the hash of a token read from stdin
+    tower promote request --model NAME --version V --to STAGE --reason TEXT [--on-behalf-of NAME]
+    tower promote list [--status open] [--model NAME]
+    tower promote repair
+    tower token new           # a new random service token and its hash
+    tower token hash < FILE   # the hash of a token read from stdin
 
 Writes run under the service account named by ``TOWER_SERVICE_ACCOUNT`` (declared in tower.yaml
 under ``auth.service_accounts``), which proves itself with ``TOWER_SERVICE_TOKEN`` (checked

@@ -1,6 +1,6 @@
 """The monitoring job: daily windows of every model, written to ``monitoring_results``, then alerts.
 
-``python -m services.cli monitor run [--model NAME] [--since DATE]`` calls `run_monitoring`. First the
+``tower monitor run [--model NAME] [--since DATE]`` calls `run_monitoring`. First the
 warehouse must hold every mapped table and column of the models to run: one MappingError names all
 that are missing, before anything is computed or written. Then per model:
 

@@ -79,7 +79,7 @@ def latest_health(tower: Engine, model: str) -> HealthVerdict:
                           r.value > 0)
                    .order_by(r.window_start.desc()).limit(1))
     if not latest:
-        return HealthVerdict(model, "unknown", ("Not monitored yet: run `python -m services.cli monitor run`.",),
+        return HealthVerdict(model, "unknown", ("Not monitored yet: run `tower monitor run`.",),
                              None, None, None)
     start, end, computed_at = latest[0]
     e = alert_episodes.c

@@ -24,7 +24,7 @@ from tests.support.production import warehouse_file
 # Run again on the production backends by the second pass of `make test`.
 pytestmark = pytest.mark.both_backends
 
-MONITOR_HINT = "python -m services.cli monitor run"
+MONITOR_HINT = "tower monitor run"
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC$")
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MISSING = "—"
