@@ -8,12 +8,13 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from services.segments import OVERALL
 from services.settings import Settings
 from ui import backends
 from ui.alert_notice import open_alerts_notice
 from ui.page import page
 from ui.tables import FAIRNESS_GROUP_COLUMNS, MISSING, label, readable, show
-from ui.widgets import day_window, model_names, model_picker
+from ui.widgets import day_window, model_names, model_picker, segment_picker
 from ui.windows import empty_window_notice
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ def render(settings: Settings) -> None:
         return
     assert name is not None  # a mapping was found for it
     open_alerts_notice(settings, mapping.name, "fairness")
+    mapping = segment_picker(mapping)
+    segment = mapping.segment.name if mapping.segment else OVERALL
     window = day_window("Window (UTC days)", 14, key="fairness_window")
     if window is None:
         return
@@ -74,7 +77,7 @@ def render(settings: Settings) -> None:
     else:
         _window_metrics(result)
     since = window[0] - pd.Timedelta(days=21)  # three weeks before the window: the trend into it
-    history = backends.fairness_over_time(settings, name, since, window[1])
+    history = backends.fairness_over_time(settings, name, since, window[1], segment)
     history = history[(history["sensitive"] == sensitive) & history["metric"].isin(DIFFERENCES)]
     if history.empty and logged:  # an empty log window was explained above; say it once
         empty_window_notice(settings, mapping, since, window[1], source="monitoring", what="fairness results")

@@ -13,7 +13,7 @@ from ui import backends
 from ui.alert_notice import open_alerts_notice
 from ui.page import page
 from ui.tables import LATENCY_COLUMNS, LATENCY_TIMES, readable, show
-from ui.widgets import day_window, model_names, model_picker
+from ui.widgets import day_window, model_names, model_picker, segment_picker
 from ui.windows import empty_window_notice
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ def render(settings: Settings) -> None:
                    "Add it under `models:` with its table and columns.")
         return
     open_alerts_notice(settings, mapping.name, "latency")
+    mapping = segment_picker(mapping)
     window = day_window("Window (UTC days)", DEFAULT_DAYS, key="latency_window")
     if window is None:
         return

@@ -25,6 +25,7 @@ from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.results import WindowReport
 from services.outages import REGISTRY, TOWER, WAREHOUSE, OutageBoard
+from services.segments import OVERALL
 from services.settings import Settings
 from services.stores.registry import Registry
 from services.stores.registry_records import Lineage, ModelSummary, VersionInfo
@@ -153,18 +154,21 @@ def feature_distributions(s: Settings, mapping: ModelMapping, ref: tuple[datetim
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
-def drift_heatmap(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
-    return guarded(s, TOWER, lambda: tower_reads.drift_heatmap(tower(s), model, start, end))
+def drift_heatmap(s: Settings, model: str, start: datetime, end: datetime, segment: str = OVERALL) -> pd.DataFrame:
+    return guarded(s, TOWER, lambda: tower_reads.drift_heatmap(tower(s), model, start, end, segment=segment))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
-def fairness_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
-    return guarded(s, TOWER, lambda: tower_reads.fairness_over_time(tower(s), model, start, end))
+def fairness_over_time(s: Settings, model: str, start: datetime, end: datetime,
+                       segment: str = OVERALL) -> pd.DataFrame:
+    return guarded(s, TOWER, lambda: tower_reads.fairness_over_time(tower(s), model, start, end, segment=segment))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
-def performance_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
-    return guarded(s, TOWER, lambda: tower_reads.performance_over_time(tower(s), model, start, end))
+def performance_over_time(s: Settings, model: str, start: datetime, end: datetime,
+                          segment: str = OVERALL) -> pd.DataFrame:
+    return guarded(s, TOWER, lambda: tower_reads.performance_over_time(tower(s), model, start, end,
+                                                                       segment=segment))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)

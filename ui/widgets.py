@@ -39,6 +39,23 @@ def model_picker(names: list[str]) -> str | None:
     return st.selectbox("Model", names, key="model", bind="query-params")
 
 
+WHOLE_POPULATION = "all"  # the segment picker's value for every row
+
+
+def segment_picker(mapping: ModelMapping) -> ModelMapping:
+    """The mapping of the segment chosen, kept in the URL (?segment=…); the whole population when the
+    model declares no segment, or the link names one it does not have."""
+    if not mapping.segments:
+        return mapping
+    options = [WHOLE_POPULATION, *(s.name for s in mapping.segments)]
+    described = {s.name: s.describe() for s in mapping.segments}
+    if st.session_state.get("segment") not in options:  # another model's segment, or a hostile link
+        st.session_state["segment"] = WHOLE_POPULATION
+    chosen = st.selectbox("Segment", options, key="segment", bind="query-params",
+                          format_func=lambda name: "All rows" if name == WHOLE_POPULATION else described[name])
+    return mapping.for_segment(None if chosen == WHOLE_POPULATION else chosen)
+
+
 def linked_start(raw: str | None, today: date) -> date | None:
     """The ``?start=YYYY-MM-DD`` a health chip links with, when it is a complete day before today."""
     try:
