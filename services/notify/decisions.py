@@ -74,7 +74,7 @@ def enqueue_decisions(engine: Engine, destination: str, since: datetime, now: da
     """Add an outbox row for every promotion since ``since`` that ``destination`` is not owed yet."""
     owed = sa.select(OUTBOX.c.source_id).where(OUTBOX.c.kind == KIND, OUTBOX.c.destination == destination)
     with engine.connect() as conn:
-        ids = list(conn.execute(sa.select(LEDGER.c.decision_id).where(
+        ids: list[str] = list(conn.execute(sa.select(LEDGER.c.decision_id).where(
             LEDGER.c.action == PROMOTE, LEDGER.c.recorded_at >= iso(since), LEDGER.c.decision_id.not_in(owed))
             .order_by(LEDGER.c.seq)).scalars())
     added = 0

@@ -101,7 +101,7 @@ def first_seen(engine: Engine, destination: str, now: datetime) -> datetime:
             with conn.begin_nested():
                 conn.execute(DESTINATIONS.insert().values(name=destination, first_seen_at=now))
         except sa.exc.IntegrityError:  # another sender recorded it first
-            return conn.execute(sa.select(d.first_seen_at).where(d.name == destination)).scalar_one()  # type: ignore[no-any-return]
+            return conn.execute(sa.select(d.first_seen_at).where(d.name == destination)).scalar_one()
     return now
 
 
