@@ -54,7 +54,8 @@ def test_slack_gets_a_fallback_text_a_header_a_section_fields_and_a_link_button(
     body = strict(render(NOTE, "slack"))
     assert "credit-risk v3 promoted to Production" in body["text"]
     header, section, fields, actions = body["blocks"]
-    assert header == {"type": "header", "text": {"type": "plain_text", "text": "ℹ️ credit-risk v3 promoted to Production"}}
+    title = "ℹ️ credit-risk v3 promoted to Production"
+    assert header == {"type": "header", "text": {"type": "plain_text", "text": title}}
     assert section["type"] == "section" and section["text"]["type"] == "mrkdwn"
     assert [f["type"] for f in fields["fields"]] == ["mrkdwn", "mrkdwn"]
     assert fields["fields"][0]["text"] == "*Decided by*\nRita"
