@@ -22,6 +22,7 @@ from services.notify.outbox import OUTBOX
 from services.notify.payloads import Notification
 from services.notify.sender import deliver_due
 from services.stores.tower_db import create_schema, make_tower_engine
+from tests.support.governance import TowerDatabase
 from tests.support.webhook import SECRET, Receiver
 
 T0 = datetime(2026, 11, 2, 8, 0, 0)
@@ -167,7 +168,21 @@ def test_an_unreachable_receiver_is_recorded_by_host_and_exception_only(tower):
     assert row.last_error == "127.0.0.1: ConnectionError" and row.attempts == 1
 
 
-def test_two_senders_racing_deliver_each_notification_once(tower, receiver):
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_tower(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """The tower state on SQLite and on a PostgreSQL database of its own."""
+    database = TowerDatabase(request.param, tmp_path)
+    engine = make_tower_engine(database.url)
+    try:
+        create_schema(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        database.drop()
+
+
+def test_two_senders_racing_deliver_each_notification_once(any_tower, receiver):
+    tower = any_tower
     owe(tower, *(note(i) for i in range(6)))
     barrier = threading.Barrier(6)
 
