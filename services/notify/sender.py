@@ -91,7 +91,7 @@ def judge(url: str, response: requests.Response | None, error: Exception | None)
         retry_after = response.headers.get("Retry-After", "")
         wait = float(retry_after) if retry_after.strip().isdigit() else 0.0
         return Attempt(False, f"{host} answered HTTP {status} (busy; retried)", retry_after_s=wait, receiver_down=True)
-    code = (response.text or "").strip()[:41] if status < 500 else ""
+    code = (response.text or "").strip()[:41]
     code = code if _SLACK_CODE.fullmatch(code) else ""  # Slack's short error codes only: a body may echo anything
     if code in _REVOKED:
         return Attempt(False, f"{host} answered HTTP {status} {code}: {_REVOKED[code]} (still retried)")
