@@ -70,8 +70,23 @@ def _stage_history(settings: Settings, model: str) -> None:
                 st.success(f"Rollback request {outcome.request.id[:12]} is in the review queue.")
 
 
+def _linked(settings: Settings) -> None:
+    """The decision a notification links to (``?decision=<id>``), shown first."""
+    wanted = st.query_params.get("decision")
+    if not wanted:
+        return
+    found = audit.linked_decision(backends.governance(settings), wanted)
+    if found is None:
+        st.warning("The linked decision is not in the ledger.", icon=":material/search_off:")
+        return
+    st.subheader(f"Decision {found.decision_id[:16]}")
+    st.dataframe(decisions_table([found]), hide_index=True)
+    st.caption(f"Evidence digest: {found.evidence_digest or '—'} · decision id: {found.decision_id}")
+
+
 def render(settings: Settings) -> None:
     st.title("Audit trail")
+    _linked(settings)
     names = model_names(settings)
     model = st.selectbox("Model", [ALL, *names], key="model", bind="query-params")
     _history(settings, None if model == ALL else model)

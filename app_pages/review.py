@@ -56,6 +56,8 @@ def _decide(settings: Settings, request: review_state.PromotionRequest, actor: A
             outcome = promotion.approve(ctx, current, request.id, comment, override or None)
         else:
             outcome = promotion.reject(ctx, current, request.id, comment)
+        if outcome.promoted and outcome.created:
+            backends.notify_decisions(settings)  # best effort, in the background: never fails the decision
         verb = "promoted" if outcome.promoted else ("rejected" if reject else "approved (waiting for more approvals)")
         flash = [("success", f"Recorded: {literal(request.model)} v{request.version} {verb}.")]
         if outcome.projection_error:

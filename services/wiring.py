@@ -21,6 +21,7 @@ from services.governance.context import GovernanceContext
 from services.governance.policy import Person, check_satisfiable, policies
 from services.monitoring.config import monitoring_config
 from services.monitoring.evidence import TowerMonitoringEvidence
+from services.notify.config import notification_config
 from services.settings import Settings
 from services.settings import load_settings as read_settings
 from services.stores import tower_db
@@ -34,6 +35,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     auth = auth_config(settings)
     rules = policies(settings)
     monitoring_config(settings)
+    notification_config(settings)
     # In the demo the identity provider and its people are known, so every policy must be one they can
     # meet. A config that maps none of their groups to roles is not about those people: not checked.
     if settings.demo and auth.role_mapping:

@@ -8,6 +8,7 @@ call that ever does must take the role as an argument (docs/ARCHITECTURE.md, lay
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TypeVar
@@ -24,6 +25,8 @@ from services.monitoring import health_chips as chips
 from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.results import WindowReport
+from services.notify.config import notification_config
+from services.notify.sender import deliver_soon
 from services.outages import REGISTRY, TOWER, WAREHOUSE, OutageBoard
 from services.segments import OVERALL
 from services.settings import Settings
@@ -33,6 +36,7 @@ from services.stores.warehouse import logs as warehouse
 
 TTL_S = 60
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 
 @st.cache_resource(show_spinner=False)
@@ -127,6 +131,16 @@ def governance(s: Settings) -> GovernanceContext:
 
 def tower(s: Settings) -> Engine:
     return stores(s).tower()
+
+
+def notify_decisions(s: Settings) -> None:
+    """Deliver the notifications owed (the decision just recorded among them) in a background thread;
+    whatever fails stays in the outbox for ``monitor run``. Never raises: the decision is recorded."""
+    try:
+        config = notification_config(s)
+        deliver_soon(tower(s), config.destinations(), retry=config.retry, public_url=config.public_url)
+    except Exception:  # best effort by design (services.notify.sender.deliver_soon logs its own failures)
+        _log.exception("Could not start delivering notifications after a decision")
 
 
 # Monitoring: results come from the tower state; a window's report and a feature's distribution are

@@ -287,6 +287,15 @@ def history(ctx: GovernanceContext, model: str | None = None, actor: Actor | str
     return ledger_tx.read(ctx.engine, lambda c: ledger.decisions(c, *conditions, descending=True, limit=limit))
 
 
+def linked_decision(ctx: GovernanceContext, decision_id: str) -> Decision | None:
+    """The decision a link names (``/audit?decision=<id>``, as notifications link it); None for an
+    id that is not 64 hex characters or that the ledger does not hold."""
+    wanted = decision_id.strip().lower()
+    if len(wanted) != 64 or any(c not in "0123456789abcdef" for c in wanted):
+        return None
+    return ledger_tx.read(ctx.engine, lambda c: ledger.decision_by_id(c, wanted))
+
+
 EXPORT_COLUMNS = ("seq", "recorded_at", "action", "model", "version", "from_stage", "to_stage", "previous_version",
                   "actor_name", "actor_issuer", "actor_subject", "actor_email", "actor_roles", "comment",
                   "override_reason", "overridden_gates", "evidence_digest", "request_id", "decision_id",

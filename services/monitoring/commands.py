@@ -96,7 +96,34 @@ def _monitor_run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{run.model}: error: {problem}", file=sys.stderr)
     if args.model is None and not _retry_projections(settings):
         failed = True
+    _deliver_notifications(settings)
     return 2 if failed else 0
+
+
+def _deliver_notifications(settings: Settings) -> None:
+    """The scheduled job is also the sender of every notification still owed: promotions decided since
+    the last pass and retries of failed deliveries. A receiver that is down does not fail the run: what
+    is owed stays in the outbox and is retried (said on stderr, so cron shows it)."""
+    from services.notify.config import notification_config
+    from services.notify.sender import deliver_due
+    from services.wiring import Backends
+
+    config = notification_config(settings)
+    if not config.destinations():
+        return
+    backends = Backends.from_settings(settings)
+    try:
+        report = deliver_due(backends.tower(), config.destinations(), retry=config.retry,
+                             public_url=config.public_url)
+    except TowerError as exc:
+        print(f"notifications: not delivered: {exc.message}", file=sys.stderr)
+        return
+    finally:
+        backends.close()
+    if report.total_sent:
+        print(f"{report.total_sent} notification(s) delivered")
+    for error in report.errors:
+        print(f"notification not delivered (kept, retried later): {error}", file=sys.stderr)
 
 
 def _retry_projections(settings: Settings) -> bool:

@@ -13,7 +13,9 @@ that are missing, before anything is computed or written. Then per model:
    grouped by day and version (about seven warehouse round trips per chunk, whatever its size);
 4. each chunk's windows are replaced in one transaction (delete, then insert): re-running gives the
    same rows, never duplicates;
-5. alert episodes are derived again and new ones are notified (``services.monitoring.alerts``).
+5. alert episodes are derived again and new ones are owed to the alert webhook and delivered
+   (``services.monitoring.alerts``, ``services.notify``); ``monitor run`` then delivers whatever else
+   is due, promotions included (``services.notify.sender.deliver_due``).
 
 Windows are UTC days ``[00:00, 24:00)``. Results exist for all versions together (``version = '*'``)
 and for each version that served in the window.
@@ -38,6 +40,7 @@ from services.monitoring.config import MonitoringConfig, monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.report import WindowAggregates, build_report, fetch_aggregates
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
+from services.notify.config import ALERTS, NotificationConfig, notification_config
 from services.segments import OVERALL
 from services.stores.warehouse.logs import log_bounds
 from services.stores.warehouse.mapping_check import check_mappings
@@ -187,8 +190,10 @@ def _run_population(warehouse: Engine, tower: Engine, mapping: ModelMapping, con
 
 def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: MonitoringConfig, *,
               since: date | None = None, until: date | None = None, progress: Progress | None = None,
-              chunk_days: int = 7, refresh_reference: bool = False, now: datetime | None = None) -> ModelRun:
-    """Compute, store and alert on one model's daily windows: the whole log, then each segment."""
+              chunk_days: int = 7, refresh_reference: bool = False, now: datetime | None = None,
+              notify: NotificationConfig | None = None) -> ModelRun:
+    """Compute, store and alert on one model's daily windows: the whole log, then each segment (alerts go
+    to ``notify``'s alert destination; without ``notify``, to ``config.webhook_url`` as generic JSON)."""
     started = time.perf_counter()
     now = now or _now()
     overall = mapping.for_segment(None)
@@ -197,8 +202,13 @@ def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: M
 
     def finish(profile: ReferenceProfile | None, days: tuple[date, date] | None, windows: int, results: int,
                note: str | None, segment_errors: tuple[str, ...] = ()) -> ModelRun:
-        alerts = evaluate_alerts(tower, overall, rules, webhook_url=config.webhook_url,
-                                 timeout_s=config.webhook_timeout_s, now=now)
+        if notify is None:
+            alerts = evaluate_alerts(tower, overall, rules, webhook_url=config.webhook_url,
+                                     timeout_s=config.webhook_timeout_s, now=now)
+        else:
+            destination = next((d for d in notify.destinations() if d.name == ALERTS), None)
+            alerts = evaluate_alerts(tower, overall, rules, destination=destination, retry=notify.retry,
+                                     public_url=notify.public_url, now=now)
         first, last = days if days is not None else (None, None)
         return ModelRun(mapping.name, first, last, windows, results, round(time.perf_counter() - started, 3),
                         None if profile is None else profile.reference_id, alerts, note,
@@ -248,7 +258,8 @@ def run_monitoring(settings: Any, *, model: str | None = None, since: date | Non
             started = time.perf_counter()
             try:
                 runs.append(run_model(warehouse, tower, settings.models[name], monitoring_config(settings), since=since,
-                                      until=until, progress=progress, refresh_reference=refresh_reference, now=now))
+                                      until=until, progress=progress, refresh_reference=refresh_reference, now=now,
+                                      notify=notification_config(settings)))
             except (MappingError, WarehouseUnavailable) as exc:  # one broken log must not stop the others
                 runs.append(ModelRun(name, None, None, 0, 0, round(time.perf_counter() - started, 3), None, None,
                                      error=str(exc)))

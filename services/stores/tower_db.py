@@ -21,7 +21,8 @@ from services.errors import TowerStateUnavailable
 
 METADATA = sa.MetaData()
 # Modules that declare tables on METADATA; imported lazily so a subsystem can be absent.
-TABLE_MODULES = ("services.monitoring.store", "services.governance.ledger_schema", "services.webhooks.deliveries")
+TABLE_MODULES = ("services.monitoring.store", "services.governance.ledger_schema", "services.webhooks.deliveries",
+                 "services.notify.outbox")
 # Upgrades of existing databases (new nullable columns, new triggers), registered by the modules that
 # own the tables; each is idempotent and runs after create_all.
 UPGRADES: list[Any] = []
