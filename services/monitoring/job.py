@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 
 from services.errors import ConfigError, MappingError, NotFound, TowerStateUnavailable, WarehouseUnavailable
 from services.mapping import ModelMapping
+from services.monitoring import multivariate
 from services.monitoring.alerts import AlertSummary, evaluate_alerts
 from services.monitoring.config import MonitoringConfig, monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
@@ -98,7 +99,9 @@ def choose_days(tower: Engine, mapping: ModelMapping, profile: ReferenceProfile,
 
 
 def _reports_rows(mapping: ModelMapping, profile: ReferenceProfile, config: MonitoringConfig, day: date,
-                  groups: dict[str | None, WindowAggregates]) -> list[dict[str, Any]]:
+                  groups: dict[str | None, WindowAggregates],
+                  multivariate_of: dict[str | None, multivariate.MultivariateResult] | None = None
+                  ) -> list[dict[str, Any]]:
     """Result rows of one day: all versions, then each version; a day without traffic gets a zero."""
     start, end = _midnight(day), _midnight(day + timedelta(days=1))
     rules = config.rules_for(mapping.name)
@@ -109,6 +112,8 @@ def _reports_rows(mapping: ModelMapping, profile: ReferenceProfile, config: Moni
     rows: list[dict[str, Any]] = []
     for version in sorted(groups, key=lambda v: (v is not None, v or "")):
         report = build_report(mapping, profile, groups[version], start=start, end=end, version=version, rules=rules)
+        if multivariate_of and version in multivariate_of:  # multivariate drift (monitoring/multivariate.py)
+            report = replace(report, multivariate=multivariate_of[version])
         rows += report.result_rows()
     return rows
 
@@ -145,6 +150,7 @@ def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: M
     started = time.perf_counter()
     now = now or _now()
     profile = load_or_compute(tower, warehouse, mapping, refresh=refresh_reference)
+    pca = multivariate.reconstruction_model(tower, warehouse, mapping, profile, refresh=refresh_reference)
     bounds = log_bounds(warehouse, mapping)
     rules = config.rules_for(mapping.name)
 
@@ -169,15 +175,21 @@ def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: M
         chunk_end = min(chunk_start + timedelta(days=chunk_days - 1), last)
         aggregates = fetch_aggregates(warehouse, mapping, profile, _midnight(chunk_start),
                                       _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True)
+        errors = multivariate.window_results(warehouse, mapping, pca, _midnight(chunk_start),
+                                             _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True)
         per_day: dict[date, dict[str | None, WindowAggregates]] = {}
+        per_day_mv: dict[date, dict[str | None, multivariate.MultivariateResult]] = {}
         day: date | None  # a group's day (datetime or None), then each day of the chunk
         for (day, version), agg in aggregates.items():
             if day is not None:
                 per_day.setdefault(day.date(), {})[version] = agg
+        for (day, version), found in errors.items():
+            if day is not None:
+                per_day_mv.setdefault(day.date(), {})[version] = found
         windows = {}
         day = chunk_start
         while day <= chunk_end:
-            windows[day] = _reports_rows(mapping, profile, config, day, per_day.get(day, {}))
+            windows[day] = _reports_rows(mapping, profile, config, day, per_day.get(day, {}), per_day_mv.get(day))
             day += timedelta(days=1)
         results += write_windows(tower, mapping.name, windows, now)
         done += len(windows)
