@@ -116,6 +116,7 @@ def _retry_projections(settings: Settings) -> bool:
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from services import wiring
+    from services.monitoring.multivariate import reconstruction_model
     from services.monitoring.reference import load_or_compute
     from services.monitoring.report import window_report
 
@@ -132,8 +133,9 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     warehouse, tower = backends.warehouse(), backends.tower()
     try:
         profile = load_or_compute(tower, warehouse, mapping, args.reference_start, args.reference_end)
+        pca = reconstruction_model(tower, warehouse, mapping, profile)  # multivariate drift
         report = window_report(warehouse, mapping, profile, args.start, args.end,
-                               rules=monitoring_config(settings).rules_for(mapping.name))
+                               rules=monitoring_config(settings).rules_for(mapping.name), pca=pca)
     finally:
         backends.close()
     print(json.dumps(report.to_json(), indent=2, allow_nan=False))

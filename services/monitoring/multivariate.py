@@ -129,26 +129,55 @@ def fit_payload(engine: Engine, mapping: ModelMapping, profile: ReferenceProfile
             "reason": None}
 
 
-def model_from_payload(payload: dict[str, Any]) -> ReconstructionModel:
-    if "components" not in payload:
-        return ReconstructionModel(None, None, payload.get("reason") or "no PCA fitted")
-    fit = rc.PcaFit(columns=tuple(payload["columns"]), means=np.asarray(payload["means"], dtype=float),
-                    scales=np.asarray(payload["scales"], dtype=float),
-                    components=np.asarray(payload["components"], dtype=float), explained=payload["explained"])
-    b = payload.get("band")
-    band = None if b is None else rc.Band(mean=b["mean"], lower=b["lower"], upper=b["upper"], chunks=b["chunks"])
-    return ReconstructionModel(fit, band, payload.get("reason"))
+def model_from_payload(payload: dict[str, Any], mapping: ModelMapping) -> ReconstructionModel | None:
+    """The kept payload as a model; None when it is not what ``fit_payload`` writes for this mapping
+    (edited in the tower state, or by another version): column names reach SQL only from the mapping,
+    numbers only finite, so such a payload is fitted again rather than trusted."""
+    try:
+        if payload.get("format") != FIT_FORMAT:
+            return None
+        if "components" not in payload:
+            reason = payload.get("reason")
+            return ReconstructionModel(None, None, reason) if isinstance(reason, str) else None
+        columns = payload["columns"]
+        if (not isinstance(columns, list) or len(set(columns)) != len(columns)
+                or not set(columns) <= set(mapping.numerical)):
+            return None
+        d = len(columns)
+        means, scales = np.asarray(payload["means"], dtype=float), np.asarray(payload["scales"], dtype=float)
+        components = np.asarray(payload["components"], dtype=float)
+        if (means.shape != (d,) or scales.shape != (d,) or components.ndim != 2 or components.shape[1] != d
+                or not 1 <= components.shape[0] < d or not (scales > 0).all()
+                or not all(np.isfinite(a).all() for a in (means, scales, components))):
+            return None
+        fit = rc.PcaFit(columns=tuple(columns), means=means, scales=scales, components=components,
+                        explained=float(payload["explained"]))
+        b = payload.get("band")
+        band = None
+        if b is not None:
+            lower = None if b["lower"] is None else float(b["lower"])
+            band = rc.Band(mean=float(b["mean"]), lower=lower, upper=float(b["upper"]), chunks=int(b["chunks"]))
+            if not all(math.isfinite(v) for v in (band.mean, band.upper, band.lower or 0.0)):
+                return None
+        reason = payload.get("reason")
+        return ReconstructionModel(fit, band, reason if isinstance(reason, str) else None)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def reconstruction_model(tower: Engine, engine: Engine, mapping: ModelMapping, profile: ReferenceProfile, *,
                          refresh: bool = False) -> ReconstructionModel:
     """The PCA of this reference, fitted and kept the first time (``refresh``: fitted again)."""
-    payload = load_or_fit(tower, profile.reference_id, KIND, mapping.name,
-                          lambda: fit_payload(engine, mapping, profile), refresh=refresh)
-    if payload.get("format") != FIT_FORMAT:  # kept by an older tower: fit again
-        payload = load_or_fit(tower, profile.reference_id, KIND, mapping.name,
-                              lambda: fit_payload(engine, mapping, profile), refresh=True)
-    return model_from_payload(payload)
+    def fit() -> dict[str, Any]:
+        return fit_payload(engine, mapping, profile)
+
+    model = model_from_payload(load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=refresh),
+                               mapping)
+    if model is None:  # kept by an older tower or edited: fit again (and keep the new fit)
+        model = model_from_payload(load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=True),
+                                   mapping)
+    assert model is not None  # fit_payload writes what model_from_payload reads
+    return model
 
 
 def window_results(engine: Engine, mapping: ModelMapping, model: ReconstructionModel, start: datetime,

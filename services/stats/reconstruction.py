@@ -31,6 +31,7 @@ import numpy.typing as npt
 VARIANCE_KEPT = 0.65
 BAND_SIGMAS = 3.0
 REFERENCE_CHUNKS = 10
+Z_MAX = 1e12  # standard deviations: a value further out counts as this far (its square stays finite in SQL)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -100,9 +101,12 @@ def fit_from_moments(columns: Sequence[str], means: Sequence[float], cross: Floa
 
 
 def standardised(x: FloatArray, fit: PcaFit) -> FloatArray:
-    """Rows (``n × d`` in ``fit.columns`` order) standardised; NaN and +-inf count as missing (0)."""
-    z = (np.asarray(x, dtype=np.float64) - fit.means) / fit.scales
-    return np.where(np.isfinite(z), z, 0.0)
+    """Rows (``n × d`` in ``fit.columns`` order) standardised; NaN and +-inf count as missing (0), and a
+    value more than ``Z_MAX`` standard deviations out counts as ``Z_MAX``."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = np.clip((x - fit.means) / fit.scales, -Z_MAX, Z_MAX)
+    return np.where(np.isfinite(x), z, 0.0)
 
 
 def row_errors(x: FloatArray, fit: PcaFit) -> FloatArray:

@@ -28,11 +28,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from services.mapping import ModelMapping
+from services.stats.reconstruction import Z_MAX
 from services.stores.warehouse.engine import connection
 from services.stores.warehouse.rows import Rows, log_timestamp, rows_source
 from services.stores.warehouse.sql import GroupKey, GroupKeys, finite_value, grouped
 
 Numbers = Sequence[float] | np.ndarray  # one float per feature, in the columns' order
+
+
+def _bound(mean: float, scale: float, z: float) -> float:
+    """``mean + z * scale``, kept finite (the largest double when it would overflow)."""
+    value = float(mean) + z * float(scale)
+    return value if math.isfinite(value) else math.copysign(np.finfo(np.float64).max, value)
 
 
 def float_literal(value: float) -> Any:
@@ -116,8 +123,12 @@ def _errors(mapping: ModelMapping, rows: Rows, dialect: str, columns: Sequence[s
     missing = []
     for j, column in enumerate(columns):
         x = finite_value(dialect, column)
-        zs[f"z{j}"] = sa.func.coalesce((x - float_literal(means[j])) * float_literal(1.0 / scales[j]),
-                                       float_literal(0.0))
+        # A value beyond Z_MAX standard deviations counts as Z_MAX: its error stays huge (it drifts), but
+        # squares and sums stay finite, where PostgreSQL and DuckDB would stop the statement on overflow.
+        high, low = _bound(means[j], scales[j], Z_MAX), _bound(means[j], scales[j], -Z_MAX)
+        zs[f"z{j}"] = sa.case((x.is_(None), float_literal(0.0)), (x >= float_literal(high), float_literal(Z_MAX)),
+                              (x <= float_literal(low), float_literal(-Z_MAX)),
+                              else_=(x - float_literal(means[j])) * float_literal(1.0 / scales[j]))
         missing.append(sa.case((x.is_(None), 1), else_=0))
     zs["m"] = sum(missing[1:], missing[0])
     zs.update(extra or {})
