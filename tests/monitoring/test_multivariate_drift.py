@@ -28,7 +28,7 @@ from sklearn.preprocessing import StandardScaler
 
 from services import cli
 from services.mapping import ModelMapping
-from services.monitoring import job, multivariate
+from services.monitoring import job, multivariate, tower_reads
 from services.monitoring.alerts import load_series
 from services.monitoring.config import MonitoringConfig
 from services.monitoring.reference import ReferenceProfile, compute_profile
@@ -255,8 +255,8 @@ def test_the_job_stores_one_value_per_day_and_the_rule_opens_an_episode_after_th
     with tower.connect() as conn:
         stored = conn.execute(sa.select(r.window_start, r.version, r.value, r.threshold, r.alert, r.method).where(
             r.metric == "reconstruction_error").order_by(r.window_start, r.version)).all()
-        lower = conn.execute(sa.select(r.value).where(r.metric == "reconstruction_error_lower",
-                                                      r.version == "*")).scalars().all()
+        lower = conn.execute(sa.select(r.value).where(r.metric == "reconstruction_error_lower", r.version == "*")
+                             .order_by(r.window_start)).scalars().all()
         episodes = conn.execute(sa.select(alert_episodes.c.rule, alert_episodes.c.opened_window,
                                           alert_episodes.c.message)).all()
     everyone = [s for s in stored if s.version == "*"]
@@ -275,6 +275,13 @@ def test_the_job_stores_one_value_per_day_and_the_rule_opens_an_episode_after_th
     mv = [e for e in episodes if e.rule == "multivariate_drift"]
     assert [e.opened_window for e in mv] == [data.day(6)]  # the third flipped day in a row
     assert "multivariate drift" in mv[0].message and run.alerts is not None and run.alerts.active >= 1
+    latest = tower_reads.latest_multivariate(tower, mapping.name)  # what the fleet shows
+    assert latest is not None and latest.window_start == data.day(7)
+    assert (latest.value, latest.upper, latest.drifted) == (everyone[-1].value, everyone[-1].threshold, True)
+    assert latest.lower == lower[-1]
+    over_time = tower_reads.reconstruction_over_time(tower, mapping.name, data.day(0), data.day(8))
+    assert list(over_time["value"]) == [s.value for s in everyone]
+    assert tower_reads.latest_multivariate(tower, "another-model") is None
 
 
 def test_the_rule_can_be_disabled_or_made_stricter(loaded, tower):
