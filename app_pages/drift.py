@@ -6,6 +6,7 @@ import streamlit as st
 
 from services.mapping import ModelMapping
 from services.monitoring.co_drift import co_drifting_pairs
+from services.monitoring.multivariate import MultivariateResult
 from services.monitoring.reference_period import (
     Period,
     configured_reference_text,
@@ -25,6 +26,7 @@ from ui.drift_views import (
     table_key,
     table_view,
 )
+from ui.multivariate_views import reconstruction_figure
 from ui.notices import literal
 from ui.page import page
 from ui.widgets import day_window, model_names, model_picker, reference_picker
@@ -52,6 +54,22 @@ def _daily_heatmap(settings: Settings, mapping: ModelMapping, window: Period) ->
         st.dataframe(pairs, hide_index=True)
 
 
+def _multivariate(settings: Settings, mapping: ModelMapping, window: Period) -> None:
+    """The daily PCA reconstruction error inside its reference band (services/monitoring/multivariate.py)."""
+    st.subheader("Multivariate drift (PCA reconstruction error)")
+    frame = backends.reconstruction_over_time(settings, mapping.name, *window)
+    if frame.empty or frame["value"].isna().all():
+        st.caption("No multivariate drift results in this window: it needs at least two correlated numerical "
+                   "features and a `monitor run` over these days.")
+        return
+    outside = int(frame["drifted"].fillna(False).sum())
+    st.caption("Each day's mean distance between the standardised numerical features and their reconstruction "
+               "from the reference's principal components (65 % of its variance); the band is mean ± 3σ over ten "
+               "reference chunks. A change in how features move together shows here even when no feature "
+               f"drifts alone. {outside} of {len(frame)} days outside the band.")
+    st.plotly_chart(reconstruction_figure(frame))
+
+
 def render(settings: Settings) -> None:
     st.title("Drift explorer")
     name = model_picker(model_names(settings))
@@ -65,6 +83,7 @@ def render(settings: Settings) -> None:
     if window is None:
         return
     _daily_heatmap(settings, mapping, window)
+    _multivariate(settings, mapping, window)
     st.subheader("Every feature over the whole window")
     reference = reference_picker(mapping, window)
     if reference is None:
@@ -77,7 +96,8 @@ def render(settings: Settings) -> None:
         return
     st.caption(f"{report.rows_current:,} rows against {report.rows_reference:,} reference rows of "
                f"{literal(reference_text(mapping, reference))}. Most drifting first; verdict as Evidently 0.7 "
-               "chooses; PSI bands 0.1 / 0.25 beside. Click a row to see its feature's distributions.")
+               "chooses; PSI bands 0.1 / 0.25 beside. Click a row to see its feature's distributions."
+               + _multivariate_text(report.multivariate))
     ranked = list(table["column"])
     key = table_key(mapping.name, ranked)
     event = st.dataframe(table_view(table), key=key, on_select="rerun", selection_mode="single-row",
@@ -86,6 +106,17 @@ def render(settings: Settings) -> None:
     dist = backends.feature_distributions(settings, mapping, reference, column, *window)
     st.subheader(f"Distribution of {literal(column)}")
     st.plotly_chart(overlay_figure(dist, column))
+
+
+def _multivariate_text(result: MultivariateResult | None) -> str:
+    """The window's multivariate drift in one sentence, after the table's caption."""
+    if result is None or result.value is None:
+        return ""
+    if result.upper is None:
+        return f" Multivariate: reconstruction error {result.value:.4g} over the window (no reference band)."
+    band = f"{result.lower:.4g} – {result.upper:.4g}" if result.lower is not None else f"below {result.upper:.4g}"
+    verdict = "outside" if result.drifted else "inside"
+    return f" Multivariate: reconstruction error {result.value:.4g} over the window, {verdict} the band ({band})."
 
 
 if __name__ == "__main__":

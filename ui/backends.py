@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from services import wiring
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
-from services.monitoring import distributions, report, tower_reads
+from services.monitoring import distributions, multivariate, report, tower_reads
 from services.monitoring import health_chips as chips
 from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
@@ -155,8 +155,9 @@ def reference_profile(s: Settings, mapping: ModelMapping, start: datetime | None
 def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
                   start: datetime, end: datetime) -> WindowReport:
     profile = reference_profile(s, mapping, *ref)
+    pca = guarded(s, WAREHOUSE, lambda: multivariate.reconstruction_model(tower(s), engine(s), mapping, profile))
     return guarded(s, WAREHOUSE, lambda: report.window_report(
-        engine(s), mapping, profile, start, end, rules=monitoring_config(s).rules_for(mapping.name)))
+        engine(s), mapping, profile, start, end, rules=monitoring_config(s).rules_for(mapping.name), pca=pca))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
@@ -170,6 +171,18 @@ def feature_distributions(s: Settings, mapping: ModelMapping, ref: tuple[datetim
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def drift_heatmap(s: Settings, model: str, start: datetime, end: datetime, segment: str = OVERALL) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.drift_heatmap(tower(s), model, start, end, segment=segment))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def reconstruction_over_time(s: Settings, model: str, start: datetime, end: datetime,
+                             segment: str = OVERALL) -> pd.DataFrame:
+    return guarded(s, TOWER, lambda: tower_reads.reconstruction_over_time(tower(s), model, start, end,
+                                                                          segment=segment))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+def latest_multivariate(s: Settings, model: str) -> tower_reads.LatestMultivariate | None:
+    return guarded(s, TOWER, lambda: tower_reads.latest_multivariate(tower(s), model))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)

@@ -12,6 +12,7 @@ error_rate    error_rate                             error rate over ``slo.error
 fairness_dpd  demographic_parity_difference / attr   over ``fairness.demographic_parity_difference``
 fairness_eod  equalized_odds_difference / attr       over ``fairness.equalized_odds_difference``
 performance   the rule metric (roc_auc, mae, ...)    worse than the reference by over ``max_drop``
+multivariate  reconstruction_error                   outside the reference band (``multivariate_drift``)
 ============  =====================================  ==============================================
 
 An **episode** opens in the window where the condition has held for ``consecutive`` windows in a
@@ -70,6 +71,7 @@ RULE_LABELS = {
     "drift": "drift", "latency_p95": "p95 latency over SLO", "error_rate": "error rate over SLO",
     "fairness_dpd": "demographic parity difference over limit",
     "fairness_eod": "equalized odds difference over limit", "performance": "performance drop vs reference",
+    "multivariate_drift": "multivariate drift (PCA reconstruction error)",
 }
 
 
@@ -135,6 +137,9 @@ def _series_specs(mapping: ModelMapping, rules: AlertRules) -> list[tuple[str, s
     if rules.performance.enabled:
         metric = rules.performance.metric_for(mapping.task)
         specs.append(("performance", metric, rules.performance.consecutive, lambda r: r.metric))
+    if rules.multivariate_drift.enabled:
+        specs.append(("multivariate_drift", "reconstruction_error", rules.multivariate_drift.consecutive,
+                      lambda r: ""))
     return specs
 
 
@@ -214,6 +219,9 @@ def describe(model: str, episode: Episode) -> str:
     if episode.rule.startswith("fairness"):
         what = "demographic parity difference" if episode.rule == "fairness_dpd" else "equalized odds difference"
         return f"{model}: {what} by '{episode.subject}' is {value}, over the limit of {limit}{runs}, since {since}."
+    if episode.rule == "multivariate_drift":
+        return (f"{model}: multivariate drift: the PCA reconstruction error {value} is outside its reference band "
+                f"(upper bound {limit}){runs}, since the window of {since}.")
     return (f"{model}: {episode.metric} is {value}, worse than the reference allows ({limit}){runs}, "
             f"since {since}.")
 

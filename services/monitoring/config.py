@@ -10,6 +10,7 @@ monitoring:
     error_rate: {consecutive: 1}                     # error rate over models.<name>.slo.error_rate
     fairness: {demographic_parity_difference: 0.1, equalized_odds_difference: null}
     performance: {metric: null, max_drop: 0.05, min_label_coverage: 0.9, min_labels: 200}
+    multivariate_drift: {consecutive: 3}             # PCA reconstruction error outside its reference band
   models:
     demand-forecast:
       performance: {max_drop: 0.2}
@@ -92,12 +93,22 @@ class PerformanceRule:
 
 
 @dataclass(frozen=True)
+class MultivariateDriftRule:
+    """The PCA reconstruction error outside its reference band (mean ± 3σ of the reference chunks) in
+    ``consecutive`` windows in a row (``services.monitoring.multivariate``)."""
+
+    enabled: bool = True
+    consecutive: int = 3
+
+
+@dataclass(frozen=True)
 class AlertRules:
     drift: DriftRule = field(default_factory=DriftRule)
     latency_p95: SloRule = field(default_factory=SloRule)
     error_rate: SloRule = field(default_factory=SloRule)
     fairness: FairnessRule = field(default_factory=FairnessRule)
     performance: PerformanceRule = field(default_factory=PerformanceRule)
+    multivariate_drift: MultivariateDriftRule = field(default_factory=MultivariateDriftRule)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine
 
 from services.errors import ConfigError, MappingError, NotFound, TowerStateUnavailable, WarehouseUnavailable
 from services.mapping import ModelMapping
+from services.monitoring import multivariate
 from services.monitoring.alerts import AlertSummary, evaluate_alerts
 from services.monitoring.config import MonitoringConfig, monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
@@ -104,7 +105,9 @@ def choose_days(tower: Engine, mapping: ModelMapping, profile: ReferenceProfile,
 
 
 def _reports_rows(mapping: ModelMapping, profile: ReferenceProfile, config: MonitoringConfig, day: date,
-                  groups: dict[str | None, WindowAggregates]) -> list[dict[str, Any]]:
+                  groups: dict[str | None, WindowAggregates],
+                  multivariate_of: dict[str | None, multivariate.MultivariateResult] | None = None
+                  ) -> list[dict[str, Any]]:
     """Result rows of one day: all versions, then each version; a day without traffic gets a zero."""
     start, end = _midnight(day), _midnight(day + timedelta(days=1))
     rules = config.rules_for(mapping.name)
@@ -115,6 +118,8 @@ def _reports_rows(mapping: ModelMapping, profile: ReferenceProfile, config: Moni
     rows: list[dict[str, Any]] = []
     for version in sorted(groups, key=lambda v: (v is not None, v or "")):
         report = build_report(mapping, profile, groups[version], start=start, end=end, version=version, rules=rules)
+        if multivariate_of and version in multivariate_of:  # multivariate drift (monitoring/multivariate.py)
+            report = replace(report, multivariate=multivariate_of[version])
         rows += report.result_rows()
     return rows
 
@@ -156,6 +161,7 @@ def _run_population(warehouse: Engine, tower: Engine, mapping: ModelMapping, con
     """Compute and store the daily windows of one population (the whole log, or one segment of it):
     its profile, the days computed (None: none), the windows and the result rows written."""
     profile = load_or_compute(tower, warehouse, mapping, refresh=refresh_reference)
+    pca = multivariate.reconstruction_model(tower, warehouse, mapping, profile, refresh=refresh_reference)
     days = choose_days(tower, mapping, profile, bounds, config, since=since, until=until)
     if days is None:
         return profile, None, 0, 0
@@ -170,15 +176,21 @@ def _run_population(warehouse: Engine, tower: Engine, mapping: ModelMapping, con
         chunk_end = min(chunk_start + timedelta(days=chunk_days - 1), last)
         aggregates = fetch_aggregates(warehouse, mapping, profile, _midnight(chunk_start),
                                       _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True)
+        errors = multivariate.window_results(warehouse, mapping, pca, _midnight(chunk_start),
+                                             _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True)
         per_day: dict[date, dict[str | None, WindowAggregates]] = {}
+        per_day_mv: dict[date, dict[str | None, multivariate.MultivariateResult]] = {}
         day: date | None  # a group's day (datetime or None), then each day of the chunk
         for (day, version), agg in aggregates.items():
             if day is not None:
                 per_day.setdefault(day.date(), {})[version] = agg
+        for (day, version), found in errors.items():
+            if day is not None:
+                per_day_mv.setdefault(day.date(), {})[version] = found
         windows = {}
         day = chunk_start
         while day <= chunk_end:
-            windows[day] = _reports_rows(mapping, profile, config, day, per_day.get(day, {}))
+            windows[day] = _reports_rows(mapping, profile, config, day, per_day.get(day, {}), per_day_mv.get(day))
             day += timedelta(days=1)
         results += write_windows(tower, mapping.name, windows, now, segment=_segment_name(mapping))
         done += len(windows)

@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from services.mapping import ModelMapping
+from services.monitoring import multivariate
 from services.monitoring.config import PERFORMANCE_METRICS, AlertRules, DriftRule, PerformanceRule
 from services.monitoring.reference import NumericReference, ReferenceProfile
 from services.monitoring.results import (
@@ -326,9 +327,14 @@ def build_report(mapping: ModelMapping, profile: ReferenceProfile, aggregates: W
 
 
 def window_report(engine: Engine, mapping: ModelMapping, profile: ReferenceProfile, start: datetime,
-                  end: datetime, *, rules: AlertRules | None = None) -> WindowReport:
-    """The report of ``[start, end)``, all versions together (at most six warehouse statements)."""
+                  end: datetime, *, rules: AlertRules | None = None,
+                  pca: multivariate.ReconstructionModel | None = None) -> WindowReport:
+    """The report of ``[start, end)``, all versions together (at most six warehouse statements; one more
+    for the multivariate drift when the reference's ``pca`` is given)."""
     rows = log_rows(mapping, start, end)
     assert rows.start is not None and rows.end is not None  # log_rows always bounds the window
     aggregates = fetch_aggregates(engine, mapping, profile, rows.start, rows.end)[WHOLE]
-    return build_report(mapping, profile, aggregates, start=rows.start, end=rows.end, rules=rules)
+    report = build_report(mapping, profile, aggregates, start=rows.start, end=rows.end, rules=rules)
+    if pca is not None:  # multivariate drift (services/monitoring/multivariate.py)
+        report = replace(report, multivariate=multivariate.window_result(engine, mapping, pca, rows.start, rows.end))
+    return report

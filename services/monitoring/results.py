@@ -16,13 +16,16 @@ from typing import Any
 import numpy as np
 
 from services.monitoring.config import PERFORMANCE_METRICS
+from services.monitoring.multivariate import METRIC as RECONSTRUCTION_METRIC
+from services.monitoring.multivariate import MultivariateResult, unavailable
 from services.monitoring.store import MODEL_LEVEL, NO_SLICE
 from services.stats.fairness import FOUR_FIFTHS
 
 DRIFT_SHARE_THRESHOLD = 0.5  # Evidently's dataset drift: at least half of the columns drifted
 # The per-window metrics alert rules look at (the `alert` column of other rows is informational).
 RULE_METRICS = {"drift_score": "drift", "p95_ms": "latency_p95", "error_rate": "error_rate",
-                "demographic_parity_difference": "fairness", "equalized_odds_difference": "fairness"}
+                "demographic_parity_difference": "fairness", "equalized_odds_difference": "fairness",
+                RECONSTRUCTION_METRIC: "multivariate_drift"}
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class WindowReport:
     fairness: tuple[FairnessResult, ...]
     latency: LatencyResult | None
     performance: PerformanceResult | None
+    multivariate: MultivariateResult | None = None  # multivariate drift (services.monitoring.multivariate)
 
     def to_json(self) -> dict[str, Any]:
         """The report command's object (a stable JSON contract): only those keys, None as null."""
@@ -149,6 +153,7 @@ class WindowReport:
                                                  "p95_ms": _num(lat.p95_ms), "p99_ms": _num(lat.p99_ms),
                                                  "error_rate": _num(lat.error_rate)},
             "performance": performance,
+            "multivariate_drift": (self.multivariate or unavailable()).to_json(),
         }
 
     def result_rows(self) -> list[dict[str, Any]]:
@@ -212,6 +217,8 @@ class WindowReport:
                 alert = _worse(metric, value, limit) if perf.judged else None
                 add(metric, value, threshold=limit, alert=alert,
                     method="rule" if metric == perf.rule_metric else "")
+        if self.multivariate is not None:
+            self.multivariate.result_rows(add)
         return out
 
 

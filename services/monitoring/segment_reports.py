@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from services.errors import ConfigError
 from services.mapping import ModelMapping
 from services.monitoring.config import AlertRules
+from services.monitoring.multivariate import reconstruction_model
 from services.monitoring.reference import load_or_compute
 from services.monitoring.report import window_report
 
@@ -24,7 +25,8 @@ def report_json(tower: Engine, warehouse: Engine, mapping: ModelMapping, start: 
                 reference_end: datetime | None = None) -> dict[str, Any]:
     """The JSON of one population's report (``mapping.segment`` None: the whole log)."""
     profile = load_or_compute(tower, warehouse, mapping, reference_start, reference_end)
-    return window_report(warehouse, mapping, profile, start, end, rules=rules).to_json()
+    pca = reconstruction_model(tower, warehouse, mapping, profile)  # multivariate drift
+    return window_report(warehouse, mapping, profile, start, end, rules=rules, pca=pca).to_json()
 
 
 def segmented_report_json(tower: Engine, warehouse: Engine, mapping: ModelMapping, start: datetime, end: datetime,

@@ -19,6 +19,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from services.errors import ConfigError, TowerStateUnavailable
+from services.monitoring.multivariate import LOWER_METRIC as RECONSTRUCTION_LOWER
+from services.monitoring.multivariate import METRIC as RECONSTRUCTION
 from services.monitoring.results import RULE_METRICS
 from services.monitoring.store import (
     ACTIVE_STATUSES,
@@ -191,6 +193,75 @@ def performance_over_time(tower: Engine, model: str, start: datetime, end: datet
     metrics["threshold"] = metrics["threshold"].astype("float64")
     metrics["alert"] = metrics["alert"].astype("boolean")
     return metrics[columns].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Multivariate drift (services/monitoring/multivariate.py)
+# --------------------------------------------------------------------------------------------
+_RECONSTRUCTION_COLUMNS = ["day", "value", "lower", "upper", "drifted", "reference_id"]
+
+
+def _reconstruction_frame(rows: Sequence[Any]) -> pd.DataFrame:
+    """One row per window from the stored (window_start, metric, value, threshold, alert, reference_id) rows."""
+    per_day: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        entry = per_day.setdefault(row.window_start, {"day": row.window_start, "value": None, "lower": None,
+                                                      "upper": None, "drifted": None, "reference_id": None})
+        if row.metric == RECONSTRUCTION:
+            entry.update(value=row.value, upper=row.threshold, drifted=row.alert, reference_id=row.reference_id)
+        else:
+            entry["lower"] = row.value
+    frame = pd.DataFrame(list(per_day.values()), columns=_RECONSTRUCTION_COLUMNS)
+    for name in ("value", "lower", "upper"):
+        frame[name] = frame[name].astype("float64")
+    frame["drifted"] = frame["drifted"].astype("boolean")
+    return frame
+
+
+def reconstruction_over_time(tower: Engine, model: str, start: datetime, end: datetime, *,
+                             version: str = ALL_VERSIONS, segment: str = OVERALL) -> pd.DataFrame:
+    """Per day the PCA reconstruction error and its reference band: columns day, value, lower (NaN when
+    the band has none), upper, drifted (outside the band), reference_id."""
+    start, end = _window(start, end)
+    r = monitoring_results.c
+    rows = read_rows(tower, sa.select(r.window_start, r.metric, r.value, r.threshold, r.alert, r.reference_id)
+                     .where(r.model == model, r.segment == segment, r.version == version, r.column_name == "",
+                            r.slice_key == "", r.metric.in_([RECONSTRUCTION, RECONSTRUCTION_LOWER]),
+                            r.window_start >= start, r.window_start < end)
+                     .order_by(r.window_start, r.metric))
+    return _reconstruction_frame(rows)
+
+
+@dataclass(frozen=True)
+class LatestMultivariate:
+    """A model's latest stored window with a reconstruction error (for the fleet)."""
+
+    model: str
+    window_start: datetime
+    value: float | None
+    lower: float | None
+    upper: float | None
+    drifted: bool | None
+
+
+def latest_multivariate(tower: Engine, model: str) -> LatestMultivariate | None:
+    """The latest window's reconstruction error and band (None: never computed for this model)."""
+    r = monitoring_results.c
+    latest = (sa.select(sa.func.max(r.window_start)).where(
+        r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS, r.metric == RECONSTRUCTION,
+        r.value.is_not(None)).scalar_subquery())
+    rows = read_rows(tower, sa.select(r.window_start, r.metric, r.value, r.threshold, r.alert, r.reference_id)
+                     .where(r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS,
+                            r.window_start == latest, r.metric.in_([RECONSTRUCTION, RECONSTRUCTION_LOWER])))
+    if not rows:
+        return None
+    row = _reconstruction_frame(rows).iloc[0]
+
+    def num(value: Any) -> float | None:
+        return None if pd.isna(value) else float(value)
+
+    return LatestMultivariate(model, row["day"], num(row["value"]), num(row["lower"]), num(row["upper"]),
+                              None if pd.isna(row["drifted"]) else bool(row["drifted"]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ HEADER_PX = ROW_PX = 35  # the height of the canvas grid's header and of each ro
 CHIP_PAGE = {"Latency": "latency", "Errors": "latency", "Drift": "drift", "Fairness": "fairness",
              "Performance": "performance"}
 RULE_CHIP = {"drift": "Drift", "latency_p95": "Latency", "error_rate": "Errors", "fairness_dpd": "Fairness",
-             "fairness_eod": "Fairness", "performance": "Performance"}
+             "fairness_eod": "Fairness", "performance": "Performance", "multivariate_drift": "Drift"}
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,8 @@ def test_manager_reaches_the_reason_of_each_unhealthy_model_in_two_clicks(journe
 
 
 def test_data_scientist_goes_from_the_drift_alert_to_the_feature_distribution_in_two_clicks(journey_app, page):
-    model, _, feature, message = next(e for e in sorted(open_episodes(journey_app.data_dir)) if e[1] == "Drift")
+    model, _, feature, message = next(e for e in sorted(open_episodes(journey_app.data_dir))
+                                      if e[1] == "Drift" and e[2])  # a feature's alert (multivariate has none)
     sign_in(page, journey_app, "sam", path=f"/model?model={model}")  # the alert's link lands on the model
     hand = Clicks(page)
     hand.on(page.get_by_role("link", name="Drift: alert", exact=False).first)

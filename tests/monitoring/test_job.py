@@ -201,7 +201,8 @@ def test_report_command_prints_the_documented_json_and_exits_0(configured, capsy
                      "--format", "json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert list(out) == ["model", "rows", "drift", "fairness", "latency", "performance", "segment", "segments"]
+    assert list(out) == ["model", "rows", "drift", "fairness", "latency", "performance", "multivariate_drift",
+                         "segment", "segments"]
     assert out["segment"] is None and out["segments"] == []  # the model declares none
     assert out["model"] == "synthetic" and out["rows"]["reference"] == 2000
     assert out["rows"]["current"] == len(data.in_window(LOG, data.day(0), data.day(2)))

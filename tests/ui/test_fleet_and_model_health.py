@@ -15,7 +15,7 @@ pytestmark = pytest.mark.both_backends
 
 CHIPS = ["Latency", "Errors", "Drift", "Fairness", "Performance"]
 RULE_COLUMN = {"drift": "Drift", "latency_p95": "Latency", "error_rate": "Errors", "fairness_dpd": "Fairness",
-               "fairness_eod": "Fairness", "performance": "Performance"}
+               "fairness_eod": "Fairness", "performance": "Performance", "multivariate_drift": "Drift"}
 
 
 def open_episodes(demo_env) -> dict[tuple[str, str], int]:
