@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from services import wiring
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
-from services.monitoring import distributions, report, tower_reads
+from services.monitoring import distributions, estimated_performance, report, tower_reads
 from services.monitoring import health_chips as chips
 from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
@@ -165,6 +165,12 @@ def fairness_over_time(s: Settings, model: str, start: datetime, end: datetime) 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def performance_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.performance_over_time(tower(s), model, start, end))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def estimated_performance_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """CBPE estimates per day and metric, with their bands (services.monitoring.estimated_performance)."""
+    return guarded(s, TOWER, lambda: estimated_performance.estimated_over_time(tower(s), model, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)

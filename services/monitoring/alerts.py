@@ -12,6 +12,8 @@ error_rate    error_rate                             error rate over ``slo.error
 fairness_dpd  demographic_parity_difference / attr   over ``fairness.demographic_parity_difference``
 fairness_eod  equalized_odds_difference / attr       over ``fairness.equalized_odds_difference``
 performance   the rule metric (roc_auc, mae, ...)    worse than the reference by over ``max_drop``
+estimated_    estimated_<metric> (CBPE, classifiers  the estimate's upper bound below the reference
+perf...drop   with a score; before labels arrive)    by over ``max_drop``
 ============  =====================================  ==============================================
 
 An **episode** opens in the window where the condition has held for ``consecutive`` windows in a
@@ -61,6 +63,7 @@ RULE_LABELS = {
     "drift": "drift", "latency_p95": "p95 latency over SLO", "error_rate": "error rate over SLO",
     "fairness_dpd": "demographic parity difference over limit",
     "fairness_eod": "equalized odds difference over limit", "performance": "performance drop vs reference",
+    "estimated_performance_drop": "estimated performance drop vs reference (before labels)",
 }
 
 
@@ -126,6 +129,10 @@ def _series_specs(mapping: ModelMapping, rules: AlertRules) -> list[tuple[str, s
     if rules.performance.enabled:
         metric = rules.performance.metric_for(mapping.task)
         specs.append(("performance", metric, rules.performance.consecutive, lambda r: r.metric))
+    estimated = rules.estimated_performance_drop  # CBPE: only classifiers store estimated_<metric> rows
+    if estimated.enabled and mapping.task == "binary_classification":
+        specs.append(("estimated_performance_drop", "estimated_" + estimated.metric_for(mapping.task),
+                      estimated.consecutive, lambda r: r.metric))
     return specs
 
 
@@ -204,6 +211,10 @@ def describe(model: str, episode: Episode) -> str:
     if episode.rule.startswith("fairness"):
         what = "demographic parity difference" if episode.rule == "fairness_dpd" else "equalized odds difference"
         return f"{model}: {what} by '{episode.subject}' is {value}, over the limit of {limit}{runs}, since {since}."
+    if episode.rule == "estimated_performance_drop":
+        name = episode.metric.removeprefix("estimated_")
+        return (f"{model}: estimated {name} (CBPE, before labels) is {value}; even its band's upper end is below "
+                f"the limit of {limit}{runs}, since {since}.")
     return (f"{model}: {episode.metric} is {value}, worse than the reference allows ({limit}){runs}, "
             f"since {since}.")
 

@@ -116,6 +116,7 @@ def _retry_projections(settings: Settings) -> bool:
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from services import wiring
+    from services.monitoring.estimated_performance import calibration_for
     from services.monitoring.reference import load_or_compute
     from services.monitoring.report import window_report
 
@@ -133,7 +134,8 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     try:
         profile = load_or_compute(tower, warehouse, mapping, args.reference_start, args.reference_end)
         report = window_report(warehouse, mapping, profile, args.start, args.end,
-                               rules=monitoring_config(settings).rules_for(mapping.name))
+                               rules=monitoring_config(settings).rules_for(mapping.name),
+                               calibration=calibration_for(tower, warehouse, mapping, profile))
     finally:
         backends.close()
     print(json.dumps(report.to_json(), indent=2, allow_nan=False))

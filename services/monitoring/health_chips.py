@@ -26,7 +26,8 @@ from services.stats.drift import drift_ratio
 DIMENSIONS = ("latency", "errors", "drift", "fairness", "performance")
 # Which dimension each alert rule and result metric speaks for.
 _RULE_DIMENSION = {"latency_p95": "latency", "error_rate": "errors", "drift": "drift", "fairness": "fairness",
-                   "fairness_dpd": "fairness", "fairness_eod": "fairness", "performance": "performance"}
+                   "fairness_dpd": "fairness", "fairness_eod": "fairness", "performance": "performance",
+                   "estimated_performance_drop": "performance"}
 # The page that explains a dimension, and the query parameter its subject goes into.
 _PAGE = {"latency": ("latency", None), "errors": ("latency", None), "drift": ("drift", "feature"),
          "fairness": ("fairness", "sensitive"), "performance": ("performance", None)}

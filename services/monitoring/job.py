@@ -35,6 +35,7 @@ from services.errors import ConfigError, MappingError, NotFound, TowerStateUnava
 from services.mapping import ModelMapping
 from services.monitoring.alerts import AlertSummary, evaluate_alerts
 from services.monitoring.config import MonitoringConfig, monitoring_config
+from services.monitoring.estimated_performance import calibration_for
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.report import WindowAggregates, build_report, fetch_aggregates
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
@@ -145,6 +146,8 @@ def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: M
     started = time.perf_counter()
     now = now or _now()
     profile = load_or_compute(tower, warehouse, mapping, refresh=refresh_reference)
+    # CBPE: the reference's calibration map, kept beside the profile (None: no estimate for this model)
+    calibration = calibration_for(tower, warehouse, mapping, profile, refresh=refresh_reference)
     bounds = log_bounds(warehouse, mapping)
     rules = config.rules_for(mapping.name)
 
@@ -168,7 +171,8 @@ def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: M
     while chunk_start <= last:
         chunk_end = min(chunk_start + timedelta(days=chunk_days - 1), last)
         aggregates = fetch_aggregates(warehouse, mapping, profile, _midnight(chunk_start),
-                                      _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True)
+                                      _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True,
+                                      calibration=calibration)
         per_day: dict[date, dict[str | None, WindowAggregates]] = {}
         day: date | None  # a group's day (datetime or None), then each day of the chunk
         for (day, version), agg in aggregates.items():

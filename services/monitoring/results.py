@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from services.monitoring.config import PERFORMANCE_METRICS
+from services.monitoring.estimated_performance import EstimatedPerformance, estimated_json, estimated_result_rows
 from services.monitoring.store import MODEL_LEVEL, NO_SLICE
 from services.stats.fairness import FOUR_FIFTHS
 
@@ -117,6 +118,7 @@ class WindowReport:
     fairness: tuple[FairnessResult, ...]
     latency: LatencyResult | None
     performance: PerformanceResult | None
+    estimated: EstimatedPerformance | None = None  # CBPE (services.monitoring.estimated_performance)
 
     def to_json(self) -> dict[str, Any]:
         """The report command's object (a stable JSON contract): only those keys, None as null."""
@@ -128,6 +130,7 @@ class WindowReport:
                 else ("mae", "rmse")
             performance = {**{n: _num(perf.metrics.get(n)) for n in names}, "label_coverage": _num(perf.label_coverage)}
         lat = self.latency
+        estimated, estimation = estimated_json(self.estimated, _num)  # CBPE
         return {
             "model": self.model,
             "rows": {"reference": self.rows_reference, "current": self.rows_current},
@@ -149,6 +152,8 @@ class WindowReport:
                                                  "p95_ms": _num(lat.p95_ms), "p99_ms": _num(lat.p99_ms),
                                                  "error_rate": _num(lat.error_rate)},
             "performance": performance,
+            "estimated_performance": estimated,
+            "estimation": estimation,
         }
 
     def result_rows(self) -> list[dict[str, Any]]:
@@ -212,6 +217,8 @@ class WindowReport:
                 alert = _worse(metric, value, limit) if perf.judged else None
                 add(metric, value, threshold=limit, alert=alert,
                     method="rule" if metric == perf.rule_metric else "")
+        for row in estimated_result_rows(self.estimated):  # CBPE: estimated_<metric>, its band, rows
+            add(**row)
         return out
 
 
