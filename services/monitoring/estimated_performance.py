@@ -120,10 +120,29 @@ def calibration_for(tower: Engine, warehouse: Engine, mapping: ModelMapping, pro
         scores, positives, counts = reference_score_labels(warehouse, mapping, rows)
         return _payload(fit_calibration(scores, positives, counts), int(counts.sum()))
 
-    payload = load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=refresh)
-    if payload.get("format") != FORMAT:  # kept by an older tower: fit again
-        payload = load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=True)
-    return CalibrationMap(x=np.asarray(payload["x"]), y=np.asarray(payload["y"]), grid=np.asarray(payload["grid"]))
+    kept = _map_of(load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=refresh))
+    if kept is not None:
+        return kept
+    # Kept by an older tower, or edited in tower state into something that is no calibration: fit again.
+    again = _map_of(load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=True))
+    if again is None:  # our own fit always parses; say so rather than estimate with something else
+        raise ValueError("the calibration just fitted cannot be read back")
+    return again
+
+
+def _map_of(payload: dict[str, Any]) -> CalibrationMap | None:
+    """The kept payload as a map, or None when it is not one this version wrote (never trusted half-way)."""
+    if payload.get("format") != FORMAT:
+        return None
+    numbers = [payload.get(k) for k in ("x", "y", "grid")]
+    if not all(isinstance(v, list) and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v)
+               for v in numbers):
+        return None
+    try:
+        return CalibrationMap(x=np.asarray(payload["x"], dtype=float), y=np.asarray(payload["y"], dtype=float),
+                              grid=np.asarray(payload["grid"], dtype=float))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -168,8 +168,12 @@ def expected_cells(calibration: CalibrationMap, n: np.ndarray, sum_score: np.nda
     n = np.asarray(n, dtype=float)
     s = np.asarray(sum_score, dtype=float)
     s2 = np.asarray(sum_score2, dtype=float)
-    sum_p = np.clip(a * n + b * s, 0.0, n)
-    sum_p2 = np.clip(a * a * n + 2 * a * b * s + b * b * s2, 0.0, sum_p)
+    sloped = b != 0  # a flat cell needs no score sum: a huge score's SUM(score^2) may be inf there, and 0*inf is NaN
+    with np.errstate(invalid="ignore", over="ignore"):
+        linear = np.where(sloped, b * s, 0.0)
+        square = np.where(sloped, 2 * a * b * s + b * b * s2, 0.0)
+    sum_p = np.clip(a * n + linear, 0.0, n)
+    sum_p2 = np.clip(a * a * n + square, 0.0, sum_p)
     return ExpectedCells(n, sum_p, sum_p2, excluded)
 
 
