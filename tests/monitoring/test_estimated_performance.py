@@ -172,8 +172,8 @@ def test_each_day_and_version_is_estimated_on_its_own_rows(loaded, tower):
     calibration = calibration_for(tower, wh.reader(), mapping, profile)
     groups = fetch_aggregates(wh.reader(), mapping, profile, data.day(0), data.day(DAYS), by_day=True,
                               by_version=True, calibration=calibration)
-    from services.monitoring.estimated_performance import estimated_result
     from services.monitoring.config import EstimatedPerformanceRule
+    from services.monitoring.estimated_performance import estimated_result
 
     checked = 0
     for (day, version), aggregates in groups.items():
