@@ -7,6 +7,13 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
+# The `tower` command, for scheduled jobs in this image (`tower monitor run`, `tower audit verify`).
+# Editable from /app: it runs the very services/ the runtime stage copies there for the app, and finds
+# /app/tower.yaml and /app/.streamlit/secrets.toml as the app does (a copy in site-packages would look
+# for them beside itself). Only the finder and the script land in /opt/venv; /app here is discarded.
+COPY pyproject.toml requirements.txt /app/
+COPY services /app/services
+RUN /opt/venv/bin/pip install --no-deps -e /app
 
 FROM python:3.11.7-slim-bookworm AS runtime
 RUN useradd --create-home --uid 10001 tower

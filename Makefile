@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# The stamp is named after the requirements' content, so editing them reinstalls.
-STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+# The stamp is named after the requirements' and pyproject's content, so editing them reinstalls.
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
 PORT   ?= 8501
 TOWER_DATA ?= .tower
 # No usage telemetry from MLflow: the registry's users did not ask for it (and this network is closed).
@@ -13,10 +13,13 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+# Then the tower itself, editable: $(BIN)/tower runs this checkout's services/ as it is now (a copy
+# would go stale at the next edit), and `tower demo serve` finds app.py beside it.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -1,4 +1,7 @@
-"""Command line of the tower: `python -m services.cli demo seed [--force] [--end-date YYYY-MM-DD]`.
+"""Command line of the tower: `tower demo seed [--force] [--end-date YYYY-MM-DD]`, `tower gate …`, ….
+
+`tower` is the console script `pip install .` (or `make install`) puts beside the venv's python;
+`python -m services.cli` runs the same `main`, and both call themselves `tower` in their help.
 
 Exit codes: 0 success, 2 bad input or configuration (with a one-line message on stderr).
 """
@@ -40,7 +43,8 @@ def _demo_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.cli", description="ML Control Tower command line.")
+    # A fixed prog: argparse would otherwise name the entry point it was started by (`cli.py`, `tower`).
+    parser = argparse.ArgumentParser(prog="tower", description="ML Control Tower command line.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="the embedded demo").add_subparsers(dest="demo_command", required=True)

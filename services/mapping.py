@@ -6,10 +6,11 @@ Table and column names reach SQL only from here, so they are checked once, at lo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.errors import ConfigError
+from services.segments import Segment, parse_segments
 
 TASKS = ("binary_classification", "regression")
 # Logical column -> whether a mapping must name it. Optional ones may be absent from a log.
@@ -57,6 +58,8 @@ class ModelMapping:
     reference: Reference = field(default_factory=Reference)
     slo: Slo = field(default_factory=Slo)
     ok_status: str = "ok"
+    segments: tuple[Segment, ...] = ()  # declared sub-populations
+    segment: Segment | None = None  # set on a copy that reads one segment's rows (for_segment)
 
     def column(self, logical: str) -> str:
         """The physical column for a logical one (``timestamp`` -> ``ts``)."""
@@ -66,8 +69,18 @@ class ModelMapping:
     def features(self) -> tuple[str, ...]:
         return self.numerical + self.categorical
 
+    def for_segment(self, name: str | None) -> ModelMapping:
+        """This mapping reading only the rows of segment ``name`` (None or '': the whole population)."""
+        if not name:
+            return replace(self, segment=None)
+        found = next((s for s in self.segments if s.name == name), None)
+        if found is None:
+            known = ", ".join(s.name for s in self.segments) or "none"
+            raise ConfigError(f"Model '{self.name}' has no segment named {name!r}.", f"Its segments: {known}.")
+        return replace(self, segment=found)
+
     def __hash__(self) -> int:  # dict field: hash by name, mappings are unique per model
-        return hash((self.name, self.table))
+        return hash((self.name, self.table, self.segment))
 
 
 def _identifier(value: Any, where: str) -> str:
@@ -137,4 +150,8 @@ def parse_model_mapping(name: str, raw: Any) -> ModelMapping:
             error_rate=_number(slo_raw.get("error_rate"), f"{where}.slo.error_rate"),
         ),
         ok_status=str(raw.get("ok_status", "ok")),
+        segments=parse_segments(raw.get("segments"), f"{where}.segments", {
+            **{c: "numerical" for c in _names(features.get("numerical"), where)},
+            **{c: "categorical" for c in _names(features.get("categorical"), where)},
+            **{c: "sensitive" for c in _names(raw.get("sensitive"), where)}}),
     )

@@ -90,6 +90,21 @@ def wait_until_up(url: str, timeout_s: float = 20.0, *, proc: subprocess.Popen[b
         raise ConfigError(f"The local OIDC provider did not come up at {url}.", "Is the port taken?")
 
 
+def app_script() -> Path:
+    """The Streamlit entry script of the checkout this package runs from; ConfigError when there is none.
+
+    `pip install .` installs services/ only (pyproject.toml): app.py, the pages and ui/ stay in the
+    checkout, so an installed `tower` has no app to serve and says where to run it instead.
+    """
+    script = PROJECT_ROOT / "app.py"
+    if not script.is_file():
+        raise ConfigError(f"`tower demo serve` runs the Streamlit app of a checkout, and there is no app.py "
+                          f"beside this installed package ({PROJECT_ROOT}).",
+                          "Run it from a checkout of ML Control Tower: `make run`, or `make install` there "
+                          "and `.venv/bin/tower demo serve`.")
+    return script
+
+
 def check_ports(*, port: int, oidc_port: int) -> None:
     """Refuse, before anything starts, ports another program holds: the demo must not talk to it."""
     if port == oidc_port:
@@ -139,6 +154,7 @@ def serve(settings: Settings, *, port: int, oidc_port: int) -> int:
     the provider lives in its own session, so no signal sent to the launcher's group reaches it.
     Returns Streamlit's exit code, or 0 after a requested stop.
     """
+    script = app_script()  # before anything starts or is written to the data folder
     check_ports(port=port, oidc_port=oidc_port)
     secrets_path = demo_secrets_file(settings, port=port, oidc_port=oidc_port)
     stop = _StopRequest()
@@ -155,7 +171,7 @@ def serve(settings: Settings, *, port: int, oidc_port: int) -> int:
             print(f"Demo sign-in: local OIDC provider on http://{PROVIDER_HOST}:{oidc_port}; users: "
                   + ", ".join(u.sub for u in DEMO_USERS), file=sys.stderr)
             app = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"), "--server.port", str(port),
+                [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
                  "--server.address", APP_HOST, "--secrets.files", str(secrets_path)],
                 env={**os.environ, "TOWER_DEMO": "1"}, cwd=PROJECT_ROOT,
             )

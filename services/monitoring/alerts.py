@@ -55,6 +55,7 @@ from services.monitoring.store import (
     alert_episodes,
     monitoring_results,
 )
+from services.segments import OVERALL
 
 _log = logging.getLogger(__name__)
 CLAIM_TIMEOUT = timedelta(minutes=10)  # a claim older than this (a crashed run) may be taken over
@@ -144,7 +145,8 @@ def load_series(conn: Connection, mapping: ModelMapping, rules: AlertRules) -> l
     r = monitoring_results.c
     query = (sa.select(r.window_start, r.metric, r.column_name, r.slice_key, r.slice_value, r.method, r.value,
                        r.threshold, r.alert)
-             .where(r.model == mapping.name, r.version == ALL_VERSIONS, r.metric.in_([s[1] for s in specs]))
+             .where(r.model == mapping.name, r.segment == OVERALL, r.version == ALL_VERSIONS,
+                    r.metric.in_([s[1] for s in specs]))
              .order_by(r.window_start))
     points: dict[tuple[str, str], list[tuple[datetime, bool | None, float | None, float | None, str]]] = \
         defaultdict(list)

@@ -91,6 +91,9 @@ def _monitor_run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             what = f"nothing to compute ({run.note})"
         print(f"{run.model}: {what}{alert_text}, {run.seconds:.1f} s")
+        for problem in run.segment_errors:
+            failed = True
+            print(f"{run.model}: error: {problem}", file=sys.stderr)
     if args.model is None and not _retry_projections(settings):
         failed = True
     return 2 if failed else 0
@@ -116,9 +119,7 @@ def _retry_projections(settings: Settings) -> bool:
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from services import wiring
-    from services.monitoring.estimated_performance import calibration_for
-    from services.monitoring.reference import load_or_compute
-    from services.monitoring.report import window_report
+    from services.monitoring.segment_reports import segmented_report_json
 
     _model(settings, args.model)
     if args.start >= args.end:
@@ -132,13 +133,12 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     backends = wiring.Backends.from_settings(settings)
     warehouse, tower = backends.warehouse(), backends.tower()
     try:
-        profile = load_or_compute(tower, warehouse, mapping, args.reference_start, args.reference_end)
-        report = window_report(warehouse, mapping, profile, args.start, args.end,
-                               rules=monitoring_config(settings).rules_for(mapping.name),
-                               calibration=calibration_for(tower, warehouse, mapping, profile))
+        report = segmented_report_json(tower, warehouse, mapping, args.start, args.end, segment=args.segment,
+                                       rules=monitoring_config(settings).rules_for(mapping.name),
+                                       reference_start=args.reference_start, reference_end=args.reference_end)
     finally:
         backends.close()
-    print(json.dumps(report.to_json(), indent=2, allow_nan=False))
+    print(json.dumps(report, indent=2, allow_nan=False))
     return 0
 
 
@@ -162,6 +162,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     report.add_argument("--end", required=True, type=_instant, help="window end (ISO, exclusive, UTC)")
     report.add_argument("--reference-start", type=_instant, help="reference = the log from this time (ISO)")
     report.add_argument("--reference-end", type=_instant, help="... to this time (ISO, exclusive)")
+    report.add_argument("--segment", help="only this segment of the model (tower.yaml models.<name>.segments)")
     report.add_argument("--format", choices=["json"], default="json", help="output format (json)")
     report.set_defaults(handler=_report)
 

@@ -7,6 +7,7 @@ from sqlalchemy.engine import Engine
 
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
 from services.monitoring.tower_reads import read_rows
+from services.segments import OVERALL
 
 
 class TowerMonitoringEvidence:
@@ -19,7 +20,8 @@ class TowerMonitoringEvidence:
         """Share of drifted features in the latest window in which ``version`` served (None: never seen)."""
         r = monitoring_results.c
         rows = read_rows(self.tower, sa.select(r.value).where(
-            r.model == model, r.version == str(version), r.metric == "drift_share", r.value.is_not(None))
+            r.model == model, r.segment == OVERALL, r.version == str(version), r.metric == "drift_share",
+            r.value.is_not(None))
             .order_by(r.window_start.desc()).limit(1))
         return None if not rows else float(rows[0].value)
 
@@ -27,9 +29,10 @@ class TowerMonitoringEvidence:
         """The worst demographic parity difference over the sensitive attributes, in the latest window."""
         r = monitoring_results.c
         latest = (sa.select(sa.func.max(r.window_start)).where(
-            r.model == model, r.version == ALL_VERSIONS, r.metric == "demographic_parity_difference",
-            r.value.is_not(None)).scalar_subquery())
+            r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS,
+            r.metric == "demographic_parity_difference", r.value.is_not(None)).scalar_subquery())
         rows = read_rows(self.tower, sa.select(sa.func.max(r.value)).where(
-            r.model == model, r.version == ALL_VERSIONS, r.metric == "demographic_parity_difference",
+            r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS,
+            r.metric == "demographic_parity_difference",
             r.window_start == latest))
         return None if not rows or rows[0][0] is None else float(rows[0][0])

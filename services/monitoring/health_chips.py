@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from services.monitoring.results import RULE_METRICS
 from services.monitoring.store import ACTIVE_STATUSES, ALL_VERSIONS, alert_episodes, monitoring_results
 from services.monitoring.tower_reads import read_rows
+from services.segments import OVERALL
 from services.stats.drift import drift_ratio
 
 DIMENSIONS = ("latency", "errors", "drift", "fairness", "performance")
@@ -121,12 +122,13 @@ def health_chips(tower: Engine, model: str, extra: Mapping[str, Finding] | None 
     """The model's chips from its open alert episodes and the latest monitored window."""
     r, e = monitoring_results.c, alert_episodes.c
     latest = read_rows(tower, sa.select(r.window_start).where(
-        r.model == model, r.version == ALL_VERSIONS, r.metric == "rows", r.value > 0)
+        r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS, r.metric == "rows", r.value > 0)
         .order_by(r.window_start.desc()).limit(1))
     findings: list[Finding] = []
     # An episode does not store its statistic; the latest window's drift rows say which each feature uses.
     methods = {row.column_name: row.method for row in read_rows(tower, sa.select(r.column_name, r.method).where(
-        r.model == model, r.version == ALL_VERSIONS, r.window_start == latest[0][0], r.metric == "drift_score"))
+        r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS, r.window_start == latest[0][0],
+        r.metric == "drift_score"))
         } if latest else {}
     for row in read_rows(tower, sa.select(e.rule, e.subject, e.opened_window, e.message, e.value, e.threshold)
                          .where(e.model == model, e.status.in_(ACTIVE_STATUSES))):
@@ -140,7 +142,7 @@ def health_chips(tower: Engine, model: str, extra: Mapping[str, Finding] | None 
         alerting = {(f.dimension, f.subject) for f in findings}
         for row in read_rows(tower, sa.select(r.metric, r.column_name, r.slice_key, r.value, r.threshold,
                                               r.method).where(
-                r.model == model, r.version == ALL_VERSIONS, r.window_start == start,
+                r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS, r.window_start == start,
                 r.metric.in_(list(RULE_METRICS)), r.alert.is_(True))):
             dimension = _RULE_DIMENSION.get(RULE_METRICS[row.metric])
             subject = row.column_name or row.slice_key or ""

@@ -39,6 +39,7 @@ from services.monitoring.estimated_performance import calibration_for
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.report import WindowAggregates, build_report, fetch_aggregates
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
+from services.segments import OVERALL
 from services.stores.warehouse.logs import log_bounds
 from services.stores.warehouse.mapping_check import check_mappings
 
@@ -61,6 +62,7 @@ class ModelRun:
     alerts: AlertSummary | None
     note: str | None = None  # why nothing was computed, if nothing was
     error: str | None = None  # the model could not be monitored (the others still were)
+    segment_errors: tuple[str, ...] = ()  # segments that could not be monitored (the rest was)
 
 
 def _now() -> datetime:
@@ -85,7 +87,8 @@ def choose_days(tower: Engine, mapping: ModelMapping, profile: ReferenceProfile,
     if since is None:
         backfill_start = last - timedelta(days=config.backfill_days - 1)
         r = monitoring_results.c
-        mine = sa.and_(r.model == mapping.name, r.version == ALL_VERSIONS, r.window_start >= _midnight(backfill_start))
+        mine = sa.and_(r.model == mapping.name, r.segment == _segment_name(mapping), r.version == ALL_VERSIONS,
+                       r.window_start >= _midnight(backfill_start))
         with tower.connect() as conn:
             latest = conn.execute(sa.select(sa.func.max(r.window_start)).where(mine)).scalar()
             provisional = conn.execute(sa.select(sa.func.min(r.window_start)).where(
@@ -114,18 +117,23 @@ def _reports_rows(mapping: ModelMapping, profile: ReferenceProfile, config: Moni
     return rows
 
 
-def write_windows(tower: Engine, model: str, windows: dict[date, list[dict[str, Any]]], computed_at: datetime) -> int:
-    """Replace the results of these daily windows in one transaction; the number of rows written."""
+def _segment_name(mapping: ModelMapping) -> str:
+    return OVERALL if mapping.segment is None else mapping.segment.name
+
+
+def write_windows(tower: Engine, model: str, windows: dict[date, list[dict[str, Any]]], computed_at: datetime,
+                  *, segment: str = OVERALL) -> int:
+    """Replace the results of these daily windows (of one segment) in one transaction; the rows written."""
     r = monitoring_results.c
     records = [{**row, "model": model, "window_start": _midnight(day), "window_end": _midnight(day + timedelta(days=1)),
-                "computed_at": computed_at, "version": row["version"][:_VERSION_MAX],
+                "segment": segment, "computed_at": computed_at, "version": row["version"][:_VERSION_MAX],
                 "slice_value": row["slice_value"][:_SLICE_VALUE_MAX]}
                for day, rows in windows.items() for row in rows]
     for attempt in range(3):
         try:
             with tower.begin() as conn:
                 conn.execute(sa.delete(monitoring_results).where(
-                    r.model == model, r.window_start.in_([_midnight(d) for d in windows])))
+                    r.model == model, r.segment == segment, r.window_start.in_([_midnight(d) for d in windows])))
                 if records:
                     conn.execute(sa.insert(monitoring_results), records)
             return len(records)
@@ -139,34 +147,24 @@ def write_windows(tower: Engine, model: str, windows: dict[date, list[dict[str, 
     return len(records)
 
 
-def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: MonitoringConfig, *,
-              since: date | None = None, until: date | None = None, progress: Progress | None = None,
-              chunk_days: int = 7, refresh_reference: bool = False, now: datetime | None = None) -> ModelRun:
-    """Compute, store and alert on one model's daily windows."""
-    started = time.perf_counter()
-    now = now or _now()
+def _run_population(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: MonitoringConfig,
+                    bounds: tuple[datetime, datetime], *, since: date | None, until: date | None,
+                    progress: Progress | None, chunk_days: int, refresh_reference: bool, now: datetime
+                    ) -> tuple[ReferenceProfile, tuple[date, date] | None, int, int]:
+    """Compute and store the daily windows of one population (the whole log, or one segment of it):
+    its profile, the days computed (None: none), the windows and the result rows written."""
     profile = load_or_compute(tower, warehouse, mapping, refresh=refresh_reference)
     # CBPE: the reference's calibration map, kept beside the profile (None: no estimate for this model)
     calibration = calibration_for(tower, warehouse, mapping, profile, refresh=refresh_reference)
-    bounds = log_bounds(warehouse, mapping)
-    rules = config.rules_for(mapping.name)
-
-    def finish(first: date | None, last: date | None, windows: int, results: int, note: str | None) -> ModelRun:
-        alerts = evaluate_alerts(tower, mapping, rules, webhook_url=config.webhook_url,
-                                 timeout_s=config.webhook_timeout_s, now=now)
-        return ModelRun(mapping.name, first, last, windows, results, round(time.perf_counter() - started, 3),
-                        profile.reference_id, alerts, note)
-
-    if bounds is None:
-        return finish(None, None, 0, 0, "the prediction log is empty")
     days = choose_days(tower, mapping, profile, bounds, config, since=since, until=until)
     if days is None:
-        return finish(None, None, 0, 0, "no day to compute in the requested range")
+        return profile, None, 0, 0
     first, last = days
     total = (last - first).days + 1
+    label = mapping.name if mapping.segment is None else f"{mapping.name} / {mapping.segment.name}"
     done = results = 0
     if progress:
-        progress(mapping.name, 0, total)
+        progress(label, 0, total)
     chunk_start = first
     while chunk_start <= last:
         chunk_end = min(chunk_start + timedelta(days=chunk_days - 1), last)
@@ -183,12 +181,50 @@ def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: M
         while day <= chunk_end:
             windows[day] = _reports_rows(mapping, profile, config, day, per_day.get(day, {}))
             day += timedelta(days=1)
-        results += write_windows(tower, mapping.name, windows, now)
+        results += write_windows(tower, mapping.name, windows, now, segment=_segment_name(mapping))
         done += len(windows)
         if progress:
-            progress(mapping.name, done, total)
+            progress(label, done, total)
         chunk_start = chunk_end + timedelta(days=1)
-    return finish(first, last, done, results, None)
+    return profile, days, done, results
+
+
+def run_model(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: MonitoringConfig, *,
+              since: date | None = None, until: date | None = None, progress: Progress | None = None,
+              chunk_days: int = 7, refresh_reference: bool = False, now: datetime | None = None) -> ModelRun:
+    """Compute, store and alert on one model's daily windows: the whole log, then each segment."""
+    started = time.perf_counter()
+    now = now or _now()
+    overall = mapping.for_segment(None)
+    bounds = log_bounds(warehouse, overall)
+    rules = config.rules_for(mapping.name)
+
+    def finish(profile: ReferenceProfile | None, days: tuple[date, date] | None, windows: int, results: int,
+               note: str | None, segment_errors: tuple[str, ...] = ()) -> ModelRun:
+        alerts = evaluate_alerts(tower, overall, rules, webhook_url=config.webhook_url,
+                                 timeout_s=config.webhook_timeout_s, now=now)
+        first, last = days if days is not None else (None, None)
+        return ModelRun(mapping.name, first, last, windows, results, round(time.perf_counter() - started, 3),
+                        None if profile is None else profile.reference_id, alerts, note,
+                        segment_errors=segment_errors)
+
+    if bounds is None:
+        return finish(load_or_compute(tower, warehouse, overall, refresh=refresh_reference), None, 0, 0,
+                      "the prediction log is empty")
+
+    def population(of: ModelMapping) -> tuple[ReferenceProfile, tuple[date, date] | None, int, int]:
+        return _run_population(warehouse, tower, of, config, bounds, since=since, until=until, progress=progress,
+                               chunk_days=chunk_days, refresh_reference=refresh_reference, now=now)
+
+    profile, days, windows, results = population(overall)
+    errors = []
+    for segment in mapping.segments:
+        try:  # one segment whose reference is empty must not stop the model or its other segments
+            results += population(mapping.for_segment(segment.name))[3]
+        except ConfigError as exc:
+            errors.append(f"segment {segment.name}: {exc}")
+    return finish(profile, days, windows, results, None if days else "no day to compute in the requested range",
+                  tuple(errors))
 
 
 def run_monitoring(settings: Any, *, model: str | None = None, since: date | None = None, until: date | None = None,

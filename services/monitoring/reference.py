@@ -98,6 +98,8 @@ def reference_definition(mapping: ModelMapping, start: datetime | None = None,
                     if k in mapping.columns},
         "bins": FINE_BINS,
         "value_count_max": VALUE_COUNT_MAX,
+        # only when set, so the whole population's reference keeps the id it always had
+        **({"segment": mapping.segment.definition()} if mapping.segment is not None else {}),
     }
 
 

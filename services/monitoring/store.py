@@ -8,7 +8,8 @@ readable by any SQL client::
 
 Conventions: ``version`` ``'*'`` is all versions together; ``slice_key``/``slice_value`` ``''`` is the
 whole population (fairness rows use the sensitive attribute and its group); ``column_name`` ``''``
-is a model-level metric; ``method`` ``''`` where no statistical method applies. ``alert`` is the
+is a model-level metric; ``segment`` ``''`` is the whole population, else the name of a segment
+declared in tower.yaml (``services.segments``); ``method`` ``''`` where no statistical method applies. ``alert`` is the
 per-window verdict of the metric against ``threshold`` (NULL when not judged). Windows are
 replaced whole: the job deletes a window's rows and inserts the new ones in one transaction, and a
 unique constraint forbids duplicates.
@@ -27,8 +28,10 @@ components and their band), one per (reference, kind), beside the profile they w
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
-from services.stores.tower_db import METADATA
+from services.segments import OVERALL
+from services.stores.tower_db import METADATA, schema_upgrade
 
 ALL_VERSIONS = "*"
 NO_SLICE = ""
@@ -45,6 +48,7 @@ monitoring_results = sa.Table(
     sa.Column("version", sa.String(255), nullable=False),
     sa.Column("window_start", sa.DateTime, nullable=False),
     sa.Column("window_end", sa.DateTime, nullable=False),
+    sa.Column("segment", sa.String(64), nullable=False, server_default=""),  # '' = the whole population
     sa.Column("slice_key", sa.String(255), nullable=False, server_default=""),
     sa.Column("slice_value", sa.String(1000), nullable=False, server_default=""),
     sa.Column("column_name", sa.String(255), nullable=False, server_default=""),
@@ -55,8 +59,8 @@ monitoring_results = sa.Table(
     sa.Column("alert", sa.Boolean, nullable=True),
     sa.Column("reference_id", sa.String(64), nullable=True),
     sa.Column("computed_at", sa.DateTime, nullable=False),
-    sa.UniqueConstraint("model", "version", "window_start", "window_end", "slice_key", "slice_value", "column_name",
-                        "metric", name="uq_monitoring_results_cell"),
+    sa.UniqueConstraint("model", "version", "window_start", "window_end", "segment", "slice_key", "slice_value",
+                        "column_name", "metric", name="uq_monitoring_results_cell"),
     sa.Index("ix_monitoring_results_model_metric", "model", "metric", "window_start"),
 )
 
@@ -102,3 +106,35 @@ alert_episodes = sa.Table(
     sa.UniqueConstraint("model", "rule", "subject", "opened_window", name="uq_alert_episodes_episode"),
     sa.Index("ix_alert_episodes_model_status", "model", "status"),
 )
+
+
+@schema_upgrade
+def segment_column(engine: Engine) -> None:
+    """A tower state written before segments gets ``monitoring_results.segment`` ('' on every row) and
+    the cell's unique constraint over it. SQLite cannot alter a constraint, so it rebuilds the table
+    (in one transaction). Two processes starting at once: the loser finds the column there."""
+    table = monitoring_results
+    inspector = sa.inspect(engine)
+    if not inspector.has_table(table.name) or "segment" in {c["name"] for c in inspector.get_columns(table.name)}:
+        return
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":
+                old = f"{table.name}_before_segments"
+                conn.execute(sa.text("DROP INDEX IF EXISTS ix_monitoring_results_model_metric"))
+                conn.execute(sa.text(f"ALTER TABLE {table.name} RENAME TO {old}"))
+                table.create(conn)
+                names = ", ".join(c.name for c in table.columns if c.name != "segment")
+                conn.execute(sa.text(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {old}"))  # noqa: S608
+                conn.execute(sa.text(f"DROP TABLE {old}"))
+            else:
+                cell = ("model", "version", "window_start", "window_end", "segment", "slice_key", "slice_value",
+                        "column_name", "metric")
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN segment VARCHAR(64) NOT NULL "
+                                     f"DEFAULT '{OVERALL}'"))
+                conn.execute(sa.text(f"ALTER TABLE {table.name} DROP CONSTRAINT uq_monitoring_results_cell"))
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD CONSTRAINT uq_monitoring_results_cell "
+                                     f"UNIQUE ({', '.join(cell)})"))
+    except sa.exc.DBAPIError:
+        if "segment" not in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
+            raise

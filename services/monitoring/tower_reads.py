@@ -26,6 +26,7 @@ from services.monitoring.store import (
     alert_episodes,
     monitoring_results,
 )
+from services.segments import OVERALL
 from services.stats.drift import drift_ratio
 
 Status = Literal["ok", "warning", "alert", "unknown"]
@@ -74,7 +75,8 @@ class HealthVerdict:
 def latest_health(tower: Engine, model: str) -> HealthVerdict:
     r = monitoring_results.c
     latest = read_rows(tower, sa.select(r.window_start, r.window_end, r.computed_at)
-                   .where(r.model == model, r.version == ALL_VERSIONS, r.metric == "rows", r.value > 0)
+                   .where(r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS, r.metric == "rows",
+                          r.value > 0)
                    .order_by(r.window_start.desc()).limit(1))
     if not latest:
         return HealthVerdict(model, "unknown", ("Not monitored yet: run `python -m services.cli monitor run`.",),
@@ -86,7 +88,7 @@ def latest_health(tower: Engine, model: str) -> HealthVerdict:
     if episodes:
         return HealthVerdict(model, "alert", tuple(row.message for row in episodes), start, end, computed_at)
     breaches = read_rows(tower, sa.select(r.metric, r.column_name, r.slice_key, r.value, r.threshold)
-                     .where(r.model == model, r.version == ALL_VERSIONS, r.window_start == start,
+                     .where(r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS, r.window_start == start,
                             r.metric.in_(list(RULE_METRICS)), r.alert.is_(True))
                      .order_by(r.metric, r.column_name, r.slice_key))
     if breaches:
@@ -116,7 +118,7 @@ def _window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 
 def drift_heatmap(tower: Engine, model: str, start: datetime, end: datetime, *,
-                  version: str = ALL_VERSIONS) -> pd.DataFrame:
+                  version: str = ALL_VERSIONS, segment: str = OVERALL) -> pd.DataFrame:
     """Feature x day drift, one row per cell: columns day, column, method, score, threshold, drifted,
     ratio (how far past the verdict line, ``stats.drift.drift_ratio``: above 1 drifts, whatever the
     method) and reference_id (the reference definition `monitor run` compared that day with)."""
@@ -124,7 +126,7 @@ def drift_heatmap(tower: Engine, model: str, start: datetime, end: datetime, *,
     r = monitoring_results.c
     rows = read_rows(tower, sa.select(r.window_start, r.column_name, r.method, r.value, r.threshold, r.alert,
                                       r.reference_id)
-                 .where(r.model == model, r.version == version, r.metric == "drift_score",
+                 .where(r.model == model, r.segment == segment, r.version == version, r.metric == "drift_score",
                         r.window_start >= start, r.window_start < end)
                  .order_by(r.window_start, r.id))
     frame = _frame(rows, ["day", "column", "method", "score", "threshold", "drifted", "reference_id"])
@@ -137,7 +139,8 @@ def drift_heatmap(tower: Engine, model: str, start: datetime, end: datetime, *,
     return frame
 
 
-def fairness_over_time(tower: Engine, model: str, start: datetime, end: datetime) -> pd.DataFrame:
+def fairness_over_time(tower: Engine, model: str, start: datetime, end: datetime, *,
+                       segment: str = OVERALL) -> pd.DataFrame:
     """Per day and sensitive attribute: columns day, sensitive, group ('' for the differences), metric,
     value, threshold, alert. Metrics: demographic_parity_difference, equalized_odds_difference,
     disparate_impact_ratio (group ''), and per group count, labeled, selection_rate, tpr, fpr."""
@@ -147,7 +150,8 @@ def fairness_over_time(tower: Engine, model: str, start: datetime, end: datetime
                "labeled", "selection_rate", "tpr", "fpr"]
     rows = read_rows(tower, sa.select(r.window_start, r.slice_key, r.slice_value, r.metric, r.value, r.threshold,
                                   r.alert)
-                 .where(r.model == model, r.version == ALL_VERSIONS, r.slice_key != "", r.metric.in_(metrics),
+                 .where(r.model == model, r.segment == segment, r.version == ALL_VERSIONS, r.slice_key != "",
+                        r.metric.in_(metrics),
                         r.window_start >= start, r.window_start < end)
                  .order_by(r.window_start, r.slice_key, r.slice_value, r.metric))
     frame = _frame(rows, ["day", "sensitive", "group", "metric", "value", "threshold", "alert"])
@@ -158,7 +162,7 @@ def fairness_over_time(tower: Engine, model: str, start: datetime, end: datetime
 
 
 def performance_over_time(tower: Engine, model: str, start: datetime, end: datetime, *,
-                          version: str = ALL_VERSIONS) -> pd.DataFrame:
+                          version: str = ALL_VERSIONS, segment: str = OVERALL) -> pd.DataFrame:
     """Per day and metric: columns day, metric, value, threshold, alert, label_coverage, labeled,
     provisional (labels still arriving: coverage below the rule's minimum), rule_metric (the
     metric the performance alert watches)."""
@@ -167,7 +171,8 @@ def performance_over_time(tower: Engine, model: str, start: datetime, end: datet
     names = ["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "label_coverage", "labeled",
              "provisional"]
     rows = read_rows(tower, sa.select(r.window_start, r.metric, r.value, r.threshold, r.alert, r.method)
-                 .where(r.model == model, r.version == version, r.column_name == "", r.slice_key == "",
+                 .where(r.model == model, r.segment == segment, r.version == version, r.column_name == "",
+                        r.slice_key == "",
                         r.metric.in_(names), r.window_start >= start, r.window_start < end)
                  .order_by(r.window_start, r.metric))
     raw = _frame(rows, ["day", "metric", "value", "threshold", "alert", "method"])

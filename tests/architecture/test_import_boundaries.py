@@ -15,7 +15,7 @@ FEATURES = ("services.governance", "services.monitoring", "services.catalog", "s
             "services.wiring", "services.cli")
 # The bottom layer: configuration, errors and identifiers every other module may use.
 BOTTOM = ("services.settings", "services.errors", "services.mapping", "services.versions", "services.secrets_file",
-          "services.outages")
+          "services.outages", "services.segments")
 
 
 def _module_name(path: Path) -> str:

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from services.mapping import ModelMapping
 from services.stores.warehouse.engine import connection
-from services.stores.warehouse.rows import log_rows, log_timestamp
+from services.stores.warehouse.rows import log_rows, log_timestamp, segment_filter
 from services.stores.warehouse.sql import (
     GroupKey,
     GroupKeys,
@@ -90,7 +90,7 @@ def _window_rows(mapping: ModelMapping, dialect: str, start: datetime, end: date
             sa.case((sa.cast(status, sa.String()) == mapping.ok_status, 0), else_=1).label("is_error"),
         )
         .select_from(log)
-        .where(ts >= naive_utc(start), ts < naive_utc(end))
+        .where(ts >= naive_utc(start), ts < naive_utc(end), *segment_filter(mapping.segment))
         .subquery("w")
     )
 

@@ -21,7 +21,7 @@ from services.stats.histogram import quantile_probabilities
 from services.stats.quantiles import exact_quantiles, quantile_positions
 from services.stores.warehouse.binning import int_literal
 from services.stores.warehouse.engine import connection
-from services.stores.warehouse.rows import Rows, time_filter
+from services.stores.warehouse.rows import Rows, row_filter
 from services.stores.warehouse.sql import SQLITE_MAX_PARAMS, finite_value, split_table_name, union_all
 
 FINE_BINS = 1000
@@ -68,7 +68,7 @@ def column_profiles(engine: Engine, mapping: ModelMapping, rows: Rows, columns: 
     probabilities = quantile_probabilities(n_bins)
     profiles: dict[str, ColumnProfile] = {}
     with connection(engine, mapping) as conn:
-        first = conn.execute(sa.select(*counts).select_from(table).where(*time_filter(mapping, rows))).mappings().one()
+        first = conn.execute(sa.select(*counts).select_from(table).where(*row_filter(mapping, rows))).mappings().one()
         total = int(first["rows"] or 0)
         wanted: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         batches: list[list[Any]] = [[]]
@@ -87,7 +87,7 @@ def column_profiles(engine: Engine, mapping: ModelMapping, rows: Rows, columns: 
             used += len(ranks)
             x = finite_value(dialect, column)
             ranked = (sa.select(x.label("x"), sa.func.row_number().over(order_by=x).label("rn"))
-                      .select_from(table).where(*time_filter(mapping, rows), x.is_not(None)).subquery())
+                      .select_from(table).where(*row_filter(mapping, rows), x.is_not(None)).subquery())
             batches[-1].append(sa.select(int_literal(index).label("f"), ranked.c.rn, ranked.c.x)
                                .where(ranked.c.rn.in_(ranks)))
         values: dict[str, dict[int, float]] = defaultdict(dict)

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from services.errors import ConfigError
 from services.mapping import ModelMapping
+from services.segments import Segment
 from services.stores.warehouse.sql import naive_utc, split_table_name, utc_day
 
 
@@ -34,12 +35,14 @@ class Rows:
     is_log: bool
     start: datetime | None = None
     end: datetime | None = None
+    segment: Segment | None = None  # only this segment's rows
 
     @property
     def description(self) -> str:
+        where = "" if self.segment is None else f", segment {self.segment.describe()}"
         if self.start is None:
-            return f"table {self.table}"
-        return f"{self.table} from {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M}"
+            return f"table {self.table}{where}"
+        return f"{self.table} from {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M}{where}"
 
 
 def _window(start: datetime, end: datetime, what: str) -> tuple[datetime, datetime]:
@@ -53,7 +56,7 @@ def _window(start: datetime, end: datetime, what: str) -> tuple[datetime, dateti
 def log_rows(mapping: ModelMapping, start: datetime, end: datetime) -> Rows:
     """The prediction log of ``mapping`` in ``[start, end)``; ConfigError unless start < end."""
     start, end = _window(start, end, "window")
-    return Rows(mapping.table, True, start, end)
+    return Rows(mapping.table, True, start, end, mapping.segment)
 
 
 def reference_rows(mapping: ModelMapping, start: datetime | None = None, end: datetime | None = None) -> Rows:
@@ -66,17 +69,17 @@ def reference_rows(mapping: ModelMapping, start: datetime | None = None, end: da
         if start is None or end is None:
             raise ConfigError("A reference range needs both a start and an end.")
         start, end = _window(start, end, "reference range")
-        return Rows(mapping.table, True, start, end)
+        return Rows(mapping.table, True, start, end, mapping.segment)
     ref = mapping.reference
     if ref.table:
-        return Rows(ref.table, False)
+        return Rows(ref.table, False, segment=mapping.segment)
     if ref.start and ref.end:
         try:
             parsed = datetime.fromisoformat(ref.start), datetime.fromisoformat(ref.end)
         except ValueError as exc:
             raise ConfigError(f"models.{mapping.name}.reference: start and end must be ISO dates or times.") from exc
         start, end = _window(*parsed, f"reference range of models.{mapping.name}")
-        return Rows(mapping.table, True, start, end)
+        return Rows(mapping.table, True, start, end, mapping.segment)
     raise ConfigError(f"Model '{mapping.name}' has no reference configured.",
                       f"Set models.{mapping.name}.reference (a table, or start and end of the log) in tower.yaml, "
                       "or give a reference range.")
@@ -87,12 +90,24 @@ def log_timestamp(mapping: ModelMapping) -> Any:
     return sa.column(mapping.column("timestamp"), sa.DateTime())
 
 
-def time_filter(mapping: ModelMapping, rows: Rows) -> list[Any]:
-    """The WHERE conditions of the rows' time range (none for a whole table)."""
-    if rows.start is None or rows.end is None:
+def segment_filter(segment: Segment | None) -> list[Any]:
+    """The WHERE conditions of a segment, its values bound as parameters (none for the whole population)."""
+    if segment is None:
         return []
+    column: sa.ColumnClause[Any] = sa.column(segment.column)
+    if segment.values is not None:
+        return [column.in_(list(segment.values))]
+    lower = [] if segment.lo is None else [column >= segment.lo]
+    return lower + ([] if segment.hi is None else [column < segment.hi])
+
+
+def row_filter(mapping: ModelMapping, rows: Rows) -> list[Any]:
+    """The WHERE conditions of the rows: their time range (none for a whole table) and segment."""
+    where = segment_filter(rows.segment)
+    if rows.start is None or rows.end is None:
+        return where
     ts = log_timestamp(mapping)
-    return [ts >= rows.start, ts < rows.end]
+    return [ts >= rows.start, ts < rows.end, *where]
 
 
 def rows_source(mapping: ModelMapping, rows: Rows, dialect: str, by_day: bool, by_version: bool,
@@ -103,7 +118,7 @@ def rows_source(mapping: ModelMapping, rows: Rows, dialect: str, by_day: bool, b
     subquery's columns, so no expression (nor its bound parameters) is repeated in GROUP BY.
     """
     keys: list[Any] = []
-    needed = list(columns)
+    needed = list(columns) + ([rows.segment.column] if rows.segment is not None else [])
     if rows.start is not None or by_day:
         needed.append(mapping.column("timestamp"))
     if by_day:
@@ -116,5 +131,5 @@ def rows_source(mapping: ModelMapping, rows: Rows, dialect: str, by_day: bool, b
     schema, name = split_table_name(rows.table)
     table = sa.table(name, *(sa.column(c) for c in dict.fromkeys(needed)), schema=schema)
     query = (sa.select(*keys, *(expr.label(label) for label, expr in exprs.items()))
-             .select_from(table).where(*time_filter(mapping, rows)))
+             .select_from(table).where(*row_filter(mapping, rows)))
     return query.subquery(), [k.name for k in keys]
