@@ -1,41 +1,17 @@
-"""Performance over time as labels arrive: coverage shown, windows still waiting for labels marked."""
+"""Performance over time as labels arrive: realised where labels are in, the CBPE estimate where they are not."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from services.settings import Settings
 from ui import backends
 from ui.alert_notice import open_alerts_notice
 from ui.page import page
+from ui.performance_views import estimate_summary, performance_figure
 from ui.tables import label
 from ui.widgets import day_window, model_names, model_picker
 from ui.windows import empty_window_notice
-
-if TYPE_CHECKING:
-    import pandas as pd
-    import plotly.graph_objects as go
-
-
-def _figure(series: pd.DataFrame, metric: str) -> go.Figure:
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_bar(x=series["day"], y=series["label_coverage"], name="label coverage", opacity=0.25,
-                secondary_y=True)
-    final, provisional = series[~series["provisional"].fillna(False)], series[series["provisional"].fillna(False)]
-    fig.add_scatter(x=final["day"], y=final["value"], mode="lines+markers", name=metric)
-    fig.add_scatter(x=provisional["day"], y=provisional["value"], mode="markers", name=f"{metric} (provisional)",
-                    marker={"symbol": "circle-open", "size": 10})
-    threshold = series["threshold"].dropna()
-    if not threshold.empty:
-        fig.add_hline(y=float(threshold.iloc[-1]), line_dash="dash", line_color="crimson",
-                      annotation_text="alert threshold")
-    fig.update_yaxes(title_text=metric, secondary_y=False)
-    fig.update_yaxes(title_text="label coverage", tickformat=".0%", range=[0, 1.05], secondary_y=True)
-    fig.update_layout(height=380, margin={"t": 30})
-    return fig
 
 
 def render(settings: Settings) -> None:
@@ -57,9 +33,19 @@ def render(settings: Settings) -> None:
     default = frame.loc[frame["rule_metric"], "metric"].iloc[0] if frame["rule_metric"].any() else metrics[0]
     metric = st.segmented_control("Metric", metrics, default=default, required=True, format_func=label)
     series = frame[frame["metric"] == metric].sort_values("day")
-    st.plotly_chart(_figure(series, label(metric)))
+    estimates = backends.estimated_performance_over_time(settings, name, *window)
+    estimate = estimates[estimates["metric"] == metric]
+    st.plotly_chart(performance_figure(series, estimate, label(metric)))
     st.caption("Computed only on predictions whose label has arrived. Hollow markers: provisional windows "
                "whose label coverage is still below the rule's minimum; they will move as labels arrive.")
+    summary = estimate_summary(series, estimate, label(metric))
+    if summary:
+        st.caption(f"Dashed: estimated before labels (CBPE: the scores calibrated on the reference), band ±3 "
+                   f"standard errors; replaced by the realised value once a day's labels are in. {summary}")
+    elif mapping.task != "binary_classification":
+        st.caption("No estimate before labels: CBPE covers binary classifiers with a score, not regressors.")
+    elif "score" not in mapping.columns:
+        st.caption("No estimate before labels: the model logs no score (map columns.score to estimate).")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from services import wiring
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
-from services.monitoring import distributions, multivariate, report, tower_reads
+from services.monitoring import distributions, estimated_performance, multivariate, report, tower_reads
 from services.monitoring import health_chips as chips
 from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
@@ -196,6 +196,12 @@ def performance_over_time(s: Settings, model: str, start: datetime, end: datetim
                           segment: str = OVERALL) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.performance_over_time(tower(s), model, start, end,
                                                                        segment=segment))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def estimated_performance_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """CBPE estimates per day and metric, with their bands (services.monitoring.estimated_performance)."""
+    return guarded(s, TOWER, lambda: estimated_performance.estimated_over_time(tower(s), model, start, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)

@@ -13,6 +13,8 @@ fairness_dpd  demographic_parity_difference / attr   over ``fairness.demographic
 fairness_eod  equalized_odds_difference / attr       over ``fairness.equalized_odds_difference``
 performance   the rule metric (roc_auc, mae, ...)    worse than the reference by over ``max_drop``
 multivariate  reconstruction_error                   outside the reference band (``multivariate_drift``)
+estimated_    estimated_<metric> (CBPE, classifiers  the estimate's upper bound below the reference
+perf...drop   with a score; before labels arrive)    by over ``max_drop``
 ============  =====================================  ==============================================
 
 An **episode** opens in the window where the condition has held for ``consecutive`` windows in a
@@ -72,6 +74,7 @@ RULE_LABELS = {
     "fairness_dpd": "demographic parity difference over limit",
     "fairness_eod": "equalized odds difference over limit", "performance": "performance drop vs reference",
     "multivariate_drift": "multivariate drift (PCA reconstruction error)",
+    "estimated_performance_drop": "estimated performance drop vs reference (before labels)",
 }
 
 
@@ -140,6 +143,10 @@ def _series_specs(mapping: ModelMapping, rules: AlertRules) -> list[tuple[str, s
     if rules.multivariate_drift.enabled:
         specs.append(("multivariate_drift", "reconstruction_error", rules.multivariate_drift.consecutive,
                       lambda r: ""))
+    estimated = rules.estimated_performance_drop  # CBPE: only classifiers store estimated_<metric> rows
+    if estimated.enabled and mapping.task == "binary_classification":
+        specs.append(("estimated_performance_drop", "estimated_" + estimated.metric_for(mapping.task),
+                      estimated.consecutive, lambda r: r.metric))
     return specs
 
 
@@ -222,6 +229,10 @@ def describe(model: str, episode: Episode) -> str:
     if episode.rule == "multivariate_drift":
         return (f"{model}: multivariate drift: the PCA reconstruction error {value} is outside its reference band "
                 f"(upper bound {limit}){runs}, since the window of {since}.")
+    if episode.rule == "estimated_performance_drop":
+        name = episode.metric.removeprefix("estimated_")
+        return (f"{model}: estimated {name} (CBPE, before labels) is {value}; even its band's upper end is below "
+                f"the limit of {limit}{runs}, since {since}.")
     return (f"{model}: {episode.metric} is {value}, worse than the reference allows ({limit}){runs}, "
             f"since {since}.")
 

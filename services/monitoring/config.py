@@ -11,6 +11,7 @@ monitoring:
     fairness: {demographic_parity_difference: 0.1, equalized_odds_difference: null}
     performance: {metric: null, max_drop: 0.05, min_label_coverage: 0.9, min_labels: 200}
     multivariate_drift: {consecutive: 3}             # PCA reconstruction error outside its reference band
+    estimated_performance_drop: {metric: null, max_drop: 0.05, min_rows: 200}   # CBPE, before labels
   models:
     demand-forecast:
       performance: {max_drop: 0.2}
@@ -102,6 +103,26 @@ class MultivariateDriftRule:
 
 
 @dataclass(frozen=True)
+class EstimatedPerformanceRule:
+    """The CBPE estimate's *upper* bound below the reference by more than ``max_drop`` (relative).
+
+    Binary classifiers that log a score only (services.monitoring.estimated_performance). ``metric``
+    None: ``roc_auc``; one of CLASSIFIER_METRICS otherwise. Windows with fewer than ``min_rows``
+    scored predictions are not judged. Judging the upper bound means chance alone (labels drawn
+    from the calibrated probabilities) would rarely raise it.
+    """
+
+    enabled: bool = True
+    consecutive: int = 1
+    metric: str | None = None
+    max_drop: float = 0.05
+    min_rows: int = 200
+
+    def metric_for(self, task: str) -> str:
+        return self.metric or "roc_auc"
+
+
+@dataclass(frozen=True)
 class AlertRules:
     drift: DriftRule = field(default_factory=DriftRule)
     latency_p95: SloRule = field(default_factory=SloRule)
@@ -109,6 +130,7 @@ class AlertRules:
     fairness: FairnessRule = field(default_factory=FairnessRule)
     performance: PerformanceRule = field(default_factory=PerformanceRule)
     multivariate_drift: MultivariateDriftRule = field(default_factory=MultivariateDriftRule)
+    estimated_performance_drop: EstimatedPerformanceRule = field(default_factory=EstimatedPerformanceRule)
 
 
 @dataclass(frozen=True)
@@ -163,11 +185,12 @@ def _rule(base: Any, raw: Any, where: str) -> Any:
             changes[key] = _number(value, at, optional=True)
         elif key in ("max_drop", "min_label_coverage"):
             changes[key] = _number(value, at)
-        elif key == "min_labels":
+        elif key in ("min_labels", "min_rows"):
             changes[key] = _number(value, at, integer=True)
         elif key == "metric":
-            if value is not None and value not in PERFORMANCE_METRICS:
-                raise ConfigError(f"{at} is {value!r}; expected one of {', '.join(PERFORMANCE_METRICS)}.")
+            allowed = CLASSIFIER_METRICS if isinstance(base, EstimatedPerformanceRule) else tuple(PERFORMANCE_METRICS)
+            if value is not None and value not in allowed:
+                raise ConfigError(f"{at} is {value!r}; expected one of {', '.join(allowed)}.")
             changes[key] = value
         elif key == "method":
             methods = ("wasserstein", "ks", "psi", "jensenshannon", "chisquare", "z")

@@ -28,7 +28,7 @@ DIMENSIONS = ("latency", "errors", "drift", "fairness", "performance")
 # Which dimension each alert rule and result metric speaks for.
 _RULE_DIMENSION = {"latency_p95": "latency", "error_rate": "errors", "drift": "drift", "fairness": "fairness",
                    "fairness_dpd": "fairness", "fairness_eod": "fairness", "performance": "performance",
-                   "multivariate_drift": "drift"}
+                   "multivariate_drift": "drift", "estimated_performance_drop": "performance"}
 # The page that explains a dimension, and the query parameter its subject goes into.
 _PAGE = {"latency": ("latency", None), "errors": ("latency", None), "drift": ("drift", "feature"),
          "fairness": ("fairness", "sensitive"), "performance": ("performance", None)}

@@ -38,6 +38,7 @@ from services.mapping import ModelMapping
 from services.monitoring import multivariate
 from services.monitoring.alerts import AlertSummary, evaluate_alerts
 from services.monitoring.config import MonitoringConfig, monitoring_config
+from services.monitoring.estimated_performance import calibration_for
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.report import WindowAggregates, build_report, fetch_aggregates
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
@@ -162,6 +163,8 @@ def _run_population(warehouse: Engine, tower: Engine, mapping: ModelMapping, con
     its profile, the days computed (None: none), the windows and the result rows written."""
     profile = load_or_compute(tower, warehouse, mapping, refresh=refresh_reference)
     pca = multivariate.reconstruction_model(tower, warehouse, mapping, profile, refresh=refresh_reference)
+    # CBPE: the reference's calibration map, kept beside the profile (None: no estimate for this model)
+    calibration = calibration_for(tower, warehouse, mapping, profile, refresh=refresh_reference)
     days = choose_days(tower, mapping, profile, bounds, config, since=since, until=until)
     if days is None:
         return profile, None, 0, 0
@@ -175,7 +178,8 @@ def _run_population(warehouse: Engine, tower: Engine, mapping: ModelMapping, con
     while chunk_start <= last:
         chunk_end = min(chunk_start + timedelta(days=chunk_days - 1), last)
         aggregates = fetch_aggregates(warehouse, mapping, profile, _midnight(chunk_start),
-                                      _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True)
+                                      _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True,
+                                      calibration=calibration)
         errors = multivariate.window_results(warehouse, mapping, pca, _midnight(chunk_start),
                                              _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True)
         per_day: dict[date, dict[str | None, WindowAggregates]] = {}

@@ -20,7 +20,10 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from services.mapping import ModelMapping
-from services.monitoring import multivariate
+from services.monitoring import (
+    estimated_performance,  # CBPE (issue 14): its own module, hooks marked below
+    multivariate,
+)
 from services.monitoring.config import PERFORMANCE_METRICS, AlertRules, DriftRule, PerformanceRule
 from services.monitoring.reference import NumericReference, ReferenceProfile
 from services.monitoring.results import (
@@ -32,6 +35,7 @@ from services.monitoring.results import (
     WindowReport,
 )
 from services.monitoring.store import ALL_VERSIONS
+from services.stats.cbpe import CalibrationMap, ExpectedCells
 from services.stats.drift import (
     LOW_CARDINALITY,
     categorical_drift,
@@ -41,7 +45,12 @@ from services.stats.drift import (
 from services.stats.fairness import GroupCounts, fairness_summary
 from services.stats.histogram import BinnedSample, bin_value_counts
 from services.stats.performance import classification_metrics, regression_metrics, roc_auc
-from services.stores.warehouse import histograms, logs, outcomes  # via the modules: the benchmark times each call
+from services.stores.warehouse import (  # via the modules: the benchmark times each call
+    calibrated,  # CBPE
+    histograms,
+    logs,
+    outcomes,
+)
 from services.stores.warehouse.rows import log_rows
 from services.stores.warehouse.sql import WHOLE, GroupKey
 
@@ -69,6 +78,7 @@ class WindowAggregates:
     classification: outcomes.ClassificationCounts | None = None
     regression: outcomes.RegressionSums | None = None
     latency: logs.LatencySummary | None = None
+    estimated: ExpectedCells | None = None  # CBPE: expected cells on the calibration map, when one was given
 
 
 def _add_counts(parts: Iterable[Mapping[Any, int]]) -> dict[Any, int]:
@@ -116,6 +126,7 @@ def combine(parts: Sequence[WindowAggregates], latency: logs.LatencySummary | No
         classification=_sum(classifications),
         regression=_sum(regressions),
         latency=latency,
+        estimated=_sum([p.estimated for p in parts if p.estimated is not None]),  # CBPE
     )
 
 
@@ -129,13 +140,14 @@ def _sum(parts: Sequence[Any]) -> Any:
 
 
 def fetch_aggregates(engine: Engine, mapping: ModelMapping, profile: ReferenceProfile, start: datetime,
-                     end: datetime, *, by_day: bool = False, by_version: bool = False
-                     ) -> dict[GroupKey, WindowAggregates]:
+                     end: datetime, *, by_day: bool = False, by_version: bool = False,
+                     calibration: CalibrationMap | None = None) -> dict[GroupKey, WindowAggregates]:
     """Aggregates of the log in ``[start, end)``, per (day, version) group as asked.
 
     With ``by_version`` the result also holds the all-versions group of each day (version None),
     combined from the versions' aggregates and the all-versions latency. Groups without rows are
     absent, except the whole window when nothing is grouped (an empty window gives ``rows == 0``).
+    With a ``calibration`` map (a classifier with a score) the CBPE cells come too (one more statement).
     """
     rows = log_rows(mapping, start, end)
     grouping = {"by_day": by_day, "by_version": by_version}
@@ -153,6 +165,9 @@ def fetch_aggregates(engine: Engine, mapping: ModelMapping, profile: ReferencePr
     else:
         classification, regression = {}, outcomes.regression_sums(engine, mapping, rows, **grouping)
     latency = logs.latency_summaries(engine, mapping, start, end, **grouping)
+    if mapping.task != "binary_classification":  # CBPE: classifiers only
+        calibration = None
+    cells = calibrated.calibrated_cells(engine, mapping, rows, calibration, **grouping) if calibration else {}
 
     keys = set(latency) | set(numerical) | set(categorical) | set(values)
     if not by_day and not by_version:
@@ -171,6 +186,7 @@ def fetch_aggregates(engine: Engine, mapping: ModelMapping, profile: ReferencePr
             regression=(regression.get(key) or outcomes.RegressionSums(0, 0, 0.0, 0.0))
             if mapping.task != "binary_classification" else None,
             latency=lat,
+            estimated=(cells.get(key) or ExpectedCells.empty(calibration.cells)) if calibration else None,
         )
     if by_version:
         days = sorted({day for day, _ in result}, key=lambda d: (d is None, d))
@@ -323,17 +339,20 @@ def build_report(mapping: ModelMapping, profile: ReferenceProfile, aggregates: W
         reference_description=profile.description, rows_reference=profile.rows, rows_current=aggregates.rows,
         drift=tuple(drift), drift_share=(sum(judged) / len(judged)) if judged else None, fairness=tuple(fairness),
         latency=latency, performance=performance_result(mapping, profile, aggregates, rules.performance),
+        estimated=estimated_performance.estimated_result(mapping, profile, aggregates.estimated,  # CBPE
+                                                         rules.estimated_performance_drop),
     )
 
 
 def window_report(engine: Engine, mapping: ModelMapping, profile: ReferenceProfile, start: datetime,
                   end: datetime, *, rules: AlertRules | None = None,
-                  pca: multivariate.ReconstructionModel | None = None) -> WindowReport:
+                  pca: multivariate.ReconstructionModel | None = None,
+                  calibration: CalibrationMap | None = None) -> WindowReport:
     """The report of ``[start, end)``, all versions together (at most six warehouse statements; one more
-    for the multivariate drift when the reference's ``pca`` is given)."""
+    for the multivariate drift when the reference's ``pca`` is given, one more with a CBPE ``calibration``)."""
     rows = log_rows(mapping, start, end)
     assert rows.start is not None and rows.end is not None  # log_rows always bounds the window
-    aggregates = fetch_aggregates(engine, mapping, profile, rows.start, rows.end)[WHOLE]
+    aggregates = fetch_aggregates(engine, mapping, profile, rows.start, rows.end, calibration=calibration)[WHOLE]
     report = build_report(mapping, profile, aggregates, start=rows.start, end=rows.end, rules=rules)
     if pca is not None:  # multivariate drift (services/monitoring/multivariate.py)
         report = replace(report, multivariate=multivariate.window_result(engine, mapping, pca, rows.start, rows.end))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from services.monitoring.config import PERFORMANCE_METRICS
+from services.monitoring.estimated_performance import EstimatedPerformance, estimated_json, estimated_result_rows
 from services.monitoring.multivariate import METRIC as RECONSTRUCTION_METRIC
 from services.monitoring.multivariate import MultivariateResult, unavailable
 from services.monitoring.store import MODEL_LEVEL, NO_SLICE
@@ -121,6 +122,7 @@ class WindowReport:
     latency: LatencyResult | None
     performance: PerformanceResult | None
     multivariate: MultivariateResult | None = None  # multivariate drift (services.monitoring.multivariate)
+    estimated: EstimatedPerformance | None = None  # CBPE (services.monitoring.estimated_performance)
 
     def to_json(self) -> dict[str, Any]:
         """The report command's object (a stable JSON contract): only those keys, None as null."""
@@ -132,6 +134,7 @@ class WindowReport:
                 else ("mae", "rmse")
             performance = {**{n: _num(perf.metrics.get(n)) for n in names}, "label_coverage": _num(perf.label_coverage)}
         lat = self.latency
+        estimated, estimation = estimated_json(self.estimated, _num)  # CBPE
         return {
             "model": self.model,
             "rows": {"reference": self.rows_reference, "current": self.rows_current},
@@ -154,6 +157,8 @@ class WindowReport:
                                                  "error_rate": _num(lat.error_rate)},
             "performance": performance,
             "multivariate_drift": (self.multivariate or unavailable()).to_json(),
+            "estimated_performance": estimated,
+            "estimation": estimation,
         }
 
     def result_rows(self) -> list[dict[str, Any]]:
@@ -219,6 +224,8 @@ class WindowReport:
                     method="rule" if metric == perf.rule_metric else "")
         if self.multivariate is not None:
             self.multivariate.result_rows(add)
+        for row in estimated_result_rows(self.estimated):  # CBPE: estimated_<metric>, its band, rows
+            add(**row)
         return out
 
 

@@ -287,7 +287,8 @@ def test_a_reference_taken_from_a_time_range_of_the_log(loaded):
 # --------------------------------------------------------------------------------------------
 def test_report_json_has_exactly_the_documented_shape(reports):
     out = reports["drifted"].to_json()
-    assert list(out) == ["model", "rows", "drift", "fairness", "latency", "performance", "multivariate_drift"]
+    assert list(out) == ["model", "rows", "drift", "fairness", "latency", "performance", "multivariate_drift",
+                         "estimated_performance", "estimation"]
     assert list(out["rows"]) == ["reference", "current"]
     drift_keys = ["column", "kind", "psi", "js_distance", "wasserstein_normed", "ks_statistic", "chi2_pvalue",
                   "method", "score", "threshold", "drifted"]
@@ -307,6 +308,10 @@ def test_report_json_has_exactly_the_documented_shape(reports):
     # window_report without the reference's PCA: the object is there, empty, with why
     assert out["multivariate_drift"] == {"value": None, "lower": None, "upper": None, "drifted": None,
                                          "reason": "not computed for this report"}
+    # window_report without a calibration map (the drift page's call): no numbers, and why
+    assert out["estimated_performance"] is None
+    assert list(out["estimation"]) == ["method", "band", "rows", "excluded_rows", "reason"]
+    assert out["estimation"]["reason"].startswith("not estimated in this view")
     json.dumps(out, allow_nan=False)
 
 
