@@ -29,12 +29,12 @@ from ui.drift_views import (
 from ui.multivariate_views import reconstruction_figure
 from ui.notices import literal
 from ui.page import page
-from ui.widgets import day_window, model_names, model_picker, reference_picker
+from ui.widgets import day_window, model_names, model_picker, reference_picker, segment_of, segment_picker
 from ui.windows import empty_window_notice
 
 
 def _daily_heatmap(settings: Settings, mapping: ModelMapping, window: Period) -> None:
-    heatmap = backends.drift_heatmap(settings, mapping.name, *window)
+    heatmap = backends.drift_heatmap(settings, mapping.name, *window, segment_of(mapping))
     st.subheader("Drift by feature and day")
     if heatmap.empty:
         empty_window_notice(settings, mapping, *window, source="monitoring", what="daily drift results")
@@ -57,7 +57,7 @@ def _daily_heatmap(settings: Settings, mapping: ModelMapping, window: Period) ->
 def _multivariate(settings: Settings, mapping: ModelMapping, window: Period) -> None:
     """The daily PCA reconstruction error inside its reference band (services/monitoring/multivariate.py)."""
     st.subheader("Multivariate drift (PCA reconstruction error)")
-    frame = backends.reconstruction_over_time(settings, mapping.name, *window)
+    frame = backends.reconstruction_over_time(settings, mapping.name, *window, segment_of(mapping))
     if frame.empty or frame["value"].isna().all():
         st.caption("No multivariate drift results in this window: it needs at least two correlated numerical "
                    "features and a `monitor run` over these days.")
@@ -79,6 +79,7 @@ def render(settings: Settings) -> None:
                 f"{name} has no prediction log mapped in tower.yaml.")
         return
     open_alerts_notice(settings, mapping.name, "drift")
+    mapping = segment_picker(mapping)
     window = day_window("Window (UTC days)", 14, key="drift_window")
     if window is None:
         return

@@ -8,13 +8,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from services.segments import OVERALL
 from services.settings import Settings
 from ui import backends
 from ui.alert_notice import open_alerts_notice
 from ui.page import page
 from ui.tables import FAIRNESS_GROUP_COLUMNS, MISSING, label, readable, show
-from ui.widgets import day_window, model_names, model_picker, segment_picker
+from ui.widgets import day_window, model_names, model_picker, segment_of, segment_picker
 from ui.windows import empty_window_notice
 
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ def render(settings: Settings) -> None:
     assert name is not None  # a mapping was found for it
     open_alerts_notice(settings, mapping.name, "fairness")
     mapping = segment_picker(mapping)
-    segment = mapping.segment.name if mapping.segment else OVERALL
+    segment = segment_of(mapping)
     window = day_window("Window (UTC days)", 14, key="fairness_window")
     if window is None:
         return

@@ -10,7 +10,7 @@ from ui.alert_notice import open_alerts_notice
 from ui.page import page
 from ui.performance_views import estimate_summary, performance_figure
 from ui.tables import label
-from ui.widgets import day_window, model_names, model_picker
+from ui.widgets import day_window, model_names, model_picker, segment_of, segment_picker
 from ui.windows import empty_window_notice
 
 
@@ -22,10 +22,12 @@ def render(settings: Settings) -> None:
         st.info("No monitored model yet." if name is None else f"{name} has no prediction log mapped in tower.yaml.")
         return
     open_alerts_notice(settings, mapping.name, "performance")
+    mapping = segment_picker(mapping)
+    segment = segment_of(mapping)
     window = day_window("Window (UTC days)", 30, key="performance_window")
     if window is None:
         return
-    frame = backends.performance_over_time(settings, name, *window)
+    frame = backends.performance_over_time(settings, name, *window, segment)
     if frame.empty:
         empty_window_notice(settings, mapping, *window, source="monitoring", what="performance results")
         return
@@ -33,7 +35,7 @@ def render(settings: Settings) -> None:
     default = frame.loc[frame["rule_metric"], "metric"].iloc[0] if frame["rule_metric"].any() else metrics[0]
     metric = st.segmented_control("Metric", metrics, default=default, required=True, format_func=label)
     series = frame[frame["metric"] == metric].sort_values("day")
-    estimates = backends.estimated_performance_over_time(settings, name, *window)
+    estimates = backends.estimated_performance_over_time(settings, name, *window, segment)
     estimate = estimates[estimates["metric"] == metric]
     st.plotly_chart(performance_figure(series, estimate, label(metric)))
     st.caption("Computed only on predictions whose label has arrived. Hollow markers: provisional windows "

@@ -199,9 +199,11 @@ def performance_over_time(s: Settings, model: str, start: datetime, end: datetim
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
-def estimated_performance_over_time(s: Settings, model: str, start: datetime, end: datetime) -> pd.DataFrame:
+def estimated_performance_over_time(s: Settings, model: str, start: datetime, end: datetime,
+                                    segment: str = OVERALL) -> pd.DataFrame:
     """CBPE estimates per day and metric, with their bands (services.monitoring.estimated_performance)."""
-    return guarded(s, TOWER, lambda: estimated_performance.estimated_over_time(tower(s), model, start, end))
+    return guarded(s, TOWER, lambda: estimated_performance.estimated_over_time(tower(s), model, start, end,
+                                                                                segment=segment))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)

@@ -18,9 +18,10 @@ from services.monitoring.reference_period import (
     period_text,
     reference_overlap,
 )
+from services.segments import OVERALL
 from services.settings import Settings
 from ui import backends
-from ui.notices import show_error
+from ui.notices import literal, show_error
 
 
 def model_names(settings: Settings) -> list[str]:
@@ -48,12 +49,22 @@ def segment_picker(mapping: ModelMapping) -> ModelMapping:
     if not mapping.segments:
         return mapping
     options = [WHOLE_POPULATION, *(s.name for s in mapping.segments)]
-    described = {s.name: s.describe() for s in mapping.segments}
-    if st.session_state.get("segment") not in options:  # another model's segment, or a hostile link
+    wanted = st.session_state.get("segment", st.query_params.get("segment", WHOLE_POPULATION))
+    if wanted not in options:  # another model's segment, or a link naming none of this model's
         st.session_state["segment"] = WHOLE_POPULATION
+    # No format_func: a widget bound to the URL matches ?segment= against the label it shows.
     chosen = st.selectbox("Segment", options, key="segment", bind="query-params",
-                          format_func=lambda name: "All rows" if name == WHOLE_POPULATION else described[name])
-    return mapping.for_segment(None if chosen == WHOLE_POPULATION else chosen)
+                          help="A sub-population declared in tower.yaml (models.<name>.segments); 'all' is every row.")
+    picked = mapping.for_segment(None if chosen == WHOLE_POPULATION else chosen)
+    if picked.segment is not None:
+        st.caption(f"Segment {literal(picked.segment.describe())}: every number below is computed on its rows only, "
+                   "against its own reference rows.")
+    return picked
+
+
+def segment_of(mapping: ModelMapping) -> str:
+    """The stored results' segment name of a mapping (``OVERALL`` for the whole population)."""
+    return mapping.segment.name if mapping.segment is not None else OVERALL
 
 
 def linked_start(raw: str | None, today: date) -> date | None:

@@ -36,6 +36,7 @@ from services.monitoring.config import EstimatedPerformanceRule
 from services.monitoring.fitted import load_or_fit
 from services.monitoring.reference import ReferenceProfile
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
+from services.segments import OVERALL
 from services.stats.cbpe import (
     BAND,
     METRICS,
@@ -234,7 +235,7 @@ def estimated_result_rows(estimated: EstimatedPerformance | None) -> list[dict[s
 # Read back for the performance page
 # --------------------------------------------------------------------------------------------
 def estimated_over_time(tower: Engine, model: str, start: datetime, end: datetime, *,
-                        version: str = ALL_VERSIONS) -> pd.DataFrame:
+                        version: str = ALL_VERSIONS, segment: str = OVERALL) -> pd.DataFrame:
     """Per day and metric: columns day, metric (``roc_auc``, ...), value, lower, upper, threshold, alert."""
     from services.monitoring.tower_reads import read_rows
 
@@ -244,7 +245,8 @@ def estimated_over_time(tower: Engine, model: str, start: datetime, end: datetim
     r = monitoring_results.c
     names = [metric_name(m) + suffix for m in METRICS for suffix in ("", "_lower", "_upper")]
     rows = read_rows(tower, sa.select(r.window_start, r.metric, r.value, r.threshold, r.alert)
-                     .where(r.model == model, r.version == version, r.column_name == "", r.slice_key == "",
+                     .where(r.model == model, r.segment == segment, r.version == version, r.column_name == "",
+                            r.slice_key == "",
                             r.metric.in_(names), r.window_start >= start, r.window_start < end)
                      .order_by(r.window_start, r.metric))
     if not rows:

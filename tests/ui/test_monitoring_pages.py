@@ -91,3 +91,40 @@ def test_performance_page_marks_recent_windows_provisional(demo_env):
     at = open_page("app_pages/performance.py", model="credit-risk")
     assert not at.exception
     assert "provisional" in texts(at, ("caption",))
+
+
+def test_a_segment_picked_on_the_drift_page_shows_that_segments_numbers(demo_env):
+    at = open_page("app_pages/drift.py", model="credit-risk", segment="north")
+    assert not at.exception and not at.error
+    assert at.selectbox(key="segment").value == "north"
+    table = next(d.value for d in at.dataframe if "Feature" in d.value.columns)
+    income = table.set_index("Feature").loc["income"]
+    start, end = default_window(14)
+    current = np.array([r[0] for r in rows(demo_env, "SELECT income FROM predictions_credit_risk WHERE ts >= ? "
+                                           "AND ts < ? AND income IS NOT NULL AND region = 'north'", [start, end])])
+    reference = np.array([r[0] for r in rows(demo_env, "SELECT income FROM reference_credit_risk "
+                                             "WHERE income IS NOT NULL AND region = 'north'", [])])
+    assert income["KS statistic"] == pytest.approx(ks_2samp(reference, current).statistic, abs=2e-3)
+    everyone = open_page("app_pages/drift.py", model="credit-risk")
+    whole = next(d.value for d in everyone.dataframe if "Feature" in d.value.columns).set_index("Feature")
+    assert whole.loc["income", "KS statistic"] != pytest.approx(income["KS statistic"], abs=1e-6)
+
+
+def test_the_fairness_page_of_a_segment_matches_fairlearn_on_its_rows(demo_env):
+    at = open_page("app_pages/fairness.py", model="credit-risk", segment="under-35")
+    assert not at.exception and not at.error
+    shown = {m.label: m.value for m in at.metric}
+    start, end = default_window(14)
+    data = rows(demo_env, "SELECT gender, prediction FROM predictions_credit_risk WHERE ts >= ? AND ts < ? "
+                          "AND prediction IS NOT NULL AND age >= 18 AND age < 35", [start, end])
+    gender = np.array([r[0] for r in data])
+    pred = np.array([r[1] for r in data], dtype=float)
+    dpd = demographic_parity_difference(pred, pred, sensitive_features=gender)
+    assert float(shown["Demographic parity difference"]) == pytest.approx(dpd, abs=5e-4)
+
+
+@pytest.mark.parametrize("hostile", ["atlantis", "north' OR '1'='1", "<script>x</script>", "x" * 5000])
+def test_a_segment_link_naming_no_segment_shows_the_whole_population(demo_env, hostile):
+    at = open_page("app_pages/latency.py", model="credit-risk", segment=hostile)
+    assert not at.exception and not at.error
+    assert at.selectbox(key="segment").value == "all"
