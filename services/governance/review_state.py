@@ -68,9 +68,17 @@ class PromotionRequest:
         return self.status == ledger_rows.OPEN
 
 
+_SETTLED_SOURCE = "the newest roles the ledger has seen (the request is closed; the directory is asked for open ones)"
+
+
 def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow], decisions: Sequence[Decision],
               directory: Directory | None = None) -> list[PromotionRequest]:
-    rights = ApproverRights(directory if directory is not None else directory_for(ctx), decisions)
+    # The directory is asked about the approvers of open requests only: a closed request's outcome is
+    # settled, and a history page must not cost one directory call per approver who ever approved.
+    anyone_open = any(row.status == ledger_rows.OPEN for row in rows)
+    live = ApproverRights(
+        (directory if directory is not None else directory_for(ctx)) if anyone_open else None, decisions)
+    settled = ApproverRights(None, decisions)
     by_request: dict[str, list[Decision]] = {}
     for d in decisions:
         by_request.setdefault(d.request_id, []).append(d)
@@ -80,6 +88,7 @@ def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow], decisions: Seq
         resolution = next((d for d in mine if d.decision_id == row.resolution_id), None)
         policy = ctx.policy(row.model)
         rnd = current_round(mine)
+        rights = live if row.status == ledger_rows.OPEN else settled
         counted, void = count_approvals(ctx, policy, mine, rnd, rights)
         if resolution is not None and resolution.action == ledger_rows.PROMOTE and resolution not in counted:
             counted.append(resolution)
@@ -94,7 +103,8 @@ def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow], decisions: Seq
             resolution=resolution, approvals_required=policy.approvals_required, on_behalf_of=row.on_behalf_of,
             round=rnd.number, basis=basis, void_approvals=tuple(void),
             overrides=live_overrides(policy, counted, rights),
-            lapsed_overrides=lapsed_overrides(policy, counted, rights), rights_source=rights.source,
+            lapsed_overrides=lapsed_overrides(policy, counted, rights),
+            rights_source=rights.source if rights is live else _SETTLED_SOURCE,
         ))
     return result
 

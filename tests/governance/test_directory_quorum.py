@@ -137,6 +137,9 @@ def test_the_completing_approval_asks_the_directory_once_per_earlier_approver(
     scim.seen.clear()
     assert promotion.approve(world.ctx, ROB, rid, "second").promoted
     assert scim.seen == ['externalId eq "rita"']  # not rob (his roles come from the IdP), not twice
+    scim.seen.clear()
+    [closed] = review_state.list_requests(world.ctx)  # history: settled, so nobody is asked
+    assert closed.status == "approved" and scim.seen == [] and "request is closed" in closed.rights_source
 
 
 # ------------------------------------------------------------------------------------------------
