@@ -122,6 +122,10 @@ def render(settings: Settings) -> None:
     for approval, why in request.void_approvals:
         st.warning(f"The approval by {literal(approval.actor_name)} no longer counts: {literal(why)}",
                    icon=":material/person_off:")
+    for override, why in request.lapsed_overrides:
+        st.warning(f"The override by {literal(override.actor_name)} no longer stands: {literal(why)}",
+                   icon=":material/gavel:")
+    st.caption(f"Approvers' current rights: {literal(request.rights_source)}.")
     _decide(settings, request, actor)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from services.auth.directory import directory_of
 from services.auth.identity import actor_from_claims, auth_config
 from services.demo.identities import DEMO_USERS
 from services.errors import TowerError
@@ -33,6 +34,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings, with every feature's section of tower.yaml parsed now: a bad one is refused at start."""
     settings = read_settings(environ)
     auth = auth_config(settings)
+    directory_of(settings)  # a directory configured without its token is refused now, not at a decision
     rules = policies(settings)
     monitoring_config(settings)
     notification_config(settings)

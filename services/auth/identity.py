@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.auth.directory_config import DirectoryConfig, parse_directory_config
 from services.auth.service_tokens import parse_token_hash, verify_token
 from services.errors import ConfigError, Forbidden
 from services.settings import Settings, refuse_unknown_keys
@@ -59,10 +60,12 @@ class AuthConfig:
     service_accounts: dict[str, ServiceAccount] = field(default_factory=dict)
     service_issuer: str = "tower-service"
     person_claim: str | None = None  # claim naming the person across accounts, e.g. "email"
+    # where the approvers' current rights come from (None: the newest roles the ledger has seen)
+    directory: DirectoryConfig | None = None
 
     def __hash__(self) -> int:
         return hash((self.roles_claim, tuple(sorted(self.role_mapping.items())), self.service_issuer,
-                     self.person_claim))
+                     self.person_claim, self.directory))
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ def parse_auth_config(raw: Any) -> AuthConfig:
         service_accounts={str(name): _service_account(str(name), spec) for name, spec in accounts.items()},
         service_issuer=service_issuer,
         person_claim=person_claim,
+        directory=parse_directory_config(raw.get("directory")),
     )
 
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from sqlalchemy.engine import Engine
 
+from services.auth.directory import Directory
 from services.governance.policy import Policy, policies
 from services.governance.validation import InvalidInput
 from services.settings import Settings
@@ -43,6 +44,9 @@ class GovernanceContext:
     warehouse: Engine | None = None  # prediction logs, for latency evidence (None: no data)
     monitoring: MonitoringEvidence | None = None  # drift and fairness (None: no data)
     clock: Callable[[], datetime] = field(default=utc_now)
+    # Who holds which rights now: None means the one tower.yaml's auth.directory configures, if any
+    # (approver_rights.directory_for). A decision sets one that remembers its answers for its duration.
+    directory: Directory | None = None
 
     def stage_name(self, text: str) -> str:
         """The configured stage a user typed ("production", "Production" or its alias)."""

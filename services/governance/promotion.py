@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from services.auth.identity import Actor
 from services.errors import Conflict, NotFound, TowerError
-from services.governance import ledger, ledger_rows, ledger_tx, projection
+from services.governance import approver_rights, ledger, ledger_rows, ledger_tx, projection
 from services.governance.authz import Action, Resource, authorize, write_action, write_step
 from services.governance.context import GovernanceContext
 from services.governance.evidence import Evidence, collect_evidence
@@ -40,7 +40,6 @@ from services.governance.review_state import (
     get_request,
     governed_holders,
     later_rows_of_actors,
-    latest_roles,
     live_overrides,
     previous_holder,
     review_resource,
@@ -379,18 +378,24 @@ def _record_approval(ctx: GovernanceContext, actor: Actor, row: RequestRow, poli
         if rnd.basis is None or rnd.basis.decision_id != basis_id:
             raise StaleRequest("The evidence of this request was refreshed while you were deciding.",
                                "Reload the request and look at the new evidence.")
-        everything = mine + later_rows_of_actors(conn, mine)
-        counted, _ = count_approvals(ctx, policy, mine, rnd, everything)
-        if failing and not overridden and standing_override(
-                live_overrides(policy, counted, latest_roles(everything)), failing) is None:
+        # The other approvers' rights now: the directory's (asked once per person for this decision), else
+        # the newest the ledger has seen. Counted again here, under the lock, on the rows as they stand.
+        rights = approver_rights.ApproverRights(approver_rights.directory_for(ctx),
+                                                mine + later_rows_of_actors(conn, mine))
+        counted, _ = count_approvals(ctx, policy, mine, rnd, rights)
+        relies_on_override = bool(failing and not overridden)
+        overrides = live_overrides(policy, counted, rights) if relies_on_override else ()
+        people = {row_person(ctx, d) for d in counted}
+        final = len(people) + 1 >= policy.approvals_required
+        if final or relies_on_override:  # deny by default: never complete on rights nobody could confirm
+            rights.require_answer()
+        if relies_on_override and standing_override(overrides, failing) is None:
             raise Conflict("The override this approval relied on no longer counts (it was withdrawn by a "
                            "refresh, or its author lost the override role).",
                            "Reload the request: approving now needs an override again.")
-        people = {row_person(ctx, d) for d in counted}
         if actor.person_key in people:  # the verified person claim, else the account
             raise Conflict(f"{actor.name} has already approved this request under another account.",
                            "N-of-M counts people, not accounts.")
-        final = len(people) + 1 >= policy.approvals_required
         now = ctx.now()
         ledger.store_evidence(conn, body, digest, now)
         decision = ledger.append_decision(
@@ -421,8 +426,11 @@ def approve(ctx: GovernanceContext, actor: Actor, request_id: str, comment: str 
     ordinary ones, so "2 approvals, admins override" needs one admin and one reviewer. Refused
     (StaleRequest) when the stage's holder changed since the evidence was taken or the evidence is
     too old. When the quorum completes, the earlier approvals are counted again under the current
-    policy and their approvers' latest known roles: one that no longer counts does not complete it.
+    policy and their approvers' current rights (the directory's, ``auth.directory``, else the newest
+    the ledger has seen): one that no longer counts does not complete it. A directory that cannot
+    answer then refuses the decision (``DirectoryUnavailable``), with nothing recorded.
     """
+    ctx = approver_rights.for_decision(ctx)  # one directory answer per approver for this whole decision
     row = _request_row(ctx, request_id)
     resource = review_resource(ctx, row)
     authorize(actor, Action.APPROVE, resource)

@@ -2,7 +2,8 @@
 
 A request is assembled from its request row and its ledger rows: the current evidence round (a
 refresh starts a new one), the approvals of that round that still count under the current policy
-and their approvers' latest known roles (one per person), and those that no longer do and why.
+and their approvers' current rights (one per person; ``approver_rights``: the directory's, else the
+newest the ledger has seen), and those that no longer do and why.
 Also here: the facts authorization needs about a request, and the stage holders the tower governs.
 """
 
@@ -17,9 +18,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from services.auth.directory import Directory
 from services.auth.identity import Actor, auth_config
 from services.errors import NotFound
 from services.governance import ledger, ledger_rows, ledger_tx
+from services.governance.approver_rights import DIRECTORY, ApproverRights, Rights, directory_for
 from services.governance.authz import Action, Resource, allowed
 from services.governance.context import GovernanceContext
 from services.governance.evidence import Evidence
@@ -53,6 +56,8 @@ class PromotionRequest:
     basis: Decision | None = None  # the request row or the latest refresh: evidence and holder decided on
     void_approvals: tuple[tuple[Decision, str], ...] = ()  # approvals that no longer count, and why
     overrides: tuple[Decision, ...] = ()  # counted approvals that overrode gates, by a holder of an override role
+    lapsed_overrides: tuple[tuple[Decision, str], ...] = ()  # counted overrides whose author lost the right
+    rights_source: str = ""  # where the approvers' current rights came from, in words
 
     @property
     def requester_key(self) -> str:
@@ -63,8 +68,17 @@ class PromotionRequest:
         return self.status == ledger_rows.OPEN
 
 
-def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow],
-              decisions: Sequence[Decision]) -> list[PromotionRequest]:
+_SETTLED_SOURCE = "the newest roles the ledger has seen (the request is closed; the directory is asked for open ones)"
+
+
+def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow], decisions: Sequence[Decision],
+              directory: Directory | None = None) -> list[PromotionRequest]:
+    # The directory is asked about the approvers of open requests only: a closed request's outcome is
+    # settled, and a history page must not cost one directory call per approver who ever approved.
+    anyone_open = any(row.status == ledger_rows.OPEN for row in rows)
+    live = ApproverRights(
+        (directory if directory is not None else directory_for(ctx)) if anyone_open else None, decisions)
+    settled = ApproverRights(None, decisions)
     by_request: dict[str, list[Decision]] = {}
     for d in decisions:
         by_request.setdefault(d.request_id, []).append(d)
@@ -74,7 +88,8 @@ def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow],
         resolution = next((d for d in mine if d.decision_id == row.resolution_id), None)
         policy = ctx.policy(row.model)
         rnd = current_round(mine)
-        counted, void = count_approvals(ctx, policy, mine, rnd, decisions)
+        rights = live if row.status == ledger_rows.OPEN else settled
+        counted, void = count_approvals(ctx, policy, mine, rnd, rights)
         if resolution is not None and resolution.action == ledger_rows.PROMOTE and resolution not in counted:
             counted.append(resolution)
         basis = rnd.basis
@@ -87,7 +102,9 @@ def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow],
             created_at=row.created_at, resolved_at=row.resolved_at, approvals=tuple(counted),
             resolution=resolution, approvals_required=policy.approvals_required, on_behalf_of=row.on_behalf_of,
             round=rnd.number, basis=basis, void_approvals=tuple(void),
-            overrides=live_overrides(policy, counted, latest_roles(decisions)),
+            overrides=live_overrides(policy, counted, rights),
+            lapsed_overrides=lapsed_overrides(policy, counted, rights),
+            rights_source=rights.source if rights is live else _SETTLED_SOURCE,
         ))
     return result
 
@@ -134,15 +151,25 @@ def row_person(ctx: GovernanceContext, decision: Decision) -> str:
                      decision.actor_person)
 
 
-def _still_counts(ctx: GovernanceContext, policy: Policy, approval: Decision,
-                  latest_roles: frozenset[str], requester: Decision | None) -> str | None:
-    """Why an earlier approval no longer counts under the current policy and rights (None: it counts)."""
+def _held(rights: Rights) -> set[str]:
+    """The roles held, with those they imply."""
     from services.governance.authz import IMPLIED
 
-    roles = set(latest_roles)
-    for role in latest_roles:
+    roles = set(rights.roles)
+    for role in rights.roles:
         roles |= IMPLIED.get(role, frozenset())
+    return roles
+
+
+def _still_counts(ctx: GovernanceContext, policy: Policy, approval: Decision,
+                  rights: Rights, requester: Decision | None) -> str | None:
+    """Why an earlier approval no longer counts under the current policy and rights (None: it counts)."""
+    if rights.absent is not None:
+        return f"{approval.actor_name} {rights.absent}."
+    roles = _held(rights)
     if not roles & {"reviewer", "admin"}:
+        if rights.source == DIRECTORY:
+            return f"{approval.actor_name} is no longer in a reviewer group of the directory."
         return f"{approval.actor_name} no longer holds the reviewer role."
     if not (roles & policy.approvers.roles or (approval.actor_issuer, approval.actor_subject)
             in policy.approvers.subjects):
@@ -164,16 +191,14 @@ def _names_match(name: str, approval: Decision) -> bool:
 
 
 def count_approvals(ctx: GovernanceContext, policy: Policy, mine: Sequence[Decision], rnd: EvidenceRound,
-                     everything: Sequence[Decision]) -> tuple[list[Decision], list[tuple[Decision, str]]]:
+                    rights: ApproverRights) -> tuple[list[Decision], list[tuple[Decision, str]]]:
     """This round's approvals that still count (one per person), and those that no longer do."""
-    roles_by_actor = latest_roles(everything)
     requester = next((d for d in mine if d.action == ledger_rows.REQUEST), None)
     counted: list[Decision] = []
     void: list[tuple[Decision, str]] = []
     people: set[str] = set()
     for approval in rnd.approvals:
-        roles = roles_by_actor.get(approval.actor_key, frozenset(approval.actor_roles))
-        why = _still_counts(ctx, policy, approval, roles, requester)
+        why = _still_counts(ctx, policy, approval, rights.of(approval), requester)
         person = row_person(ctx, approval)
         if why is None and person in people:
             why = f"{approval.actor_name} already approved under another account."
@@ -187,27 +212,22 @@ def count_approvals(ctx: GovernanceContext, policy: Policy, mine: Sequence[Decis
     return counted, void
 
 
-def latest_roles(everything: Sequence[Decision]) -> dict[str, frozenset[str]]:
-    """The newest roles the ledger has seen per actor (an actor seen since without a right loses it)."""
-    latest: dict[str, frozenset[str]] = {}
-    for d in sorted(everything, key=lambda d: d.seq):
-        latest[d.actor_key] = frozenset(d.actor_roles)
-    return latest
-
-
-def live_overrides(policy: Policy, counted: Sequence[Decision],
-                   roles_by_actor: dict[str, frozenset[str]]) -> tuple[Decision, ...]:
+def live_overrides(policy: Policy, counted: Sequence[Decision], rights: ApproverRights) -> tuple[Decision, ...]:
     """The counted approvals that overrode gates, by someone who still holds an override role."""
-    from services.governance.authz import IMPLIED
+    return tuple(a for a in counted if a.is_override and _held(rights.of(a)) & policy.override_roles)
 
-    live = []
-    for approval in counted:
-        held = set(roles_by_actor.get(approval.actor_key, frozenset(approval.actor_roles)))
-        for role in tuple(held):
-            held |= IMPLIED.get(role, frozenset())
-        if approval.is_override and held & policy.override_roles:
-            live.append(approval)
-    return tuple(live)
+
+def lapsed_overrides(policy: Policy, counted: Sequence[Decision],
+                     rights: ApproverRights) -> tuple[tuple[Decision, str], ...]:
+    """The counted overrides that no longer stand because their author lost every override role, and why."""
+    lapsed = []
+    for approval in (a for a in counted if a.is_override):
+        current = rights.of(approval)
+        if not _held(current) & policy.override_roles:
+            where = "in the directory" if current.source == DIRECTORY else "as the ledger last saw them"
+            lapsed.append((approval, f"{approval.actor_name} no longer holds an override role "
+                                     f"({', '.join(sorted(policy.override_roles))}) {where}."))
+    return tuple(lapsed)
 
 
 def standing_override(overrides: Sequence[Decision], failing: Sequence[str]) -> Decision | None:
@@ -230,9 +250,12 @@ def later_rows_of_actors(conn: Connection, rows: Sequence[Decision]) -> list[Dec
     return [d for d in later if d.request_id not in ids]
 
 
-def list_requests(ctx: GovernanceContext, status: str | None = None,
-                  model: str | None = None) -> list[PromotionRequest]:
-    """Requests, newest first, optionally of one status (open/approved/rejected/cancelled) and model."""
+def list_requests(ctx: GovernanceContext, status: str | None = None, model: str | None = None,
+                  directory: Directory | None = None) -> list[PromotionRequest]:
+    """Requests, newest first, optionally of one status (open/approved/rejected/cancelled) and model.
+
+    ``directory`` (for a page: one whose answers are cached a little) replaces the context's for
+    counting; a directory that does not answer is noted in ``rights_source``, never an error here."""
     def query(conn: Connection) -> tuple[list[RequestRow], list[Decision]]:
         conditions = []
         if status is not None:
@@ -248,17 +271,17 @@ def list_requests(ctx: GovernanceContext, status: str | None = None,
             found += ledger.decisions(conn, LEDGER.c.request_id.in_(ids[start:start + 500]))
         return rows, found + later_rows_of_actors(conn, found)
     rows, decisions = ledger_tx.read(ctx.engine, query)
-    return _assemble(ctx, rows, decisions)
+    return _assemble(ctx, rows, decisions, directory)
 
 
-def get_request(ctx: GovernanceContext, request_id: str) -> PromotionRequest:
+def get_request(ctx: GovernanceContext, request_id: str, directory: Directory | None = None) -> PromotionRequest:
     def query(conn: Connection) -> tuple[RequestRow | None, list[Decision]]:
         mine = ledger.decisions_of_request(conn, request_id)
         return ledger.get_request_row(conn, request_id), mine + later_rows_of_actors(conn, mine)
     row, decisions = ledger_tx.read(ctx.engine, query)
     if row is None:
         raise NotFound(f"Promotion request {request_id!r} does not exist.", "It may have been mistyped.")
-    return _assemble(ctx, [row], decisions)[0]
+    return _assemble(ctx, [row], decisions, directory)[0]
 
 
 def evidence_snapshot(ctx: GovernanceContext, digest: str) -> Evidence | None:
