@@ -168,3 +168,55 @@ def demand_outcome(df: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
 def credit_risk_drift(position: np.ndarray) -> np.ndarray:
     """No drift until day 16, then a ramp over five days to the full shift."""
     return np.clip((np.asarray(position, dtype=float) - 16.0) / 5.0, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------- issue 14's stories (added after the four above)
+# Both act on the prediction log only (training snapshots and references keep the old world), and draw
+# from random streams of their own, so every row they do not touch is the row the log had before them.
+
+# (population, day position per row, rng) -> the population as it arrives (the identity: nothing changes)
+Shift = Callable[[pd.DataFrame, np.ndarray, np.random.Generator], pd.DataFrame]
+# (population, day position per row, true outcome, rng) -> the outcome that really happens
+Concept = Callable[[pd.DataFrame, np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
+
+LOAN_DOWNTURN_DAY = 21  # business loans stop following their applicants' files from this day of the window
+LOAN_DOWNTURN_SHARE = 0.3  # of the business loans after it, whose outcome is a coin toss
+FRAUD_WAVE_DAY = 28  # the card-testing wave starts on this day (the chargeback feed stops on the same day)
+FRAUD_WAVE_SHARE = 0.7  # of the transactions once the wave is at full strength (a two-day ramp)
+
+
+def no_shift(df: pd.DataFrame, position: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    return df
+
+
+def loan_business_downturn(df: pd.DataFrame, position: np.ndarray, label: np.ndarray,
+                           rng: np.random.Generator) -> np.ndarray:
+    """A sector downturn hits business borrowers: from LOAN_DOWNTURN_DAY, most business loans are repaid or
+    not whatever the applicant's income and credit score say, so the model's ranking of them fails.
+
+    The scores, the approvals and every other purpose are untouched: nothing drifts, the overall
+    AUC barely moves, and only the ``business`` segment's AUC falls (concept drift, seen with labels).
+    """
+    hit = (df["purpose"].to_numpy() == "business") & (np.asarray(position) >= LOAN_DOWNTURN_DAY)
+    toss = rng.random(len(df))
+    coin = (rng.random(len(df)) < 0.45).astype(label.dtype)  # business loans repaid a little less often
+    return np.where(hit & (toss < LOAN_DOWNTURN_SHARE), coin, label)
+
+
+def fraud_card_testing_wave(df: pd.DataFrame, position: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """From FRAUD_WAVE_DAY a wave of mid-risk transactions (new accounts, web, mid-risk merchants, modest
+    amounts) takes a growing share of the traffic. The world's rules (``fraud_outcome``) do not change, so
+    the model stays calibrated, but these transactions all look alike to it: its scores bunch in the
+    middle and its true AUC falls. CBPE sees that from the scores alone, while no label arrives."""
+    strength = np.clip((np.asarray(position, dtype=float) - FRAUD_WAVE_DAY) / 2.0, 0.0, 1.0)
+    wave = rng.random(len(df)) < FRAUD_WAVE_SHARE * strength
+    n = int(wave.sum())
+    if n == 0:
+        return df
+    shifted = df.copy()
+    shifted.loc[wave, "amount"] = np.round(np.exp(rng.normal(np.log(60), 0.15, n)), 2)
+    shifted.loc[wave, "merchant_risk"] = np.round(rng.uniform(0.30, 0.33, n), 4)
+    shifted.loc[wave, "account_age_days"] = rng.integers(14, 31, n)
+    shifted.loc[wave, "channel"] = "web"
+    shifted.loc[wave, "country"] = "US"
+    return shifted

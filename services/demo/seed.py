@@ -40,6 +40,7 @@ from sqlalchemy.exc import ArgumentError
 
 from services.demo.stories import (
     DEMO_STORIES,
+    IMPORTANCE_PREFIX,
     ModelStory,
     TrainedVersion,
     prediction_log,
@@ -457,7 +458,8 @@ def _log_version(client: MlflowClient, experiment_id: str, story: ModelStory, ve
                                run_name=f"{story.name}-v{spec.version}").info.run_id
     finished = version.trained_at + timedelta(minutes=_RUN_MINUTES)
     client.log_batch(run_id, params=[Param(k, v) for k, v in version.params.items()],
-                     metrics=[Metric(k, v, _millis(finished), 0) for k, v in version.metrics.items()])
+                     metrics=[Metric(k, v, _millis(finished), 0) for k, v in version.metrics.items()]
+                     + [Metric(IMPORTANCE_PREFIX + k, v, _millis(finished), 0) for k, v in version.importances.items()])
     features = version.training_data[list(story.features)]
     # mlflow.data re-exports from_pandas without declaring it to type checkers.
     dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]

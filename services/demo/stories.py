@@ -46,20 +46,25 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from services.demo.populations import (
+    Concept,
     Drift,
     Outcome,
     Population,
+    Shift,
     choice,
     credit_risk_drift,
     credit_risk_outcome,
     credit_risk_population,
     demand_outcome,
     demand_population,
+    fraud_card_testing_wave,
     fraud_outcome,
     fraud_population,
     loan_approval_outcome,
     loan_approval_population,
+    loan_business_downturn,
     no_drift,
+    no_shift,
 )
 
 WINDOW_DAYS = 35  # the log covers the 35 days ending at the end of the end date
@@ -78,7 +83,7 @@ TIMEOUT_MS = 2_000.0
 # Requests per hour of the day (UTC), relative: quiet nights, a midday and an evening peak.
 DIURNAL = np.array([2, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 10, 9, 8, 8, 8, 9, 9, 8, 6, 5, 4, 3], dtype=float)
 DIURNAL /= DIURNAL.sum()
-_PURPOSES = {"train": 1, "log": 2, "reference": 3}
+_PURPOSES = {"train": 1, "log": 2, "reference": 3, "shift": 4, "concept": 5}
 _Z_95 = 1.6448536269514722  # standard normal 95th percentile: turns a p95 into a log-normal sigma
 
 
@@ -120,6 +125,11 @@ class ModelStory:
     error_rate: float
     tuning_versions: frozenset[int] = frozenset()  # versions trained as children of one tuning run
     drift: Drift = field(default=no_drift)
+    # Issue 14's stories, on the log only: who arrives (shift), what really happens (concept), and the
+    # last days whose labels never arrive (a broken label feed), on top of LABEL_COVERAGE.
+    shift: Shift = field(default=no_shift)
+    concept: Concept | None = None
+    labels_stop_days: int = 0
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -149,6 +159,8 @@ class TrainedVersion:
     data_version: str
     git_commit: str
     trained_at: datetime
+    # feature -> share of the model's reliance on it (sums to 1), logged as `feature_importance.<feature>`
+    importances: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- the four stories
@@ -189,6 +201,7 @@ DEMO_STORIES: tuple[ModelStory, ...] = (
                         5, 55, 130, "Gradient boosting candidate; canary."),
         ),
         rollout=((0, 1), (6, 2)), staging=3, canary_days=3, error_rate=0.003,
+        concept=loan_business_downturn,  # the segment story: business loans, from day 21
     ),
     ModelStory(
         name="fraud-detection", task="binary_classification", owner="carol", team="payments-risk",
@@ -210,6 +223,8 @@ DEMO_STORIES: tuple[ModelStory, ...] = (
                         3, 55, 120, "Lean gradient boosting to restore latency; canary."),
         ),
         rollout=((0, 3), (25, 4)), staging=5, canary_days=2, error_rate=0.003,
+        # The CBPE story: a card-testing wave from day 28 while the chargeback feed is down (no labels).
+        shift=fraud_card_testing_wave, labels_stop_days=7,
     ),
     ModelStory(
         name="demand-forecast", task="regression", owner="dave", team="supply-chain",
@@ -305,6 +320,40 @@ def _metrics(s: ModelStory, model: Pipeline, holdout: pd.DataFrame) -> dict[str,
             "roc_auc": float(roc_auc_score(truth, score))}
 
 
+IMPORTANCE_PREFIX = "feature_importance."
+
+
+def feature_importances(s: ModelStory, model: Pipeline, holdout: pd.DataFrame) -> dict[str, float]:
+    """How much the fitted model relies on each input feature, normalised to sum to 1.
+
+    Trees give ``feature_importances_``, linear models ``|coef_|`` (on standardised inputs, so comparable);
+    a one-hot encoded feature is the sum of its columns. Histogram gradient boosting has neither, so it
+    gets the permutation importance on the holdout (mean loss of score, clipped at 0). What the root-cause
+    panel reads to weigh a drifting feature.
+    """
+    estimator = model.named_steps["model"]
+    if hasattr(estimator, "feature_importances_") or hasattr(estimator, "coef_"):
+        weights = estimator.feature_importances_ if hasattr(estimator, "feature_importances_") else estimator.coef_
+        raw = np.abs(np.ravel(weights))
+        names = model.named_steps["prepare"].get_feature_names_out()
+        per_feature = dict.fromkeys(s.features, 0.0)
+        categorical = model.named_steps["prepare"].named_transformers_["categorical"]
+        for name, weight in zip(names, raw, strict=True):
+            kind, _, column = str(name).partition("__")
+            if kind == "categorical":  # "region_north" -> region (the encoder's own categories tell where)
+                column = next(f for f, cats in zip(s.categorical, categorical.categories_, strict=True)
+                              if column in {f"{f}_{c}" for c in cats})
+            per_feature[column] += float(weight)
+    else:
+        from sklearn.inspection import permutation_importance
+
+        found = permutation_importance(model, holdout[list(s.features)], holdout["label"], n_repeats=3,
+                                       random_state=s.seed)
+        per_feature = {f: max(float(v), 0.0) for f, v in zip(s.features, found.importances_mean, strict=True)}
+    total = sum(per_feature.values())
+    return {f: (v / total if total > 0 else 0.0) for f, v in per_feature.items()}
+
+
 def train_version(s: ModelStory, spec: VersionSpec, end_date: date) -> TrainedVersion:
     """Fit one version on its own training snapshot and score it on a holdout."""
     data = _sample(s, _rng(s, "train", spec.version), TRAIN_ROWS + HOLDOUT_ROWS)
@@ -313,6 +362,7 @@ def train_version(s: ModelStory, spec: VersionSpec, end_date: date) -> TrainedVe
     with threadpool_limits(limits=1):  # see _predict
         model.fit(training[list(s.features)], training["label"])
         metrics = _metrics(s, model, holdout)
+        importances = feature_importances(s, model, holdout)
     trained_at = datetime.combine(end_date - timedelta(days=spec.trained_days_before_end), time(9, 30))
     snapshot = (trained_at - timedelta(days=1)).date()
     params = {"algorithm": spec.algorithm, **{k: str(v) for k, v in spec.params.items()},
@@ -324,7 +374,7 @@ def train_version(s: ModelStory, spec: VersionSpec, end_date: date) -> TrainedVe
         data_version=f"{snapshot:%Y.%m.%d}",
         # A fake but stable commit: the same version always points at the same "code".
         git_commit=hashlib.sha1(f"{s.name}:{spec.version}".encode(), usedforsecurity=False).hexdigest(),
-        trained_at=trained_at,
+        trained_at=trained_at, importances=importances,
     )
 
 
@@ -414,8 +464,11 @@ def prediction_log(s: ModelStory, models: Mapping[int, Pipeline], end_date: date
     rng = _rng(s, "log")
     day, micros = _arrivals(s, rng, end_date)
     hour = (micros // 3_600_000_000) % 24
-    data = s.population(rng, s.drift(micros / 86_400_000_000), hour)
+    position = micros / 86_400_000_000
+    data = s.shift(s.population(rng, s.drift(position), hour), position, _rng(s, "shift"))
     label = s.outcome(data, rng)
+    if s.concept is not None:
+        label = s.concept(data, position, label, _rng(s, "concept"))
     version = _served_versions(s, rng, day)
     prediction, score = _predict(s, models, data, version)
     status = _statuses(s, rng, len(day))
@@ -426,7 +479,8 @@ def prediction_log(s: ModelStory, models: Mapping[int, Pipeline], end_date: date
         "request_id": [f"{prefix}-{i:09d}" for i in range(len(day))],
         "timestamp": np.datetime64(window_start(end_date), "us") + micros.astype("timedelta64[us]"),
         "version": version.astype(str).astype(object),
-        **_outputs(s, prediction, score, label, ok, _label_arrived(rng, day)),
+        **_outputs(s, prediction, score, label, ok,
+                   _label_arrived(rng, day) & (day < WINDOW_DAYS - s.labels_stop_days)),
         "latency_ms": np.round(latency, 1),
         "status": status,
     })

@@ -38,7 +38,7 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -49,6 +49,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from services.mapping import ModelMapping
 from services.monitoring.config import AlertRules
+from services.monitoring.segment_rules import segment_subject, split_subject
 from services.monitoring.store import (
     ACTIVE_STATUSES,
     ALL_VERSIONS,
@@ -151,26 +152,30 @@ def _series_specs(mapping: ModelMapping, rules: AlertRules) -> list[tuple[str, s
 
 
 def load_series(conn: Connection, mapping: ModelMapping, rules: AlertRules) -> list[Series]:
-    """Every rule's series for the model from the stored results (one statement)."""
+    """Every rule's series for the model from the stored results (one statement): the whole population's,
+    and those of the segments a rule names (their subjects say so, ``segment_rules.segment_subject``)."""
     specs = _series_specs(mapping, rules)
     if not specs:
         return []
+    # issue 14: rule -> the segments it also judges ("fairness_dpd" and "fairness_eod" are the fairness rule)
+    named = {spec[0]: rules.segments_for(spec[0].split("_")[0] if spec[0].startswith("fairness") else spec[0])
+             for spec in specs}
     r = monitoring_results.c
-    query = (sa.select(r.window_start, r.metric, r.column_name, r.slice_key, r.slice_value, r.method, r.value,
-                       r.threshold, r.alert)
-             .where(r.model == mapping.name, r.segment == OVERALL, r.version == ALL_VERSIONS,
-                    r.metric.in_([s[1] for s in specs]))
+    query = (sa.select(r.window_start, r.segment, r.metric, r.column_name, r.slice_key, r.slice_value, r.method,
+                       r.value, r.threshold, r.alert)
+             .where(r.model == mapping.name, r.segment.in_({OVERALL, *(n for ns in named.values() for n in ns)}),
+                    r.version == ALL_VERSIONS, r.metric.in_([s[1] for s in specs]))
              .order_by(r.window_start))
     points: dict[tuple[str, str], list[tuple[datetime, bool | None, float | None, float | None, str]]] = \
         defaultdict(list)
     meta: dict[tuple[str, str], tuple[str, int]] = {}
     for row in conn.execute(query):
         for rule, metric, consecutive, subject_of in specs:
-            if row.metric != metric:
+            if row.metric != metric or (row.segment != OVERALL and row.segment not in named[rule]):
                 continue
             if rule.startswith("fairness") and row.slice_value != "":
                 continue  # per-group rows carry no difference
-            key = (rule, subject_of(row))
+            key = (rule, segment_subject(row.segment, subject_of(row)))
             meta[key] = (metric, consecutive)
             points[key].append((row.window_start, row.alert, row.value, row.threshold, row.method))
     return [Series(rule, subject, meta[(rule, subject)][0], meta[(rule, subject)][1], tuple(found))
@@ -212,7 +217,10 @@ def _fmt(value: float | None) -> str:
 
 
 def describe(model: str, episode: Episode) -> str:
-    """One line a person can act on."""
+    """One line a person can act on (a segment's episode says which: "loan-approval in segment business: …")."""
+    segment, subject = split_subject(episode.subject)
+    if segment:
+        return describe(f"{model} in segment {segment}", replace(episode, subject=subject))
     since = f"{episode.opened_window:%Y-%m-%d}"
     runs = f" for {episode.consecutive} consecutive daily windows" if episode.consecutive > 1 else ""
     value, limit = _fmt(episode.value), _fmt(episode.threshold)

@@ -15,6 +15,8 @@ monitoring:
   models:
     demand-forecast:
       performance: {max_drop: 0.2}
+    loan-approval:
+      performance: {segments: [business]}          # also judge the segment (services.monitoring.segment_rules)
 ```
 
 Every rule takes ``enabled`` (default true) and ``consecutive`` (windows in a row the condition must
@@ -30,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from services.errors import ConfigError
+from services.monitoring import segment_rules
 from services.settings import Settings
 
 WEBHOOK_ENV = "TOWER_ALERT_WEBHOOK_URL"
@@ -131,6 +134,15 @@ class AlertRules:
     performance: PerformanceRule = field(default_factory=PerformanceRule)
     multivariate_drift: MultivariateDriftRule = field(default_factory=MultivariateDriftRule)
     estimated_performance_drop: EstimatedPerformanceRule = field(default_factory=EstimatedPerformanceRule)
+    # Segments (issue 14): rule name -> the segments it also judges (services.monitoring.segment_rules)
+    segments: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def segments_for(self, rule: str) -> tuple[str, ...]:
+        """The segments ``rule`` (a field name: drift, fairness, performance, ...) also judges."""
+        return dict(self.segments).get(rule, ())
+
+
+_RULE_NAMES = tuple(f.name for f in fields(AlertRules) if f.name != "segments")
 
 
 @dataclass(frozen=True)
@@ -204,13 +216,14 @@ def _rules(base: AlertRules, raw: Any, where: str) -> AlertRules:
     if raw is None:
         return base
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} must map rule names ({', '.join(f.name for f in fields(AlertRules))}) "
-                          "to their settings.")
-    unknown = sorted(set(raw) - {f.name for f in fields(AlertRules)})
+        raise ConfigError(f"{where} must map rule names ({', '.join(_RULE_NAMES)}) to their settings.")
+    unknown = sorted(set(raw) - set(_RULE_NAMES))
     if unknown:
         raise ConfigError(f"{where} has unknown rules: {', '.join(map(str, unknown))}.",
-                          f"Known rules: {', '.join(f.name for f in fields(AlertRules))}.")
-    return replace(base, **{name: _rule(getattr(base, name), value, f"{where}.{name}") for name, value in raw.items()})
+                          f"Known rules: {', '.join(_RULE_NAMES)}.")
+    return replace(base, **{name: _rule(getattr(base, name), segment_rules.without_segments(value), f"{where}.{name}")
+                            for name, value in raw.items()},
+                   segments=segment_rules.rule_segments(raw, base.segments, where))  # issue 14: segments
 
 
 def _webhook_url(env: Mapping[str, str]) -> str | None:
@@ -247,6 +260,10 @@ def parse_monitoring_config(raw: Any, env: Mapping[str, str], models: Mapping[st
         if models is not None and str(name) not in models:
             raise ConfigError(f"monitoring.models.{name}: there is no model '{name}' under models.")
         per_model[str(name)] = _rules(alerts, value, f"monitoring.models.{name}")
+    for name, mapping in (models or {}).items():  # issue 14: a rule naming a segment the model lacks
+        where = f"monitoring.models.{name}" if name in per_model else "monitoring.alerts"
+        segment_rules.check_rule_segments(per_model.get(name, alerts).segments, name,
+                                          tuple(s.name for s in getattr(mapping, "segments", ())), where)
     return MonitoringConfig(
         backfill_days=_number(raw.get("backfill_days", 35), "monitoring.backfill_days", integer=True, minimum=1),
         webhook_url=_webhook_url(env),

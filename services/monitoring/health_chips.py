@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from services.monitoring.results import RULE_METRICS
+from services.monitoring.segment_rules import split_subject
 from services.monitoring.store import ACTIVE_STATUSES, ALL_VERSIONS, alert_episodes, monitoring_results
 from services.monitoring.tower_reads import read_rows
 from services.segments import OVERALL
@@ -55,6 +56,7 @@ class Finding:
     onset: datetime  # the window that opened the episode (or the latest window, for a warning)
     message: str
     severity: float = 0.0  # value over threshold, to pick the worst subject
+    segment: str = ""  # issue 14: the segment an episode of a rule naming segments is about ('' = everyone)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ def chips_from(model: str, findings: Iterable[Finding], monitored: bool,
         params = {"model": model}
         if subject_param and top.subject:
             params[subject_param] = top.subject
+        if top.segment:  # the page opens filtered to the segment (?segment=, read by the monitoring pages)
+            params["segment"] = top.segment
         onset = min(f.onset for f in found if f.status == top.status)
         params["start"] = (onset.date() - timedelta(days=LEAD_DAYS)).isoformat()
         chips.append(Chip(dimension, top.status, top.message, page, params,
@@ -134,12 +138,13 @@ def health_chips(tower: Engine, model: str, extra: Mapping[str, Finding] | None 
                          .where(e.model == model, e.status.in_(ACTIVE_STATUSES))):
         dimension = _RULE_DIMENSION.get(row.rule)
         if dimension is not None:
-            method = methods.get(row.subject, "") if dimension == "drift" else ""
-            findings.append(Finding(dimension, "alert", row.subject or "", row.opened_window, row.message,
-                                    severity(row.value, row.threshold, method)))
+            segment, subject = split_subject(row.subject or "")  # issue 14: "segment:<name>/<subject>"
+            method = methods.get(subject, "") if dimension == "drift" and not segment else ""
+            findings.append(Finding(dimension, "alert", subject, row.opened_window, row.message,
+                                    severity(row.value, row.threshold, method), segment=segment))
     if latest:
         start = latest[0][0]
-        alerting = {(f.dimension, f.subject) for f in findings}
+        alerting = {(f.dimension, f.subject) for f in findings if not f.segment}  # a segment's alert is not the whole's
         for row in read_rows(tower, sa.select(r.metric, r.column_name, r.slice_key, r.value, r.threshold,
                                               r.method).where(
                 r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS, r.window_start == start,
