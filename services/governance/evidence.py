@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.errors import TowerError
+from services.governance import segment_gates
 from services.governance.canonical import canonical_json, sha256_hex
 from services.governance.context import GovernanceContext
 from services.governance.policy import Policy
@@ -29,7 +30,9 @@ _EPS = 1e-9  # 0.86 - 0.85 is 0.010000000000000009 in floating point
 def no_data_passes(policy: Mapping[str, Any], gate: str) -> bool:
     """Whether the snapshotted policy lets ``gate`` pass without data."""
     rules = policy.get("no_data") or {}
-    return bool(rules.get(gate, rules.get("default", "fail")) == "pass")
+    kind = segment_gates.kind_of(gate)  # issue 14: a segment's gate falls back to its kind's rule
+    fallback = rules.get(kind, rules.get("default", "fail")) if kind else rules.get("default", "fail")
+    return bool(rules.get(gate, fallback) == "pass")
 
 
 @dataclass(frozen=True)
@@ -174,8 +177,11 @@ def _limit_gate(name: str, value: float | None, limit: float, unit: str, missing
 
 
 def evaluate_gates(policy: Policy, candidate: VersionEvidence, holder: VersionEvidence | None,
-                   fairness_dpd: float | None) -> tuple[GateResult, ...]:
-    """Each gate of ``policy`` on the numbers: passed, failed or no data (pure)."""
+                   fairness_dpd: float | None,
+                   segments: Mapping[str, tuple[float | None, float | None, float | None]] | None = None
+                   ) -> tuple[GateResult, ...]:
+    """Each gate of ``policy`` on the numbers: passed, failed or no data (pure). ``segments``: segment ->
+    (candidate's drift share, holder's, fairness dpd) for the gates that name a segment."""
     gates: list[GateResult] = []
     for gate in policy.metrics:
         name = f"metric:{gate.name}"
@@ -214,6 +220,15 @@ def evaluate_gates(policy: Policy, candidate: VersionEvidence, holder: VersionEv
     if policy.max_fairness_dpd is not None:
         gates.append(_limit_gate("fairness_dpd", fairness_dpd, policy.max_fairness_dpd, "",
                                  "No fairness result for the model."))
+    for seg in policy.segment_gates:  # issue 14: gates naming a segment (services.governance.segment_gates)
+        drift, held, fairness = (_number(v) for v in (segments or {}).get(seg.segment, (None, None, None)))
+        if seg.max_drift_share is not None:
+            found = _limit_gate(segment_gates.gate_name(seg.segment, "drift_share"), drift, seg.max_drift_share, "",
+                                f"No drift result for version {candidate.version} in segment {seg.segment}.")
+            gates.append(GateResult(found.name, found.status, found.candidate, held, found.limit, found.detail))
+        if seg.max_fairness_dpd is not None:
+            gates.append(_limit_gate(segment_gates.gate_name(seg.segment, "fairness_dpd"), fairness,
+                                     seg.max_fairness_dpd, "", f"No fairness result for segment {seg.segment}."))
     return tuple(gates)
 
 
@@ -248,8 +263,10 @@ def collect_evidence(ctx: GovernanceContext, model: str, version: str, stage: st
         notes.append(f"The creator of version {version} is unknown (no run and no user tag): the four-eyes rule "
                      "cannot exclude them.")
     policy = ctx.policy(model)
+    segments = segment_gates.segment_numbers(ctx.monitoring, model, version, holder_version, policy.segment_gates,
+                                             notes)
     return Evidence(
         model=model, version=version, stage=stage, candidate=candidate, holder=holder, fairness_dpd=fairness,
         window_start=_iso(start), window_end=_iso(now), collected_at=_iso(now), policy=policy.as_dict(),
-        gates=evaluate_gates(policy, candidate, holder, fairness), notes=tuple(notes),
+        gates=evaluate_gates(policy, candidate, holder, fairness, segments), notes=tuple(notes),
     )

@@ -15,6 +15,9 @@ policies:
                                     # receiver requests that stage as its service account once every gate
                                     # passes (services/webhooks); null = never requested automatically
     # max_latency_p95_ms: absent = the model's SLO (models.<name>.slo.latency_p95_ms); null = no gate
+  loan-approval:
+    segments:                       # per model: limits on a declared segment (services.governance.segment_gates)
+      business: {max_drift_share: 0.3, max_fairness_dpd: 0.1}
   credit-risk:
     approvals_required: 2
     metrics:
@@ -37,13 +40,15 @@ from typing import Any
 
 from services.auth.identity import ROLES, auth_config
 from services.errors import ConfigError
+from services.governance import segment_gates
+from services.governance.segment_gates import SegmentGates
 from services.mapping import ModelMapping
 from services.settings import DEFAULT_STAGE_ALIASES, Settings, refuse_unknown_keys
 
 DIRECTIONS = ("higher", "lower")
 _KEYS = {"approvals_required", "approvers", "override_roles", "requesters", "metrics",
          "max_drift_share", "max_fairness_dpd", "max_latency_p95_ms", "require_known_creator",
-         "evidence_max_age", "no_data", "auto_request"}
+         "evidence_max_age", "no_data", "auto_request", segment_gates.KEY}
 # Gates a policy names in `no_data` (besides "default" and "metric:<name>").
 NO_DATA_GATES = ("latency_p95_ms", "drift_share", "fairness_dpd")
 _UNSET = object()
@@ -87,6 +92,7 @@ class Policy:
     no_data: tuple[tuple[str, str], ...] = (("default", "fail"),)
     # The stage a new version is requested for by the webhook receiver when every gate passes (None: never).
     auto_request: str | None = None
+    segment_gates: tuple[SegmentGates, ...] = ()  # issue 14: drift/fairness limits on named segments
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view (recorded in the evidence snapshot)."""
@@ -108,6 +114,9 @@ class Policy:
             # Only when it differs from the default, so evidence recorded before the key keeps its digest.
             **({} if self.no_data == (("default", "fail"),) else {"no_data": dict(self.no_data)}),
             # auto_request is left out: it decides who files a request, not whether it passes or who approves.
+            # Segment gates only when set, so a policy without them keeps its evidence digest.
+            **({} if not self.segment_gates else
+               {"segments": {g.segment: g.as_dict() for g in self.segment_gates}}),
         }
 
 
@@ -248,6 +257,12 @@ def _validate_section(model: str, raw: Any, service_issuer: str = DEFAULT_SERVIC
         parsed["no_data"] = _no_data(raw["no_data"], f"{where}.no_data")
     if "auto_request" in raw:
         parsed["auto_request"] = _auto_request(raw["auto_request"], f"{where}.auto_request", stages)
+    if segment_gates.KEY in raw:  # issue 14
+        if model == "default":
+            raise ConfigError("policies.default.segments: segments belong to one model; name them in the "
+                              "model's own policy section.")
+        parsed["segment_gates"] = segment_gates.parse_segment_gates(raw[segment_gates.KEY], f"{where}.segments",
+                                                                    _limit)
     return parsed
 
 
@@ -271,10 +286,11 @@ def _no_data(value: Any, where: str) -> tuple[tuple[str, str], ...]:
         raise ConfigError(f"{where} must be 'fail', 'pass' or a mapping of gates to fail/pass, got {value!r}.")
     rules = {"default": "fail"}
     for gate, verdict in value.items():
-        if gate != "default" and gate not in NO_DATA_GATES and not (isinstance(gate, str) and
-                                                                    gate.startswith("metric:") and gate[7:]):
+        if gate != "default" and gate not in NO_DATA_GATES and not (isinstance(gate, str) and (
+                (gate.startswith("metric:") and gate[7:]) or segment_gates.kind_of(gate))):
             raise ConfigError(f"{where} names an unknown gate {gate!r}.",
-                              f"Gates: default, {', '.join(NO_DATA_GATES)}, metric:<name>.")
+                              f"Gates: default, {', '.join(NO_DATA_GATES)}, metric:<name>, "
+                              "segment:<segment>/drift_share, segment:<segment>/fairness_dpd.")
         if verdict not in ("fail", "pass"):
             raise ConfigError(f"{where}.{gate} must be fail or pass, got {verdict!r}.")
         rules[str(gate)] = str(verdict)
@@ -302,6 +318,7 @@ def _build(model: str, merged: Mapping[str, Any], slo_p95: float | None) -> Poli
         evidence_max_age=merged.get("evidence_max_age", DEFAULT_EVIDENCE_MAX_AGE),
         no_data=merged.get("no_data", (("default", "fail"),)),
         auto_request=merged.get("auto_request"),
+        segment_gates=merged.get("segment_gates", ()),
     )
 
 
@@ -331,6 +348,11 @@ def parse_policies(raw: Any, models: Mapping[str, ModelMapping] | None = None, *
     policies = Policies(default=default, per_model=sections, slo_latency=slo)
     for name in ["default", *sections]:  # refuse impossible N-of-M at load time, not at the first request
         policies.for_model(name)
+    for name, section in sections.items():  # issue 14: a gate on a segment the model does not declare
+        if models is not None or "segment_gates" in section:
+            mapping = (models or {}).get(name)
+            segment_gates.check_declared(section.get("segment_gates", ()), name,
+                                         None if mapping is None else tuple(s.name for s in mapping.segments))
     return policies
 
 

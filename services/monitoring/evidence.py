@@ -18,21 +18,30 @@ class TowerMonitoringEvidence:
 
     def latest_drift_share(self, model: str, version: str) -> float | None:
         """Share of drifted features in the latest window in which ``version`` served (None: never seen)."""
+        return self.segment_drift_share(model, version, OVERALL)
+
+    def latest_fairness_dpd(self, model: str) -> float | None:
+        """The worst demographic parity difference over the sensitive attributes, in the latest window."""
+        return self.segment_fairness_dpd(model, OVERALL)
+
+    # issue 14: the same readings for one segment (services.governance.segment_gates.SegmentEvidence)
+    def segment_drift_share(self, model: str, version: str, segment: str) -> float | None:
+        """``latest_drift_share`` among the rows of ``segment`` ('' = the whole population)."""
         r = monitoring_results.c
         rows = read_rows(self.tower, sa.select(r.value).where(
-            r.model == model, r.segment == OVERALL, r.version == str(version), r.metric == "drift_share",
+            r.model == model, r.segment == segment, r.version == str(version), r.metric == "drift_share",
             r.value.is_not(None))
             .order_by(r.window_start.desc()).limit(1))
         return None if not rows else float(rows[0].value)
 
-    def latest_fairness_dpd(self, model: str) -> float | None:
-        """The worst demographic parity difference over the sensitive attributes, in the latest window."""
+    def segment_fairness_dpd(self, model: str, segment: str) -> float | None:
+        """``latest_fairness_dpd`` among the rows of ``segment`` ('' = the whole population)."""
         r = monitoring_results.c
         latest = (sa.select(sa.func.max(r.window_start)).where(
-            r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS,
+            r.model == model, r.segment == segment, r.version == ALL_VERSIONS,
             r.metric == "demographic_parity_difference", r.value.is_not(None)).scalar_subquery())
         rows = read_rows(self.tower, sa.select(sa.func.max(r.value)).where(
-            r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS,
+            r.model == model, r.segment == segment, r.version == ALL_VERSIONS,
             r.metric == "demographic_parity_difference",
             r.window_start == latest))
         return None if not rows or rows[0][0] is None else float(rows[0][0])
