@@ -9,6 +9,11 @@ The stories users should find on the dashboard:
 - loan-approval approves women clearly less often (demographic parity difference ~0.2);
 - fraud-detection's p95 latency triples after version 4 goes live ~10 days before the end;
 - demand-forecast is healthy: no drift, fast, almost no errors.
+Issue 14 adds two, on the log only (training snapshots and references are unchanged):
+- loan-approval's business applications slow down from day 21 (one segment's p95 over the SLO; the
+  overall p95 stays under it);
+- fraud-detection's labels stop for the last 7 days while a card-testing wave makes its scores, and
+  so its CBPE estimate, fall.
 """
 
 from __future__ import annotations
@@ -46,11 +51,11 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from services.demo.populations import (
-    Concept,
     Drift,
     Outcome,
     Population,
     Shift,
+    Slowdown,
     choice,
     credit_risk_drift,
     credit_risk_outcome,
@@ -62,7 +67,7 @@ from services.demo.populations import (
     fraud_population,
     loan_approval_outcome,
     loan_approval_population,
-    loan_business_downturn,
+    loan_business_registry_check,
     no_drift,
     no_shift,
 )
@@ -83,7 +88,7 @@ TIMEOUT_MS = 2_000.0
 # Requests per hour of the day (UTC), relative: quiet nights, a midday and an evening peak.
 DIURNAL = np.array([2, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 10, 9, 8, 8, 8, 9, 9, 8, 6, 5, 4, 3], dtype=float)
 DIURNAL /= DIURNAL.sum()
-_PURPOSES = {"train": 1, "log": 2, "reference": 3, "shift": 4, "concept": 5}
+_PURPOSES = {"train": 1, "log": 2, "reference": 3, "shift": 4, "slowdown": 5}
 _Z_95 = 1.6448536269514722  # standard normal 95th percentile: turns a p95 into a log-normal sigma
 
 
@@ -125,10 +130,10 @@ class ModelStory:
     error_rate: float
     tuning_versions: frozenset[int] = frozenset()  # versions trained as children of one tuning run
     drift: Drift = field(default=no_drift)
-    # Issue 14's stories, on the log only: who arrives (shift), what really happens (concept), and the
-    # last days whose labels never arrive (a broken label feed), on top of LABEL_COVERAGE.
+    # Issue 14's stories, on the log only: who arrives (shift), how long some requests take (slowdown), and
+    # the last days whose labels never arrive (a broken label feed), on top of LABEL_COVERAGE.
     shift: Shift = field(default=no_shift)
-    concept: Concept | None = None
+    slowdown: Slowdown | None = None
     labels_stop_days: int = 0
 
     @property
@@ -201,7 +206,7 @@ DEMO_STORIES: tuple[ModelStory, ...] = (
                         5, 55, 130, "Gradient boosting candidate; canary."),
         ),
         rollout=((0, 1), (6, 2)), staging=3, canary_days=3, error_rate=0.003,
-        concept=loan_business_downturn,  # the segment story: business loans, from day 21
+        slowdown=loan_business_registry_check,  # the segment story: business loans slow down from day 21
     ),
     ModelStory(
         name="fraud-detection", task="binary_classification", owner="carol", team="payments-risk",
@@ -467,13 +472,13 @@ def prediction_log(s: ModelStory, models: Mapping[int, Pipeline], end_date: date
     position = micros / 86_400_000_000
     data = s.shift(s.population(rng, s.drift(position), hour), position, _rng(s, "shift"))
     label = s.outcome(data, rng)
-    if s.concept is not None:
-        label = s.concept(data, position, label, _rng(s, "concept"))
     version = _served_versions(s, rng, day)
     prediction, score = _predict(s, models, data, version)
     status = _statuses(s, rng, len(day))
     ok = status == "ok"
     latency = np.where(status == "timeout", TIMEOUT_MS + rng.uniform(0, 50, len(day)), _latencies(s, rng, version))
+    if s.slowdown is not None:  # a timeout stays a timeout
+        latency = np.where(status == "timeout", latency, s.slowdown(data, position, latency, _rng(s, "slowdown")))
     prefix = "".join(part[0] for part in s.name.split("-"))
     log = pd.DataFrame({
         "request_id": [f"{prefix}-{i:09d}" for i in range(len(day))],
