@@ -21,7 +21,8 @@ def rows(seed: int, n: int, mix: list[float], rates: dict[str, float]) -> pd.Dat
 
 def sums(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     g = frame.groupby("group")["correct"]
-    return (g.sum().reindex(names, fill_value=0).to_numpy(float), g.count().reindex(names, fill_value=0).to_numpy(float))
+    return (g.sum().reindex(names, fill_value=0).to_numpy(float),
+            g.count().reindex(names, fill_value=0).to_numpy(float))
 
 
 def test_the_bars_add_up_to_the_change_and_each_equals_the_pandas_weight_times_rate():
