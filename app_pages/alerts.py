@@ -11,6 +11,7 @@ from services.settings import Settings
 from ui import backends
 from ui.page import page
 from ui.tables import ALERT_COLUMNS, ALERT_DAYS, ALERT_TIMES, RULE_LABELS, format_day, readable, show
+from ui.why_views import why_links
 from ui.widgets import day_window, model_names
 from ui.windows import MONITOR_COMMAND
 
@@ -38,6 +39,7 @@ def render(settings: Settings) -> None:
                    f"No alert yet. Alerts are raised by `{MONITOR_COMMAND}`.")
     else:
         show(_table(active), column_config=CONFIG)
+        why_links(active)  # root cause (issue 14): "Why?" per drift or performance episode
     if span is None:
         return
     st.subheader("History")

@@ -16,6 +16,7 @@ from ui.navigation import BY_PATH
 from ui.notices import literal
 from ui.page import page
 from ui.tables import MISSING, format_time, show
+from ui.why_views import why_links
 from ui.widgets import model_names, model_picker
 
 STATUS_ICONS = {"alert": ":material/error:", "warning": ":material/warning:"}
@@ -95,6 +96,7 @@ def _health(settings: Settings, name: str) -> None:
         else:
             st.caption(literal(text))
     active = backends.alerts(settings, name, True)
+    why_links(active)  # root cause (issue 14): "Why?" per drift or performance episode
     if not active.empty:
         st.page_link(BY_PATH["alerts"].file, label=f"All {len(active)} open alert(s) of {literal(name)}",
                      icon=":material/notifications:", query_params={"model": name})
