@@ -9,6 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from services.auth.identity import ANONYMOUS
+from services.monitoring import tower_reads
+from services.outages import TOWER
 from services.settings import Settings
 from ui import alert_worklist, backends
 from ui.page import errors_shown, page
@@ -34,7 +36,9 @@ def _episodes_opened(settings: Settings, chosen: str | None, span: tuple[datetim
     window = day_window("Opened in (UTC days)", HISTORY_DAYS, key="alerts_window")
     if window is None:
         return
-    history = backends.alert_history(settings, chosen, *window)
+    # Read fresh, like the worklist: a status people just changed shows at once.
+    history = backends.guarded(settings, TOWER, lambda: tower_reads.alert_history(backends.tower(settings), chosen,
+                                                                                  *window))
     if history.empty:
         # Say what there is: the history is not empty, only this window of it.
         first, last = format_day(span[0]), format_day(span[1])
@@ -49,7 +53,7 @@ def render(settings: Settings) -> None:
     st.title("Alerts")
     model = st.selectbox("Model", [ALL, *model_names(settings)], key="model", bind="query-params")
     chosen = None if model == ALL else model
-    active = backends.alerts(settings, chosen, True)
+    active = backends.guarded(settings, TOWER, lambda: tower_reads.open_alerts(backends.tower(settings), chosen))
     span = backends.alert_span(settings, chosen)
     st.metric("Open alerts", len(active))
     actor = current_actor(settings) or ANONYMOUS
