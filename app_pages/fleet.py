@@ -21,8 +21,10 @@ WINDOW_DAYS = 7
 CHIP_COLUMNS = {"latency": "Latency", "errors": "Errors", "drift": "Drift", "fairness": "Fairness",
                 "performance": "Performance"}
 WORDS = {"alert": "alert", "warning": "warning", "ok": "ok", "unknown": "no results"}
+CRITICAL = "critical"  # an alert one of whose open episodes is critical (alert workflow, issue 14)
 # Text and colour together: the word says it, the colour only repeats it.
-COLOURS = {"alert": "background-color: #fde0dc; color: #a50e0e; font-weight: 600",
+COLOURS = {CRITICAL: "background-color: #a50e0e; color: #ffffff; font-weight: 700",
+           "alert": "background-color: #fde0dc; color: #a50e0e; font-weight: 600",
            "warning": "background-color: #fff4d6; color: #7a4f01",
            "ok": "color: #137333", "no results": "color: #6b6b6b"}
 # Fixed widths keep the model, its health and the chips on screen at 1440 px, ahead of the rest
@@ -33,7 +35,8 @@ MODEL_WIDTH, CHIP_WIDTH = 150, 110
 def _chip_text(chip: health_chips.Chip | None) -> str:
     if chip is None:
         return MISSING
-    return WORDS.get(chip.status, chip.status) + (f" ×{chip.count}" if chip.count > 1 else "")
+    word = CRITICAL if chip.status == "alert" and chip.critical else WORDS.get(chip.status, chip.status)
+    return word + (f" ×{chip.count}" if chip.count > 1 else "")
 
 
 def _table(rows: tuple[fleet.FleetRow, ...]) -> pd.DataFrame:
@@ -43,7 +46,8 @@ def _table(rows: tuple[fleet.FleetRow, ...]) -> pd.DataFrame:
         why = " ".join(r.health_reasons)
         records.append({
             "Model": r.model,
-            "Health": WORDS.get(r.health, r.health),
+            "Health": CRITICAL if r.health == "alert" and any(c.critical for c in r.chips if c.status == "alert")
+            else WORDS.get(r.health, r.health),
             **{label: _chip_text(chips.get(dim)) for dim, label in CHIP_COLUMNS.items()},
             "Why": why if len(why) <= 90 else why[:89] + "…",
             "Production": r.production or MISSING,
@@ -112,13 +116,13 @@ def render(settings: Settings) -> None:
     if owners:
         keep &= table["Owner"].isin(owners)
     if problems_only:
-        keep &= (table["SLO (7 d)"] != fleet.OK) | (table["Health"] != WORDS["ok"])
+        keep &= (table["SLO (7 d)"] != fleet.OK) | (table["Health"] != WORDS["ok"])  # critical counts too
     shown = table[keep].reset_index(drop=True)
 
     breaches = int((table["SLO (7 d)"] == fleet.BREACH).sum())
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Models", len(table))
-    c2.metric("With open alerts", int((table["Health"] == WORDS["alert"]).sum()))
+    c2.metric("With open alerts", int(table["Health"].isin([WORDS["alert"], CRITICAL]).sum()))
     c3.metric("Over their SLO", breaches)
     c4.metric("Requests (7 d)", f"{int(table['Requests (7 d)'].fillna(0).sum()):,}")
 
@@ -136,8 +140,8 @@ def render(settings: Settings) -> None:
             "SLO error rate": st.column_config.NumberColumn(format="percent"),
         },
     )
-    st.caption("Click a health cell (alert, warning) to open the page that explains it, at the model, feature "
-               "or group and the day it started; click any other cell of a row to open the model.")
+    st.caption("Click a health cell (critical, alert, warning) to open the page that explains it, at the model, "
+               "feature or group and the day it started; click any other cell of a row to open the model.")
     cells = event.selection.cells if event is not None else []
     if cells:
         position, column = cells[0]

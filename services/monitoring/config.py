@@ -18,8 +18,18 @@ monitoring:
 ```
 
 Every rule takes ``enabled`` (default true) and ``consecutive`` (windows in a row the condition must
-hold before an episode opens). The webhook URL is a secret (a Slack or Teams URL carries a token),
-so it comes only from the environment: ``TOWER_ALERT_WEBHOOK_URL``.
+hold before an episode opens).
+
+Severity (``critical``, per rule; ``services.monitoring.severity``): an episode is ``warning`` unless
+one of its windows reaches the rule's critical level, then ``critical`` until it ends. For drift,
+multivariate_drift, latency_p95, error_rate and fairness, ``critical`` is a multiple of the rule's
+threshold on the "× threshold" scale (>= 1; a drift p-value test counts the smaller p as the worse);
+latency_p95 and error_rate default to 1 (every SLO breach is critical: users are failing now), the
+others to null (never critical). For performance and estimated_performance_drop it is a relative
+drop from the reference like ``max_drop`` and must exceed it (default null).
+
+The webhook URL is a secret (a Slack or Teams URL carries a token), so it comes only from the
+environment: ``TOWER_ALERT_WEBHOOK_URL``.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ class DriftRule:
     consecutive: int = 3
     threshold: float | None = None
     method: str | None = None
+    critical: float | None = None  # multiple of the threshold (severity)
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ class SloRule:
 
     enabled: bool = True
     consecutive: int = 1
+    critical: float | None = 1.0  # multiple of the SLO (severity): by default every breach is critical
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ class FairnessRule:
     consecutive: int = 1
     demographic_parity_difference: float | None = 0.1
     equalized_odds_difference: float | None = None
+    critical: float | None = None  # multiple of the limit (severity)
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,7 @@ class PerformanceRule:
     max_drop: float = 0.05
     min_label_coverage: float = 0.9
     min_labels: int = 200
+    critical: float | None = None  # relative drop, like max_drop and above it (severity)
 
     def metric_for(self, task: str) -> str:
         if self.metric:
@@ -100,6 +114,7 @@ class MultivariateDriftRule:
 
     enabled: bool = True
     consecutive: int = 3
+    critical: float | None = None  # multiple of the band's upper bound (severity)
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,7 @@ class EstimatedPerformanceRule:
     metric: str | None = None
     max_drop: float = 0.05
     min_rows: int = 200
+    critical: float | None = None  # relative drop, like max_drop and above it (severity)
 
     def metric_for(self, task: str) -> str:
         return self.metric or "roc_auc"
@@ -197,7 +213,24 @@ def _rule(base: Any, raw: Any, where: str) -> Any:
             if value is not None and value not in methods:
                 raise ConfigError(f"{at} is {value!r}; expected one of {', '.join(methods)}.")
             changes[key] = value
-    return replace(base, **changes)
+        elif key == "critical":
+            changes[key] = _number(value, at, optional=True)
+    rule = replace(base, **changes)
+    _check_critical(rule, where)
+    return rule
+
+
+def _check_critical(rule: Any, where: str) -> None:
+    """A critical level is beyond the warning one: a multiple >= 1, or a drop above ``max_drop``."""
+    critical = getattr(rule, "critical", None)
+    if critical is None:
+        return
+    if hasattr(rule, "max_drop"):
+        if critical <= rule.max_drop:
+            raise ConfigError(f"{where}.critical ({critical:g}) is a relative drop and must exceed max_drop "
+                              f"({rule.max_drop:g}).")
+    elif critical < 1:
+        raise ConfigError(f"{where}.critical ({critical:g}) is a multiple of the threshold and must be at least 1.")
 
 
 def _rules(base: AlertRules, raw: Any, where: str) -> AlertRules:

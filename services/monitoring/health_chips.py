@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from services.monitoring.results import RULE_METRICS
-from services.monitoring.store import ACTIVE_STATUSES, ALL_VERSIONS, alert_episodes, monitoring_results
+from services.monitoring.store import ACTIVE_STATUSES, ALL_VERSIONS, CRITICAL, alert_episodes, monitoring_results
 from services.monitoring.tower_reads import read_rows
 from services.segments import OVERALL
 from services.stats.drift import drift_ratio
@@ -55,6 +55,7 @@ class Finding:
     onset: datetime  # the window that opened the episode (or the latest window, for a warning)
     message: str
     severity: float = 0.0  # value over threshold, to pick the worst subject
+    critical: bool = False  # an open episode of critical severity (services.monitoring.severity)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Chip:
     page: str  # url path of the page that explains it
     params: Mapping[str, str] = field(default_factory=dict)  # model, feature or sensitive, start (YYYY-MM-DD)
     count: int = 0  # findings behind it
+    critical: bool = False  # one of its open alert episodes is critical (the fleet says "critical")
 
     @property
     def label(self) -> str:
@@ -89,7 +91,8 @@ def chips_from(model: str, findings: Iterable[Finding], monitored: bool,
     chips = []
     for dimension in DIMENSIONS:
         page, subject_param = _PAGE[dimension]
-        found = sorted(by_dimension[dimension], key=lambda f: (-RANK[f.status], -f.severity, f.onset, f.subject))
+        found = sorted(by_dimension[dimension],
+                       key=lambda f: (-RANK[f.status], not f.critical, -f.severity, f.onset, f.subject))
         if not found:
             status = "ok" if monitored else "unknown"
             text = "No rule breached." if monitored else "Not monitored yet."
@@ -102,7 +105,7 @@ def chips_from(model: str, findings: Iterable[Finding], monitored: bool,
         onset = min(f.onset for f in found if f.status == top.status)
         params["start"] = (onset.date() - timedelta(days=LEAD_DAYS)).isoformat()
         chips.append(Chip(dimension, top.status, top.message, page, params,
-                          count=sum(f.status == top.status for f in found)))
+                          count=sum(f.status == top.status for f in found), critical=top.critical))
     return tuple(chips)
 
 
@@ -130,13 +133,14 @@ def health_chips(tower: Engine, model: str, extra: Mapping[str, Finding] | None 
         r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS, r.window_start == latest[0][0],
         r.metric == "drift_score"))
         } if latest else {}
-    for row in read_rows(tower, sa.select(e.rule, e.subject, e.opened_window, e.message, e.value, e.threshold)
+    for row in read_rows(tower, sa.select(e.rule, e.subject, e.opened_window, e.message, e.value, e.threshold,
+                                          e.severity)
                          .where(e.model == model, e.status.in_(ACTIVE_STATUSES))):
         dimension = _RULE_DIMENSION.get(row.rule)
         if dimension is not None:
             method = methods.get(row.subject, "") if dimension == "drift" else ""
             findings.append(Finding(dimension, "alert", row.subject or "", row.opened_window, row.message,
-                                    severity(row.value, row.threshold, method)))
+                                    severity(row.value, row.threshold, method), critical=row.severity == CRITICAL))
     if latest:
         start = latest[0][0]
         alerting = {(f.dimension, f.subject) for f in findings}
