@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +80,12 @@ def _segments(db: Path, tower: str) -> dict[str, Any]:
     mapping = explain_mapping()
     engine, tower_engine = _stores(db, tower)
     t, rows = Timer(), {}
+
+    def one(population: Any) -> Any:
+        return window_report(engine, population, _kept_profile(tower_engine, population), *WINDOW)
     for segment in mapping.segments:
         population = mapping.for_segment(segment.name)
-        profile = t.run(f"segment.{segment.name}", lambda p=population: _kept_profile(tower_engine, p))
-        report = t.run(f"segment.{segment.name}",
-                       lambda p=population, f=profile: window_report(engine, p, f, *WINDOW))
+        report = t.run(f"segment.{segment.name}", partial(one, population))
         rows[segment.name] = report.rows_current
     wall, cpu = t.figures(), t.cpu
     return {"segments_s": sum(wall[k] for k in t.wall), "cpu": {"segments_s": sum(cpu.values())},

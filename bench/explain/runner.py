@@ -69,7 +69,7 @@ def _describe(contender: str, run: dict[str, Any]) -> str:
     if "timeout" in run:
         return f"timed out after {run['timeout']:.0f} s"
     if "error" in run:
-        return "FAILED " + run["error"]
+        return f"FAILED {run['error']}"
     if contender in ("base", "segments"):
         detail = f"{run[MAIN_SECONDS[contender]]:.3f} s"
     else:
