@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import bench.explain
 from bench.explain.contenders import CONTENDERS, child_main
@@ -46,8 +47,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before each child, wait up to this long for the 1-minute load average to fall below "
                              "the number of cores (the machine is shared); default: do not wait")
-    parser.add_argument("--from-json", type=Path, default=None, metavar="PATH",
-                        help="run nothing: print (and with --out write) the results saved by an earlier --json")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="PATH",
+                        help="run nothing: print (and with --out write) the results saved by earlier --json runs "
+                             "(several: one size each, e.g. 1M and 10M run apart, shown side by side)")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tower", help=argparse.SUPPRESS)
@@ -66,13 +68,19 @@ def run(options: argparse.Namespace) -> list[SizeResult]:
     return sizes
 
 
+def merged(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several saved runs as one: their sizes in order, every command named, the first start, the last end."""
+    return {**records[0], "command": "; ".join(r["command"] for r in records), "after": records[-1]["after"],
+            "sizes": [size for r in records for size in r["sizes"]]}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     if options.child:
         print(RESULT_TAG + json.dumps(child_main(options.child, options.db, options.tower)), flush=True)
         return 0
-    if options.from_json:  # render the results of an earlier run again
-        record = json.loads(options.from_json.read_text())
+    if options.from_json:  # render the results of earlier runs again
+        record = merged([json.loads(path.read_text()) for path in options.from_json])
         sizes = [SizeResult(**size) for size in record["sizes"]]
         print_summary(sizes)
     else:

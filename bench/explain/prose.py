@@ -64,4 +64,8 @@ def results_markdown(sizes: list[SizeResult], command: str, before: dict[str, st
               "pays only the window rows above. The job's per-day, per-version windows group the same statements.",
               "- NannyML's figures exclude building its frames from the warehouse (shown apart); ours include "
               "every SQL round trip."]
+    if loads and loads[-1] >= 2:
+        lines.append(f"- The machine was busy (1-minute load up to {loads[-1]:.1f} on 2 cores) while this ran: "
+                     "wall-clock figures and their ratios are noisy; the CPU columns hold better. Rerun on a quiet "
+                     "machine (`--wait-quiet 600`) before quoting a ratio to one decimal.")
     return "\n".join(lines).rstrip() + "\n"

@@ -114,9 +114,11 @@ def test_the_saved_measurements_render_again_without_running_anything(results, t
                                  "options": {"repeat": 1, "slow_seconds": 60.0},
                                  "sizes": [s.to_json() for s in sizes]}))
     out = tmp_path / "RESULTS.md"
-    assert main(["--from-json", str(saved), "--out", str(out)]) == 0
+    assert main(["--from-json", str(saved), str(saved), "--out", str(out)]) == 0
     section = read_section(out, SECTION)
-    assert section is not None and "5,000-row log" in section and "agrees" in section
+    assert section is not None and "agrees" in section
+    assert section.count("#### 5,000-row log") == 2  # two saved runs, side by side
+    assert "`python -m bench.explain --rows 5000; python -m bench.explain --rows 5000`" in section
 
 
 def read_section_of(text: str) -> str:
