@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from services import wiring
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
-from services.monitoring import distributions, estimated_performance, multivariate, report, tower_reads
+from services.monitoring import data_quality, distributions, estimated_performance, multivariate, report, tower_reads
 from services.monitoring import health_chips as chips
 from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
@@ -156,8 +156,10 @@ def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None
                   start: datetime, end: datetime) -> WindowReport:
     profile = reference_profile(s, mapping, *ref)
     pca = guarded(s, WAREHOUSE, lambda: multivariate.reconstruction_model(tower(s), engine(s), mapping, profile))
+    ranges = guarded(s, WAREHOUSE, lambda: data_quality.reference_ranges(tower(s), engine(s), mapping, profile))
     return guarded(s, WAREHOUSE, lambda: report.window_report(
-        engine(s), mapping, profile, start, end, rules=monitoring_config(s).rules_for(mapping.name), pca=pca))
+        engine(s), mapping, profile, start, end, rules=monitoring_config(s).rules_for(mapping.name), pca=pca,
+        ranges=ranges))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
