@@ -89,7 +89,7 @@ def _health(settings: Settings, name: str) -> None:
     st.subheader(f"Health: {overall}")
     for chip in chips:
         word = "no results" if chip.status == "unknown" else chip.label
-        text = f"{chip.dimension.capitalize()}: {word} · {chip.text}"
+        text = f"{chip.title}: {word} · {chip.text}"
         if chip.status in ("alert", "warning"):
             st.page_link(BY_PATH[chip.page].file, label=literal(text), icon=STATUS_ICONS[chip.status],
                          query_params=dict(chip.params))

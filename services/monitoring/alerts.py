@@ -15,6 +15,10 @@ performance   the rule metric (roc_auc, mae, ...)    worse than the reference by
 multivariate  reconstruction_error                   outside the reference band (``multivariate_drift``)
 estimated_    estimated_<metric> (CBPE, classifiers  the estimate's upper bound below the reference
 perf...drop   with a score; before labels arrive)    by over ``max_drop``
+data_quality  null_share / unseen_share /            over the reference's null share + ``max_null_
+_nulls|       out_of_range_share per feature         increase``, over ``max_unseen_share``, over
+_unseen|                                             ``max_out_of_range_share`` (``data_quality``
+_range                                               rule; services.monitoring.data_quality)
 ============  =====================================  ==============================================
 
 An **episode** opens in the window where the condition has held for ``consecutive`` windows in a
@@ -56,6 +60,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from services.mapping import ModelMapping
+from services.monitoring import data_quality
 from services.monitoring.config import AlertRules
 from services.monitoring.severity import CriticalTest, critical_test, episode_severity
 from services.monitoring.store import (
@@ -78,6 +83,7 @@ from services.segments import OVERALL
 
 _log = logging.getLogger(__name__)
 CLAIM_TIMEOUT = outbox.CLAIM_TIMEOUT  # a claim older than this (a crashed run) may be taken over
+DATA_QUALITY_RULES = frozenset(data_quality.RULES.values())
 
 RULE_LABELS = {
     "drift": "drift", "latency_p95": "p95 latency over SLO", "error_rate": "error rate over SLO",
@@ -85,6 +91,7 @@ RULE_LABELS = {
     "fairness_eod": "equalized odds difference over limit", "performance": "performance drop vs reference",
     "multivariate_drift": "multivariate drift (PCA reconstruction error)",
     "estimated_performance_drop": "estimated performance drop vs reference (before labels)",
+    **{rule: f"data quality: {data_quality.CHECK_WORDS[metric]}" for metric, rule in data_quality.RULES.items()},
 }
 
 
@@ -159,6 +166,9 @@ def _series_specs(mapping: ModelMapping, rules: AlertRules) -> list[tuple[str, s
     if estimated.enabled and mapping.task == "binary_classification":
         specs.append(("estimated_performance_drop", "estimated_" + estimated.metric_for(mapping.task),
                       estimated.consecutive, lambda r: r.metric))
+    if rules.data_quality.enabled:  # one rule per check, the feature as subject (services.monitoring.data_quality)
+        specs += [(rule, metric, rules.data_quality.consecutive, lambda r: r.column_name)
+                  for metric, rule in data_quality.RULES.items()]
     return specs
 
 
@@ -251,6 +261,12 @@ def describe(model: str, episode: Episode) -> str:
     if episode.rule == "multivariate_drift":
         return (f"{model}: multivariate drift: the PCA reconstruction error {value} is outside its reference band "
                 f"(upper bound {limit}){runs}, since the window of {since}.")
+    if episode.rule in DATA_QUALITY_RULES:
+        what = data_quality.CHECK_WORDS[episode.metric]
+        share = "n/a" if episode.value is None else f"{episode.value:.1%}"
+        most = "n/a" if episode.threshold is None else f"{episode.threshold:.1%}"
+        return (f"{model}: data quality of feature '{episode.subject}': {what} {share} is over the limit of "
+                f"{most}{runs}, since the window of {since}.")
     if episode.rule == "estimated_performance_drop":
         name = episode.metric.removeprefix("estimated_")
         return (f"{model}: estimated {name} (CBPE, before labels) is {value}; even its band's upper end is below "

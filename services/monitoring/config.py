@@ -12,6 +12,7 @@ monitoring:
     performance: {metric: null, max_drop: 0.05, min_label_coverage: 0.9, min_labels: 200}
     multivariate_drift: {consecutive: 3}             # PCA reconstruction error outside its reference band
     estimated_performance_drop: {metric: null, max_drop: 0.05, min_rows: 200}   # CBPE, before labels
+    data_quality: {max_null_increase: 0.05, max_unseen_share: 0.05, max_out_of_range_share: 0.05, min_rows: 100}
   models:
     demand-forecast:
       performance: {max_drop: 0.2}
@@ -139,6 +140,22 @@ class EstimatedPerformanceRule:
 
 
 @dataclass(frozen=True)
+class DataQualityRule:
+    """Per feature and window, against the reference (``services.monitoring.data_quality``): the null
+    share over the reference's by more than ``max_null_increase`` (absolute), the share of rows whose
+    category the reference never saw over ``max_unseen_share``, the share of finite values outside the
+    reference's [min, max] over ``max_out_of_range_share``. A limit of None is not checked; windows with
+    fewer than ``min_rows`` rows are not judged."""
+
+    enabled: bool = True
+    consecutive: int = 1
+    max_null_increase: float | None = 0.05
+    max_unseen_share: float | None = 0.05
+    max_out_of_range_share: float | None = 0.05
+    min_rows: int = 100
+
+
+@dataclass(frozen=True)
 class AlertRules:
     drift: DriftRule = field(default_factory=DriftRule)
     latency_p95: SloRule = field(default_factory=SloRule)
@@ -147,6 +164,7 @@ class AlertRules:
     performance: PerformanceRule = field(default_factory=PerformanceRule)
     multivariate_drift: MultivariateDriftRule = field(default_factory=MultivariateDriftRule)
     estimated_performance_drop: EstimatedPerformanceRule = field(default_factory=EstimatedPerformanceRule)
+    data_quality: DataQualityRule = field(default_factory=DataQualityRule)  # issue 14 (data_quality.py)
 
 
 @dataclass(frozen=True)
@@ -199,6 +217,10 @@ def _rule(base: Any, raw: Any, where: str) -> Any:
             changes[key] = _number(value, at, integer=True, minimum=1)
         elif key in ("threshold", "demographic_parity_difference", "equalized_odds_difference"):
             changes[key] = _number(value, at, optional=True)
+        elif key in ("max_null_increase", "max_unseen_share", "max_out_of_range_share"):  # data quality: shares
+            changes[key] = _number(value, at, optional=True)
+            if changes[key] is not None and changes[key] > 1:
+                raise ConfigError(f"{at} is a share of rows, from 0 to 1 (0.05 = 5 %), not {value!r}.")
         elif key in ("max_drop", "min_label_coverage"):
             changes[key] = _number(value, at)
         elif key in ("min_labels", "min_rows"):

@@ -1,5 +1,6 @@
-"""A model's health per dimension (latency, errors, drift, fairness, performance), each with the page
-that explains it: the fleet shows these as chips next to the model's name, model detail lists them.
+"""A model's health per dimension (latency, errors, drift, multivariate drift, data quality, fairness,
+performance realised or estimated), each with the page that explains it:
+the fleet shows these as chips next to the model's name, model detail lists them.
 
 A chip is ``alert`` while an alert episode of its rules is open, ``warning`` when a rule's condition
 holds in the latest monitored window without an episode yet, ``ok`` otherwise, and ``unknown`` before
@@ -18,19 +19,27 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from services.monitoring.alerts import DATA_QUALITY_RULES
+from services.monitoring.data_quality import CHECK_WORDS
 from services.monitoring.results import RULE_METRICS
 from services.monitoring.store import ACTIVE_STATUSES, ALL_VERSIONS, CRITICAL, alert_episodes, monitoring_results
 from services.monitoring.tower_reads import read_rows
 from services.segments import OVERALL
 from services.stats.drift import drift_ratio
 
-DIMENSIONS = ("latency", "errors", "drift", "fairness", "performance")
-# Which dimension each alert rule and result metric speaks for.
+DIMENSIONS = ("latency", "errors", "drift", "multivariate", "data_quality", "fairness", "performance")
+DIMENSION_LABELS = {"latency": "Latency", "errors": "Errors", "drift": "Drift", "multivariate": "Multivariate drift",
+                    "data_quality": "Data quality", "fairness": "Fairness", "performance": "Performance"}
+# Which dimension each alert rule and result metric speaks for. Performance is realised (labels) or
+# estimated (CBPE, before labels): both are the performance chip, its text says which.
 _RULE_DIMENSION = {"latency_p95": "latency", "error_rate": "errors", "drift": "drift", "fairness": "fairness",
                    "fairness_dpd": "fairness", "fairness_eod": "fairness", "performance": "performance",
-                   "multivariate_drift": "drift", "estimated_performance_drop": "performance"}
-# The page that explains a dimension, and the query parameter its subject goes into.
+                   "multivariate_drift": "multivariate", "estimated_performance_drop": "performance",
+                   "data_quality": "data_quality", **dict.fromkeys(DATA_QUALITY_RULES, "data_quality")}
+# The page that explains a dimension, and the query parameter its subject goes into (data quality
+# sits next to drift in the drift page's feature table).
 _PAGE = {"latency": ("latency", None), "errors": ("latency", None), "drift": ("drift", "feature"),
+         "multivariate": ("drift", None), "data_quality": ("drift", "feature"),
          "fairness": ("fairness", "sensitive"), "performance": ("performance", None)}
 
 
@@ -67,6 +76,11 @@ class Chip:
     params: Mapping[str, str] = field(default_factory=dict)  # model, feature or sensitive, start (YYYY-MM-DD)
     count: int = 0  # findings behind it
     critical: bool = False  # one of its open alert episodes is critical (the fleet says "critical")
+
+    @property
+    def title(self) -> str:
+        """The dimension as people read it: 'Data quality', 'Multivariate drift'."""
+        return DIMENSION_LABELS.get(self.dimension, self.dimension.replace("_", " ").capitalize())
 
     @property
     def label(self) -> str:
@@ -163,6 +177,9 @@ def _warning_text(metric: str, subject: str, value: Any, threshold: Any) -> str:
     shown = "n/a" if value is None else f"{value:.4g}"
     limit = "n/a" if threshold is None else f"{threshold:.4g}"
     what = f"Feature '{subject}' drifted" if metric == "drift_score" else metric.replace("_", " ")
+    if metric in CHECK_WORDS:  # data quality: the feature and the check, as shares
+        shown, limit = ("n/a" if v is None else f"{v:.1%}" for v in (value, threshold))
+        what = f"Feature '{subject}': {CHECK_WORDS[metric]}"
     return f"{what} in the latest window ({shown}, limit {limit}); no alert yet."
 
 

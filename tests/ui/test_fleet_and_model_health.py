@@ -13,10 +13,12 @@ from tests.support.app_test import open_page, texts
 
 pytestmark = pytest.mark.both_backends
 
-CHIPS = ["Latency", "Errors", "Drift", "Fairness", "Performance"]
+CHIPS = ["Latency", "Errors", "Drift", "Multivariate", "Data quality", "Fairness", "Performance"]
 CRITICAL_CELLS: set[tuple[str, str]] = set()  # (model, chip column) with a critical open episode, from the oracle
 RULE_COLUMN = {"drift": "Drift", "latency_p95": "Latency", "error_rate": "Errors", "fairness_dpd": "Fairness",
-               "fairness_eod": "Fairness", "performance": "Performance", "multivariate_drift": "Drift"}
+               "fairness_eod": "Fairness", "performance": "Performance", "multivariate_drift": "Multivariate",
+               "estimated_performance_drop": "Performance", "data_quality_nulls": "Data quality",
+               "data_quality_unseen": "Data quality", "data_quality_range": "Data quality"}
 
 
 def open_episodes(demo_env) -> dict[tuple[str, str], int]:
@@ -36,7 +38,7 @@ def open_episodes(demo_env) -> dict[tuple[str, str], int]:
 
 def test_the_chips_next_to_each_model_count_its_open_alerts_per_dimension(demo_env):
     table = open_page("app_pages/fleet.py").dataframe[0].value.set_index("Model")
-    assert list(table.columns[:7]) == ["Health", *CHIPS, "Why"], "the reason sits next to the model's name"
+    assert list(table.columns[:9]) == ["Health", *CHIPS, "Why"], "the reason sits next to the model's name"
     episodes = open_episodes(demo_env)
     assert episodes, "the demo has open alerts"
     for (model, column), n in episodes.items():
