@@ -14,6 +14,7 @@ from services.monitoring.reference_period import (
     reference_text,
 )
 from services.monitoring.report_tables import drift_table
+from services.monitoring.results import WindowReport
 from services.settings import Settings
 from ui import backends
 from ui.alert_notice import open_alerts_notice
@@ -98,7 +99,7 @@ def render(settings: Settings) -> None:
     st.caption(f"{report.rows_current:,} rows against {report.rows_reference:,} reference rows of "
                f"{literal(reference_text(mapping, reference))}. Most drifting first; verdict as Evidently 0.7 "
                "chooses; PSI bands 0.1 / 0.25 beside. Click a row to see its feature's distributions."
-               + _multivariate_text(report.multivariate))
+               + _multivariate_text(report.multivariate) + _quality_text(report))
     ranked = list(table["column"])
     key = table_key(mapping.name, ranked)
     event = st.dataframe(table_view(table), key=key, on_select="rerun", selection_mode="single-row",
@@ -107,6 +108,14 @@ def render(settings: Settings) -> None:
     dist = backends.feature_distributions(settings, mapping, reference, column, *window)
     st.subheader(f"Distribution of {literal(column)}")
     st.plotly_chart(overlay_figure(dist, column))
+
+
+def _quality_text(report: WindowReport) -> str:
+    """The window's data quality in one sentence (services/monitoring/data_quality.py)."""
+    over = [q.column for q in report.data_quality if q.alert]
+    if not over:
+        return ""
+    return f" Data quality over its limits: {literal(', '.join(over))} (see the Data quality column)."
 
 
 def _multivariate_text(result: MultivariateResult | None) -> str:

@@ -18,11 +18,25 @@ from ui.tables import MISSING, format_time, show
 from ui.windows import complete_days
 
 WINDOW_DAYS = 7
-CHIP_COLUMNS = {"latency": "Latency", "errors": "Errors", "drift": "Drift", "fairness": "Fairness",
-                "performance": "Performance"}
+CHIP_COLUMNS = {"latency": "Latency", "errors": "Errors", "drift": "Drift", "multivariate": "Multivariate",
+                "data_quality": "Data quality", "fairness": "Fairness", "performance": "Performance"}
+# Each chip column's tooltip: what makes it red (the Why column says which finding did, per model).
+CHIP_HELP = {
+    "latency": "p95 latency over the model's SLO (last 7 days, or an open latency alert)",
+    "errors": "Error rate over the model's SLO (last 7 days, or an open error-rate alert)",
+    "drift": "A feature's drift verdict (Evidently's test per column), alert after the rule's consecutive days",
+    "multivariate": "PCA reconstruction error outside its reference band: features that stop moving together",
+    "data_quality": "Per feature: null share over the reference's, unseen categories, values outside the "
+                    "reference's range",
+    "fairness": "Demographic parity / equalized odds difference over the limit for a sensitive attribute",
+    "performance": "Realised performance (labels) or, before labels arrive, the CBPE estimate dropped below the "
+                   "reference",
+}
 WORDS = {"alert": "alert", "warning": "warning", "ok": "ok", "unknown": "no results"}
+CRITICAL = "critical"  # an alert one of whose open episodes is critical (alert workflow, issue 14)
 # Text and colour together: the word says it, the colour only repeats it.
-COLOURS = {"alert": "background-color: #fde0dc; color: #a50e0e; font-weight: 600",
+COLOURS = {CRITICAL: "background-color: #a50e0e; color: #ffffff; font-weight: 700",
+           "alert": "background-color: #fde0dc; color: #a50e0e; font-weight: 600",
            "warning": "background-color: #fff4d6; color: #7a4f01",
            "ok": "color: #137333", "no results": "color: #6b6b6b"}
 # Fixed widths keep the model, its health and the chips on screen at 1440 px, ahead of the rest
@@ -33,7 +47,8 @@ MODEL_WIDTH, CHIP_WIDTH = 150, 110
 def _chip_text(chip: health_chips.Chip | None) -> str:
     if chip is None:
         return MISSING
-    return WORDS.get(chip.status, chip.status) + (f" ×{chip.count}" if chip.count > 1 else "")
+    word = CRITICAL if chip.status == "alert" and chip.critical else WORDS.get(chip.status, chip.status)
+    return word + (f" ×{chip.count}" if chip.count > 1 else "")
 
 
 def _table(rows: tuple[fleet.FleetRow, ...]) -> pd.DataFrame:
@@ -43,9 +58,11 @@ def _table(rows: tuple[fleet.FleetRow, ...]) -> pd.DataFrame:
         why = " ".join(r.health_reasons)
         records.append({
             "Model": r.model,
-            "Health": WORDS.get(r.health, r.health),
+            "Health": CRITICAL if r.health == "alert" and any(c.critical for c in r.chips if c.status == "alert")
+            else WORDS.get(r.health, r.health),
             **{label: _chip_text(chips.get(dim)) for dim, label in CHIP_COLUMNS.items()},
             "Why": why if len(why) <= 90 else why[:89] + "…",
+            "Since last week": r.since_last_week or MISSING,
             "Production": r.production or MISSING,
             "Staging": r.staging or MISSING,
             "Owner": r.owner or MISSING,
@@ -89,6 +106,7 @@ def render(settings: Settings) -> None:
                 backends.traffic_by_day(settings, m, start, end), start, WINDOW_DAYS),
             load_chips=lambda name, extra: backends.health_chips(settings, name, extra),
             window_start=start,
+            load_changes=lambda names: backends.week_changes(settings, names, end),
         )
     if overview.registry_error:
         show_error(overview.registry_error)
@@ -112,13 +130,13 @@ def render(settings: Settings) -> None:
     if owners:
         keep &= table["Owner"].isin(owners)
     if problems_only:
-        keep &= (table["SLO (7 d)"] != fleet.OK) | (table["Health"] != WORDS["ok"])
+        keep &= (table["SLO (7 d)"] != fleet.OK) | (table["Health"] != WORDS["ok"])  # critical counts too
     shown = table[keep].reset_index(drop=True)
 
     breaches = int((table["SLO (7 d)"] == fleet.BREACH).sum())
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Models", len(table))
-    c2.metric("With open alerts", int((table["Health"] == WORDS["alert"]).sum()))
+    c2.metric("With open alerts", int(table["Health"].isin([WORDS["alert"], CRITICAL]).sum()))
     c3.metric("Over their SLO", breaches)
     c4.metric("Requests (7 d)", f"{int(table['Requests (7 d)'].fillna(0).sum()):,}")
 
@@ -127,8 +145,14 @@ def render(settings: Settings) -> None:
         styled, on_select="rerun", selection_mode="single-cell", key="fleet_table",
         column_config={
             "Model": st.column_config.TextColumn(width=MODEL_WIDTH),
-            **{c: st.column_config.TextColumn(width=CHIP_WIDTH) for c in ("Health", *CHIP_COLUMNS.values())},
-            "Why": st.column_config.TextColumn(width="large"),
+            "Health": st.column_config.TextColumn(width=CHIP_WIDTH, help="The worst of the chips to its right"),
+            **{label: st.column_config.TextColumn(width=CHIP_WIDTH, help=CHIP_HELP[dim] + ". Status in words: "
+                                                  "alert, warning, ok, no results.")
+               for dim, label in CHIP_COLUMNS.items()},
+            "Why": st.column_config.TextColumn(width="large", help="The findings behind the worst chip"),
+            "Since last week": st.column_config.TextColumn(
+                help="Alerts whose onset is in the last 7 days; mean daily p95 latency and drift share against "
+                     "the 7 days before (stored monitoring results)"),
             "Traffic per day": st.column_config.LineChartColumn(y_min=0),
             "p95 (ms)": st.column_config.NumberColumn(format="%.0f"),
             "SLO p95 (ms)": st.column_config.NumberColumn(format="%.0f"),
@@ -136,8 +160,8 @@ def render(settings: Settings) -> None:
             "SLO error rate": st.column_config.NumberColumn(format="percent"),
         },
     )
-    st.caption("Click a health cell (alert, warning) to open the page that explains it, at the model, feature "
-               "or group and the day it started; click any other cell of a row to open the model.")
+    st.caption("Click a health cell (critical, alert, warning) to open the page that explains it, at the model, "
+               "feature or group and the day it started; click any other cell of a row to open the model.")
     cells = event.selection.cells if event is not None else []
     if cells:
         position, column = cells[0]

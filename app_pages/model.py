@@ -16,6 +16,7 @@ from ui.navigation import BY_PATH
 from ui.notices import literal
 from ui.page import page
 from ui.tables import MISSING, format_time, show
+from ui.why_views import why_links
 from ui.widgets import model_names, model_picker
 
 STATUS_ICONS = {"alert": ":material/error:", "warning": ":material/warning:"}
@@ -88,13 +89,14 @@ def _health(settings: Settings, name: str) -> None:
     st.subheader(f"Health: {overall}")
     for chip in chips:
         word = "no results" if chip.status == "unknown" else chip.label
-        text = f"{chip.dimension.capitalize()}: {word} · {chip.text}"
+        text = f"{chip.title}: {word} · {chip.text}"
         if chip.status in ("alert", "warning"):
             st.page_link(BY_PATH[chip.page].file, label=literal(text), icon=STATUS_ICONS[chip.status],
                          query_params=dict(chip.params))
         else:
             st.caption(literal(text))
     active = backends.alerts(settings, name, True)
+    why_links(active)  # root cause (issue 14): "Why?" per drift or performance episode
     if not active.empty:
         st.page_link(BY_PATH["alerts"].file, label=f"All {len(active)} open alert(s) of {literal(name)}",
                      icon=":material/notifications:", query_params={"model": name})

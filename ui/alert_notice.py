@@ -10,6 +10,7 @@ from services.monitoring.health_chips import explaining_page
 from services.settings import Settings
 from ui import backends
 from ui.notices import literal
+from ui.why_views import why_links
 
 
 def open_alerts_notice(settings: Settings, model: str, page: str) -> None:
@@ -24,3 +25,4 @@ def open_alerts_notice(settings: Settings, model: str, page: str) -> None:
         since = pd.Timestamp(alert["opened_window"])
         onset = f" since {since:%Y-%m-%d}" if not pd.isna(since) else ""
         st.warning(f"**Open alert{onset}:** {literal(str(alert['message']))}", icon=":material/notifications:")
+        why_links(alert.to_frame().T)  # root cause (issue 14): the "Why" panel of this episode

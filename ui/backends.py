@@ -20,8 +20,9 @@ from sqlalchemy.engine import Engine
 from services import wiring
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
-from services.monitoring import distributions, estimated_performance, multivariate, report, tower_reads
+from services.monitoring import data_quality, distributions, estimated_performance, multivariate, report, tower_reads
 from services.monitoring import health_chips as chips
+from services.monitoring import week_changes as week_changes_of
 from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
 from services.monitoring.results import WindowReport
@@ -156,8 +157,10 @@ def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None
                   start: datetime, end: datetime) -> WindowReport:
     profile = reference_profile(s, mapping, *ref)
     pca = guarded(s, WAREHOUSE, lambda: multivariate.reconstruction_model(tower(s), engine(s), mapping, profile))
+    ranges = guarded(s, WAREHOUSE, lambda: data_quality.reference_ranges(tower(s), engine(s), mapping, profile))
     return guarded(s, WAREHOUSE, lambda: report.window_report(
-        engine(s), mapping, profile, start, end, rules=monitoring_config(s).rules_for(mapping.name), pca=pca))
+        engine(s), mapping, profile, start, end, rules=monitoring_config(s).rules_for(mapping.name), pca=pca,
+        ranges=ranges))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
@@ -227,6 +230,12 @@ def alert_span(s: Settings, model: str | None) -> tuple[datetime, datetime] | No
 def alert_history(s: Settings, model: str | None, start: datetime, end: datetime) -> pd.DataFrame:
     """The episodes opened in ``[start, end)``, open or resolved."""
     return guarded(s, TOWER, lambda: tower_reads.alert_history(tower(s), model, start, end))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
+def week_changes(s: Settings, models: tuple[str, ...], end: datetime) -> dict[str, week_changes_of.WeekChange]:
+    """What changed since last week for the whole fleet (services.monitoring.week_changes)."""
+    return guarded(s, TOWER, lambda: week_changes_of.week_changes(tower(s), models, end))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)

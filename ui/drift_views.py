@@ -29,7 +29,8 @@ _ROW_SEEN = "drift_table_row_seen"  # the table selection already applied to the
 # The table's columns as shown, in order: what judges the feature, then data quality beside it.
 TABLE_LABELS = {
     "column": "Feature", "drifted": "Verdict", "score": "Score", "threshold": "Threshold",
-    "ratio": "× threshold", "null_share": "Null share", "unseen_share": "Unseen share", "method": "Method",
+    "ratio": "× threshold", "data_quality": "Data quality", "null_share": "Null share",
+    "unseen_share": "Unseen share", "out_of_range_share": "Out of range", "method": "Method",
     "kind": "Kind", "psi": "PSI", "psi_band": "PSI band", "js_distance": "JS distance",
     "wasserstein_normed": "Wasserstein (normed)", "ks_statistic": "KS statistic", "chi2_pvalue": "χ² p-value",
     "reference_null_share": "Reference null share", "unseen_categories": "Unseen categories",
@@ -102,6 +103,12 @@ def table_columns() -> dict[str, Any]:
         "Null share": percent, "Unseen share": st.column_config.NumberColumn(
             format="percent", help="Share of current rows whose category the reference never saw"),
         "Reference null share": percent,
+        "Data quality": st.column_config.TextColumn(
+            help="Null share over the reference's + the rule's increase, unseen categories or values outside the "
+                 "reference's range over their limits (tower.yaml monitoring.alerts.data_quality); ok otherwise"),
+        "Out of range": st.column_config.NumberColumn(
+            format="percent", help="Share of finite values below the reference's minimum or above its maximum "
+                                   "(NaN and ±inf count in the null share)"),
         "PSI": st.column_config.NumberColumn(format="%.4g"),
         "JS distance": st.column_config.NumberColumn(format="%.4g"),
         "Wasserstein (normed)": st.column_config.NumberColumn(format="%.4g"),

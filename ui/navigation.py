@@ -44,6 +44,7 @@ PAGES = (
     PageSpec("app_pages/fairness.py", "Fairness", ":material/balance:", "fairness", "Monitor"),
     PageSpec("app_pages/performance.py", "Performance", ":material/trending_up:", "performance", "Monitor"),
     PageSpec("app_pages/alerts.py", "Alerts", ":material/notifications:", "alerts", "Monitor"),
+    PageSpec("app_pages/why.py", "Why", ":material/help:", "why", "Monitor"),  # root cause (issue 14)
     PageSpec("app_pages/promotions.py", "Promotions", ":material/upgrade:", "promotions", "Govern",
              ("model_owner", "admin"), "Promotions needs the model_owner role."),
     PageSpec("app_pages/review.py", "Review queue", ":material/fact_check:", "review", "Govern",

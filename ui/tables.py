@@ -33,7 +33,7 @@ LABELS = {
 RULE_LABELS = {
     "drift": "Drift", "latency_p95": "Latency p95", "error_rate": "Error rate",
     "fairness_dpd": "Demographic parity", "fairness_eod": "Equalized odds", "performance": "Performance",
-    "estimated_performance_drop": "Estimated performance",
+    "estimated_performance_drop": "Estimated performance", "multivariate_drift": "Multivariate drift",
 }
 
 ALERT_COLUMNS = {

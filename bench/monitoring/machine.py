@@ -56,7 +56,8 @@ def wait_quiet(max_seconds: float) -> float:
     return os.getloadavg()[0]
 
 
-def machine() -> dict[str, str]:
+def machine(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """The CPU, memory, OS, load and package versions (``extra``: more packages to name)."""
     from importlib import metadata
 
     cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
@@ -64,7 +65,8 @@ def machine() -> dict[str, str]:
     mem_kib = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines()
                     if line.startswith("MemTotal:")), 0)
     versions = {}
-    for package in ("duckdb", "duckdb-engine", "sqlalchemy", "evidently", "fairlearn", "pandas", "numpy", "scipy"):
+    for package in ("duckdb", "duckdb-engine", "sqlalchemy", "evidently", "fairlearn", "pandas", "numpy", "scipy",
+                    *extra):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

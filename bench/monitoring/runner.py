@@ -25,8 +25,14 @@ RESULT_TAG = "BENCH-RESULT "
 
 def run_child(name: str, db: Path, tower: str, *, timeout: float, probe_repeat: int = 3) -> dict[str, Any]:
     """Run one contender in a fresh interpreter; its JSON result, or {"timeout": s} / {"error": text}."""
-    command = [sys.executable, "-m", "bench.monitoring", "--child", name, "--db", str(db), "--tower", tower,
-               "--probe-repeat", str(probe_repeat)]
+    return run_module_child("bench.monitoring", ["--child", name, "--db", str(db), "--tower", tower,
+                                                 "--probe-repeat", str(probe_repeat)], timeout=timeout)
+
+
+def run_module_child(module: str, arguments: list[str], *, timeout: float) -> dict[str, Any]:
+    """``python -m module *arguments`` in a fresh interpreter (any benchmark package of bench/): the JSON
+    it printed after RESULT_TAG and its wall-clock seconds, or {"timeout": s} / {"error": text}."""
+    command = [sys.executable, "-m", module, *arguments]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     started = time.perf_counter()
     try:

@@ -160,11 +160,16 @@ def auth_config(settings: Settings) -> AuthConfig:
     return settings.parsed("auth", parse_auth_config)
 
 
+AUTH_KEYS = frozenset({"roles_claim", "roles", "service_accounts", "service_issuer", "person_claim", "directory"})
+
+
 def parse_auth_config(raw: Any) -> AuthConfig:
     if raw is None:
         return AuthConfig()
     if not isinstance(raw, dict):
         raise ConfigError("auth must be a mapping (roles_claim, roles, service_accounts).")
+    # A misspelt `directroy:` must not silently leave the approvers' directory check off.
+    refuse_unknown_keys("auth", raw, AUTH_KEYS)
     mapping = raw.get("roles") or {}
     accounts = raw.get("service_accounts") or {}
     if not isinstance(mapping, dict) or not isinstance(accounts, dict):

@@ -16,6 +16,7 @@ from services.errors import TowerError
 from services.mapping import ModelMapping
 from services.monitoring.health_chips import Chip, Finding, worst
 from services.monitoring.tower_reads import HealthVerdict
+from services.monitoring.week_changes import WeekChange
 from services.settings import Settings
 from services.stores.registry_records import ModelSummary
 from services.stores.warehouse.logs import WindowSummary
@@ -43,6 +44,7 @@ class FleetRow:
     health_reasons: tuple[str, ...]
     problem: str | None  # what is wrong with this row's data, in words, if anything
     chips: tuple[Chip, ...] = ()  # health per dimension, each with the page that explains it
+    since_last_week: str | None = None  # "2 new alerts · p95 +40 % · drift share +25 pp" (week_changes.py)
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,13 @@ def fleet_overview(
     load_health: Callable[[str], HealthVerdict] | None = None,
     load_chips: Callable[[str, Mapping[str, Finding]], tuple[Chip, ...]] | None = None,
     window_start: datetime | None = None,
+    load_changes: Callable[[tuple[str, ...]], Mapping[str, WeekChange]] | None = None,
 ) -> FleetOverview:
     """One row per registered model (plus configured models missing from the registry).
 
     With ``load_chips`` the row's health is the worst of its chips, and the fleet's own SLO window
-    feeds the latency and errors chips, so Health and the SLO status never disagree."""
+    feeds the latency and errors chips, so Health and the SLO status never disagree. ``load_changes``
+    is called once for every monitored model (what changed since last week, from the stored results)."""
     registry_error: TowerError | None = None
     try:
         models = load_models()
@@ -108,6 +112,13 @@ def fleet_overview(
         # A mapped model the registry does not know is a configuration mistake worth a row.
         models += [_registry_placeholder(n) for n in sorted(settings.models) if n not in known]
 
+    changes: Mapping[str, WeekChange] = {}
+    monitored = tuple(m.name for m in models if settings.model(m.name) is not None)
+    if load_changes is not None and monitored:
+        try:  # one read for the whole fleet; without it the rows still show everything else
+            changes = load_changes(monitored)
+        except TowerError:
+            changes = {}
     prod_alias = settings.stage_aliases.get("Production", "production")
     staging_alias = settings.stage_aliases.get("Staging", "staging")
     rows = []
@@ -161,6 +172,7 @@ def fleet_overview(
             health_reasons=tuple(reasons),
             problem=problem,
             chips=chips,
+            since_last_week=changes[model.name].describe() if model.name in changes else None,
         ))
     return FleetOverview(rows=tuple(rows), registry_error=registry_error)
 

@@ -15,6 +15,10 @@ performance   the rule metric (roc_auc, mae, ...)    worse than the reference by
 multivariate  reconstruction_error                   outside the reference band (``multivariate_drift``)
 estimated_    estimated_<metric> (CBPE, classifiers  the estimate's upper bound below the reference
 perf...drop   with a score; before labels arrive)    by over ``max_drop``
+data_quality  null_share / unseen_share /            over the reference's null share + ``max_null_
+_nulls|       out_of_range_share per feature         increase``, over ``max_unseen_share``, over
+_unseen|                                             ``max_out_of_range_share`` (``data_quality``
+_range                                               rule; services.monitoring.data_quality)
 ============  =====================================  ==============================================
 
 An **episode** opens in the window where the condition has held for ``consecutive`` windows in a
@@ -24,6 +28,14 @@ not judged (an empty day, performance still provisional) neither extend nor brea
 Episodes are derived again from all stored windows on every evaluation, so re-running the job or
 recomputing old windows never doubles them; the ``alert_episodes`` row (unique per model, rule,
 subject and opening window) keeps what only state can know: whether and when it was notified.
+Severity (``warning``/``critical``) is computed here from the rule's ``critical`` level
+(``services.monitoring.severity``) and kept on the row. People work episodes
+(``services.monitoring.alert_workflow``): an episode a person **resolved** is frozen (the next
+evaluation never reopens or extends it) and the derivation is cut after its last window, so a
+condition that still holds afterwards opens a NEW episode in the next window; an episode someone acted
+on is never deleted, even if the recomputed windows withdraw it; a **snoozed** episode is not
+announced until its snooze ends (``announce``).
+
 An episode still open after the evaluation is owed to the alert destination (if one is configured):
 one row in the notification outbox (``services.notify.outbox``), keyed by the episode's natural key,
 delivered at least once with retries and backoff by ``services.notify.sender.deliver_due``, which
@@ -37,8 +49,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -48,8 +60,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from services.mapping import ModelMapping
+from services.monitoring import data_quality
 from services.monitoring.config import AlertRules
 from services.monitoring.segment_rules import segment_subject, split_subject
+from services.monitoring.severity import CriticalTest, critical_test, episode_severity
 from services.monitoring.store import (
     ACTIVE_STATUSES,
     ALL_VERSIONS,
@@ -57,6 +71,8 @@ from services.monitoring.store import (
     NOTIFYING,
     OPEN,
     RESOLVED,
+    SNOOZED,
+    WARNING,
     alert_episodes,
     monitoring_results,
 )
@@ -68,7 +84,7 @@ from services.segments import OVERALL
 
 _log = logging.getLogger(__name__)
 CLAIM_TIMEOUT = outbox.CLAIM_TIMEOUT  # a claim older than this (a crashed run) may be taken over
-_SEVERITY = {"latency_p95": "critical", "error_rate": "critical"}  # the service is failing its users now
+DATA_QUALITY_RULES = frozenset(data_quality.RULES.values())
 
 RULE_LABELS = {
     "drift": "drift", "latency_p95": "p95 latency over SLO", "error_rate": "error rate over SLO",
@@ -76,6 +92,7 @@ RULE_LABELS = {
     "fairness_eod": "equalized odds difference over limit", "performance": "performance drop vs reference",
     "multivariate_drift": "multivariate drift (PCA reconstruction error)",
     "estimated_performance_drop": "estimated performance drop vs reference (before labels)",
+    **{rule: f"data quality: {data_quality.CHECK_WORDS[metric]}" for metric, rule in data_quality.RULES.items()},
 }
 
 
@@ -91,6 +108,7 @@ class Series:
     metric: str
     consecutive: int
     points: tuple[tuple[datetime, bool | None, float | None, float | None, str], ...]
+    critical: CriticalTest | None = field(default=None, compare=False)  # the rule's critical level, if any
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,7 @@ class Episode:
     threshold: float | None
     method: str
     consecutive: int
+    severity: str = WARNING
 
     @property
     def active(self) -> bool:
@@ -148,6 +167,9 @@ def _series_specs(mapping: ModelMapping, rules: AlertRules) -> list[tuple[str, s
     if estimated.enabled and mapping.task == "binary_classification":
         specs.append(("estimated_performance_drop", "estimated_" + estimated.metric_for(mapping.task),
                       estimated.consecutive, lambda r: r.metric))
+    if rules.data_quality.enabled:  # one rule per check, the feature as subject (services.monitoring.data_quality)
+        specs += [(rule, metric, rules.data_quality.consecutive, lambda r: r.column_name)
+                  for metric, rule in data_quality.RULES.items()]
     return specs
 
 
@@ -178,22 +200,32 @@ def load_series(conn: Connection, mapping: ModelMapping, rules: AlertRules) -> l
             key = (rule, segment_subject(row.segment, subject_of(row)))
             meta[key] = (metric, consecutive)
             points[key].append((row.window_start, row.alert, row.value, row.threshold, row.method))
-    return [Series(rule, subject, meta[(rule, subject)][0], meta[(rule, subject)][1], tuple(found))
+    return [Series(rule, subject, meta[(rule, subject)][0], meta[(rule, subject)][1], tuple(found),
+                   critical_test(rule, meta[(rule, subject)][0], rules))
             for (rule, subject), found in sorted(points.items())]
 
 
-def derive_episodes(series: Series) -> list[Episode]:
-    """The episodes of one series (see the module docstring); the last may still be active."""
+def derive_episodes(series: Series, cuts: Mapping[datetime, datetime] | None = None) -> list[Episode]:
+    """The episodes of one series (see the module docstring); the last may still be active.
+
+    ``cuts``: opening window -> last window of the episodes people resolved; such an episode ends
+    there, and the condition still holding in a later window opens a new one in that window."""
     episodes: list[Episode] = []
     streak = 0
     current: dict[str, Any] | None = None
+    cuts = cuts or {}
     for window, alert, value, threshold, method in series.points:
         if alert is None:
             continue  # not judged: neither extends nor breaks the run
         streak = streak + 1 if alert else 0
         if streak >= series.consecutive:
+            cut = cuts.get(current["opened_window"]) if current is not None else None
+            if current is not None and cut is not None and window > cut:
+                episodes.append(_episode(series, current, resolved=window))  # a person resolved it
+                current = None
             if current is None:
-                current = {"opened_window": window}
+                current = {"opened_window": window, "windows": []}
+            current["windows"].append((value, threshold, method))
             current.update(last_window=window, value=value, threshold=threshold, method=method)
         elif current is not None:
             episodes.append(_episode(series, current, resolved=window))
@@ -207,7 +239,7 @@ def _episode(series: Series, state: dict[str, Any], resolved: datetime | None) -
     return Episode(rule=series.rule, subject=series.subject, metric=series.metric,
                    opened_window=state["opened_window"], last_window=state["last_window"], resolved_window=resolved,
                    value=state["value"], threshold=state["threshold"], method=state["method"],
-                   consecutive=series.consecutive)
+                   consecutive=series.consecutive, severity=episode_severity(series.critical, state["windows"]))
 
 
 def _fmt(value: float | None) -> str:
@@ -237,6 +269,12 @@ def describe(model: str, episode: Episode) -> str:
     if episode.rule == "multivariate_drift":
         return (f"{model}: multivariate drift: the PCA reconstruction error {value} is outside its reference band "
                 f"(upper bound {limit}){runs}, since the window of {since}.")
+    if episode.rule in DATA_QUALITY_RULES:
+        what = data_quality.CHECK_WORDS[episode.metric]
+        share = "n/a" if episode.value is None else f"{episode.value:.1%}"
+        most = "n/a" if episode.threshold is None else f"{episode.threshold:.1%}"
+        return (f"{model}: data quality of feature '{episode.subject}': {what} {share} is over the limit of "
+                f"{most}{runs}, since the window of {since}.")
     if episode.rule == "estimated_performance_drop":
         name = episode.metric.removeprefix("estimated_")
         return (f"{model}: estimated {name} (CBPE, before labels) is {value}; even its band's upper end is below "
@@ -263,8 +301,11 @@ def _reconcile(conn: Connection, mapping: ModelMapping, derived: list[Episode], 
         key = (ep.rule, ep.subject, ep.opened_window)
         seen.add(key)
         values = {"metric": ep.metric, "last_window": ep.last_window, "resolved_window": ep.resolved_window,
-                  "value": ep.value, "threshold": ep.threshold, "message": describe(mapping.name, ep)}
+                  "value": ep.value, "threshold": ep.threshold, "message": describe(mapping.name, ep),
+                  "severity": ep.severity}
         row = existing.get(key)
+        if row is not None and row.workflow == RESOLVED:
+            continue  # a person resolved it: frozen as they left it (its successor is a new episode)
         if row is None:
             status = OPEN if ep.active else RESOLVED
             conn.execute(sa.insert(alert_episodes).values(
@@ -279,16 +320,17 @@ def _reconcile(conn: Connection, mapping: ModelMapping, derived: list[Episode], 
             status = RESOLVED
             resolved_at = row.resolved_at or now
             resolved += row.status in ACTIVE_STATUSES
-        conn.execute(sa.update(alert_episodes).where(e.id == row.id).values(
+        # ``workflow != resolved`` in the statement: a person resolving it since it was read wins.
+        conn.execute(sa.update(alert_episodes).where(e.id == row.id, e.workflow != RESOLVED).values(
             status=status, resolved_at=resolved_at, **values))
     for key, row in existing.items():
-        if key in seen:
+        if key in seen or row.workflow == RESOLVED:
             continue
-        if row.notified_at is None:  # never announced and no longer in the data: it did not happen
+        if row.notified_at is None and row.workflow_seq == 0:  # never announced, not in the data: it did not happen
             outbox.withdraw(conn, "alert", str(row.id))
-            conn.execute(sa.delete(alert_episodes).where(e.id == row.id))
-        elif row.status in ACTIVE_STATUSES:
-            conn.execute(sa.update(alert_episodes).where(e.id == row.id).values(
+            conn.execute(sa.delete(alert_episodes).where(e.id == row.id, e.workflow_seq == 0))
+        elif row.status in ACTIVE_STATUSES:  # (people acted on it: it stays, with what they did)
+            conn.execute(sa.update(alert_episodes).where(e.id == row.id, e.workflow != RESOLVED).values(
                 status=RESOLVED, resolved_at=now,
                 message=row.message + " (Withdrawn: the recomputed windows no longer show it.)"))
             resolved += 1
@@ -302,7 +344,9 @@ def evaluate_alerts(tower: Engine, mapping: ModelMapping, rules: AlertRules, *, 
     the alert destination (``destination``, or a generic one on ``webhook_url``), delivered now."""
     now = now or _now()
     with tower.begin() as conn:
-        derived = [ep for series in load_series(conn, mapping, rules) for ep in derive_episodes(series)]
+        cuts = _resolved_by_people(conn, mapping.name)
+        derived = [ep for series in load_series(conn, mapping, rules)
+                   for ep in derive_episodes(series, cuts.get((series.rule, series.subject)))]
         opened, resolved = _reconcile(conn, mapping, derived, now)
     if destination is None and webhook_url:
         destination = Destination(ALERTS, webhook_url, "generic", timeout_s)
@@ -311,6 +355,16 @@ def evaluate_alerts(tower: Engine, mapping: ModelMapping, rules: AlertRules, *, 
         notified, failed = _notify(tower, mapping.name, destination, now, retry, public_url, requests.post)
     return AlertSummary(active=sum(ep.active for ep in derived), opened=opened, resolved=resolved, notified=notified,
                         notify_failed=failed)
+
+
+def _resolved_by_people(conn: Connection, model: str) -> dict[tuple[str, str], dict[datetime, datetime]]:
+    """(rule, subject) -> {opening window: last window} of the model's episodes a person resolved."""
+    e = alert_episodes.c
+    cuts: dict[tuple[str, str], dict[datetime, datetime]] = defaultdict(dict)
+    for row in conn.execute(sa.select(e.rule, e.subject, e.opened_window, e.last_window)
+                            .where(e.model == model, e.workflow == RESOLVED)):
+        cuts[(row.rule, row.subject)][row.opened_window] = row.last_window
+    return cuts
 
 
 def _payload(row: Any) -> dict[str, Any]:
@@ -342,16 +396,18 @@ def alert_notification(row: Any, public_url: str | None = None) -> Notification:
                ("Since the window of", f"{row.opened_window:%Y-%m-%d}")]
     return Notification(key=alert_key(row.model, row.rule, row.subject, row.opened_window), kind="alert",
                         title=f"{row.model}: {label}" + (f" ({row.subject})" if row.subject else ""),
-                        severity=_SEVERITY.get(row.rule, "warning"), model=row.model, text=row.message, link=link,
+                        severity=row.severity, model=row.model, text=row.message, link=link,
                         fields=tuple(fields), extra=extra)
 
 
 def announce(row: Any, now: datetime) -> bool:
     """Whether an open, never-notified episode is owed to the receivers now.
 
-    The seam for snoozed alerts (another issue): an episode a person snoozed answers False here until
-    the snooze ends. Today: every one, except an episode an older version of the tower is sending
-    (status ``notifying`` with a claim younger than ``CLAIM_TIMEOUT``: a run during an upgrade)."""
+    Every one, except an episode a person snoozed, until the snooze ends (then it is owed like any
+    other, if it never was), and an episode an older version of the tower is sending (status
+    ``notifying`` with a claim younger than ``CLAIM_TIMEOUT``: a run during an upgrade)."""
+    if row.workflow == SNOOZED and row.snoozed_until is not None and row.snoozed_until > now:
+        return False
     return not (row.status == NOTIFYING and row.claimed_at is not None and row.claimed_at >= now - CLAIM_TIMEOUT)
 
 
@@ -359,7 +415,9 @@ def enqueue_alerts(tower: Engine, model: str | None, destination: str, now: date
                    public_url: str | None = None) -> int:
     """Owe every open, never-notified episode (of ``model``, or all) to ``destination``, once."""
     e = alert_episodes.c
-    query = sa.select(alert_episodes).where(e.status.in_([OPEN, NOTIFYING]), e.notified_at.is_(None)).order_by(e.id)
+    # FOR UPDATE: a snooze or resolve racing this waits, then withdraws what was enqueued here (PostgreSQL).
+    query = (sa.select(alert_episodes).where(e.status.in_([OPEN, NOTIFYING]), e.notified_at.is_(None))
+             .order_by(e.id).with_for_update())
     if model is not None:
         query = query.where(e.model == model)
     added = 0

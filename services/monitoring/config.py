@@ -12,6 +12,7 @@ monitoring:
     performance: {metric: null, max_drop: 0.05, min_label_coverage: 0.9, min_labels: 200}
     multivariate_drift: {consecutive: 3}             # PCA reconstruction error outside its reference band
     estimated_performance_drop: {metric: null, max_drop: 0.05, min_rows: 200}   # CBPE, before labels
+    data_quality: {max_null_increase: 0.05, max_unseen_share: 0.05, max_out_of_range_share: 0.05, min_rows: 100}
   models:
     demand-forecast:
       performance: {max_drop: 0.2}
@@ -20,8 +21,18 @@ monitoring:
 ```
 
 Every rule takes ``enabled`` (default true) and ``consecutive`` (windows in a row the condition must
-hold before an episode opens). The webhook URL is a secret (a Slack or Teams URL carries a token),
-so it comes only from the environment: ``TOWER_ALERT_WEBHOOK_URL``.
+hold before an episode opens).
+
+Severity (``critical``, per rule; ``services.monitoring.severity``): an episode is ``warning`` unless
+one of its windows reaches the rule's critical level, then ``critical`` until it ends. For drift,
+multivariate_drift, latency_p95, error_rate and fairness, ``critical`` is a multiple of the rule's
+threshold on the "× threshold" scale (>= 1; a drift p-value test counts the smaller p as the worse);
+latency_p95 and error_rate default to 1 (every SLO breach is critical: users are failing now), the
+others to null (never critical). For performance and estimated_performance_drop it is a relative
+drop from the reference like ``max_drop`` and must exceed it (default null).
+
+The webhook URL is a secret (a Slack or Teams URL carries a token), so it comes only from the
+environment: ``TOWER_ALERT_WEBHOOK_URL``.
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ class DriftRule:
     consecutive: int = 3
     threshold: float | None = None
     method: str | None = None
+    critical: float | None = None  # multiple of the threshold (severity)
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class SloRule:
 
     enabled: bool = True
     consecutive: int = 1
+    critical: float | None = 1.0  # multiple of the SLO (severity): by default every breach is critical
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,7 @@ class FairnessRule:
     consecutive: int = 1
     demographic_parity_difference: float | None = 0.1
     equalized_odds_difference: float | None = None
+    critical: float | None = None  # multiple of the limit (severity)
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,7 @@ class PerformanceRule:
     max_drop: float = 0.05
     min_label_coverage: float = 0.9
     min_labels: int = 200
+    critical: float | None = None  # relative drop, like max_drop and above it (severity)
 
     def metric_for(self, task: str) -> str:
         if self.metric:
@@ -103,6 +118,7 @@ class MultivariateDriftRule:
 
     enabled: bool = True
     consecutive: int = 3
+    critical: float | None = None  # multiple of the band's upper bound (severity)
 
 
 @dataclass(frozen=True)
@@ -120,9 +136,26 @@ class EstimatedPerformanceRule:
     metric: str | None = None
     max_drop: float = 0.05
     min_rows: int = 200
+    critical: float | None = None  # relative drop, like max_drop and above it (severity)
 
     def metric_for(self, task: str) -> str:
         return self.metric or "roc_auc"
+
+
+@dataclass(frozen=True)
+class DataQualityRule:
+    """Per feature and window, against the reference (``services.monitoring.data_quality``): the null
+    share over the reference's by more than ``max_null_increase`` (absolute), the share of rows whose
+    category the reference never saw over ``max_unseen_share``, the share of finite values outside the
+    reference's [min, max] over ``max_out_of_range_share``. A limit of None is not checked; windows with
+    fewer than ``min_rows`` rows are not judged."""
+
+    enabled: bool = True
+    consecutive: int = 1
+    max_null_increase: float | None = 0.05
+    max_unseen_share: float | None = 0.05
+    max_out_of_range_share: float | None = 0.05
+    min_rows: int = 100
 
 
 @dataclass(frozen=True)
@@ -134,6 +167,7 @@ class AlertRules:
     performance: PerformanceRule = field(default_factory=PerformanceRule)
     multivariate_drift: MultivariateDriftRule = field(default_factory=MultivariateDriftRule)
     estimated_performance_drop: EstimatedPerformanceRule = field(default_factory=EstimatedPerformanceRule)
+    data_quality: DataQualityRule = field(default_factory=DataQualityRule)  # issue 14 (data_quality.py)
     # Segments (issue 14): rule name -> the segments it also judges (services.monitoring.segment_rules)
     segments: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
@@ -195,6 +229,10 @@ def _rule(base: Any, raw: Any, where: str) -> Any:
             changes[key] = _number(value, at, integer=True, minimum=1)
         elif key in ("threshold", "demographic_parity_difference", "equalized_odds_difference"):
             changes[key] = _number(value, at, optional=True)
+        elif key in ("max_null_increase", "max_unseen_share", "max_out_of_range_share"):  # data quality: shares
+            changes[key] = _number(value, at, optional=True)
+            if changes[key] is not None and changes[key] > 1:
+                raise ConfigError(f"{at} is a share of rows, from 0 to 1 (0.05 = 5 %), not {value!r}.")
         elif key in ("max_drop", "min_label_coverage"):
             changes[key] = _number(value, at)
         elif key in ("min_labels", "min_rows"):
@@ -209,7 +247,24 @@ def _rule(base: Any, raw: Any, where: str) -> Any:
             if value is not None and value not in methods:
                 raise ConfigError(f"{at} is {value!r}; expected one of {', '.join(methods)}.")
             changes[key] = value
-    return replace(base, **changes)
+        elif key == "critical":
+            changes[key] = _number(value, at, optional=True)
+    rule = replace(base, **changes)
+    _check_critical(rule, where)
+    return rule
+
+
+def _check_critical(rule: Any, where: str) -> None:
+    """A critical level is beyond the warning one: a multiple >= 1, or a drop above ``max_drop``."""
+    critical = getattr(rule, "critical", None)
+    if critical is None:
+        return
+    if hasattr(rule, "max_drop"):
+        if critical <= rule.max_drop:
+            raise ConfigError(f"{where}.critical ({critical:g}) is a relative drop and must exceed max_drop "
+                              f"({rule.max_drop:g}).")
+    elif critical < 1:
+        raise ConfigError(f"{where}.critical ({critical:g}) is a multiple of the threshold and must be at least 1.")
 
 
 def _rules(base: AlertRules, raw: Any, where: str) -> AlertRules:

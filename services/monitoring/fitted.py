@@ -37,7 +37,13 @@ def load_fitted(tower: Engine, reference_id: str, kind: str) -> dict[str, Any] |
                                                             t.c.kind == kind)).first()
     except sa_exc.DBAPIError as exc:
         raise _tower_error(exc) from exc
-    return None if row is None else dict(json.loads(row.payload))
+    if row is None:
+        return None
+    try:  # a payload that is not a JSON object (edited, truncated) is as good as none: it is fitted again
+        payload = json.loads(row.payload)
+    except ValueError:
+        return None
+    return dict(payload) if isinstance(payload, dict) else None
 
 
 def store_fitted(tower: Engine, reference_id: str, kind: str, model: str, payload: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
-"""A model's health per dimension (latency, errors, drift, fairness, performance), each with the page
-that explains it: the fleet shows these as chips next to the model's name, model detail lists them.
+"""A model's health per dimension (latency, errors, drift, multivariate drift, data quality, fairness,
+performance realised or estimated), each with the page that explains it:
+the fleet shows these as chips next to the model's name, model detail lists them.
 
 A chip is ``alert`` while an alert episode of its rules is open, ``warning`` when a rule's condition
 holds in the latest monitored window without an episode yet, ``ok`` otherwise, and ``unknown`` before
@@ -18,20 +19,28 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from services.monitoring.alerts import DATA_QUALITY_RULES
+from services.monitoring.data_quality import CHECK_WORDS
 from services.monitoring.results import RULE_METRICS
 from services.monitoring.segment_rules import split_subject
-from services.monitoring.store import ACTIVE_STATUSES, ALL_VERSIONS, alert_episodes, monitoring_results
+from services.monitoring.store import ACTIVE_STATUSES, ALL_VERSIONS, CRITICAL, alert_episodes, monitoring_results
 from services.monitoring.tower_reads import read_rows
 from services.segments import OVERALL
 from services.stats.drift import drift_ratio
 
-DIMENSIONS = ("latency", "errors", "drift", "fairness", "performance")
-# Which dimension each alert rule and result metric speaks for.
+DIMENSIONS = ("latency", "errors", "drift", "multivariate", "data_quality", "fairness", "performance")
+DIMENSION_LABELS = {"latency": "Latency", "errors": "Errors", "drift": "Drift", "multivariate": "Multivariate drift",
+                    "data_quality": "Data quality", "fairness": "Fairness", "performance": "Performance"}
+# Which dimension each alert rule and result metric speaks for. Performance is realised (labels) or
+# estimated (CBPE, before labels): both are the performance chip, its text says which.
 _RULE_DIMENSION = {"latency_p95": "latency", "error_rate": "errors", "drift": "drift", "fairness": "fairness",
                    "fairness_dpd": "fairness", "fairness_eod": "fairness", "performance": "performance",
-                   "multivariate_drift": "drift", "estimated_performance_drop": "performance"}
-# The page that explains a dimension, and the query parameter its subject goes into.
+                   "multivariate_drift": "multivariate", "estimated_performance_drop": "performance",
+                   "data_quality": "data_quality", **dict.fromkeys(DATA_QUALITY_RULES, "data_quality")}
+# The page that explains a dimension, and the query parameter its subject goes into (data quality
+# sits next to drift in the drift page's feature table).
 _PAGE = {"latency": ("latency", None), "errors": ("latency", None), "drift": ("drift", "feature"),
+         "multivariate": ("drift", None), "data_quality": ("drift", "feature"),
          "fairness": ("fairness", "sensitive"), "performance": ("performance", None)}
 
 
@@ -57,6 +66,7 @@ class Finding:
     message: str
     severity: float = 0.0  # value over threshold, to pick the worst subject
     segment: str = ""  # issue 14: the segment an episode of a rule naming segments is about ('' = everyone)
+    critical: bool = False  # an open episode of critical severity (services.monitoring.severity)
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,12 @@ class Chip:
     page: str  # url path of the page that explains it
     params: Mapping[str, str] = field(default_factory=dict)  # model, feature or sensitive, start (YYYY-MM-DD)
     count: int = 0  # findings behind it
+    critical: bool = False  # one of its open alert episodes is critical (the fleet says "critical")
+
+    @property
+    def title(self) -> str:
+        """The dimension as people read it: 'Data quality', 'Multivariate drift'."""
+        return DIMENSION_LABELS.get(self.dimension, self.dimension.replace("_", " ").capitalize())
 
     @property
     def label(self) -> str:
@@ -91,7 +107,8 @@ def chips_from(model: str, findings: Iterable[Finding], monitored: bool,
     chips = []
     for dimension in DIMENSIONS:
         page, subject_param = _PAGE[dimension]
-        found = sorted(by_dimension[dimension], key=lambda f: (-RANK[f.status], -f.severity, f.onset, f.subject))
+        found = sorted(by_dimension[dimension],
+                       key=lambda f: (-RANK[f.status], not f.critical, -f.severity, f.onset, f.subject))
         if not found:
             status = "ok" if monitored else "unknown"
             text = "No rule breached." if monitored else "Not monitored yet."
@@ -106,7 +123,7 @@ def chips_from(model: str, findings: Iterable[Finding], monitored: bool,
         onset = min(f.onset for f in found if f.status == top.status)
         params["start"] = (onset.date() - timedelta(days=LEAD_DAYS)).isoformat()
         chips.append(Chip(dimension, top.status, top.message, page, params,
-                          count=sum(f.status == top.status for f in found)))
+                          count=sum(f.status == top.status for f in found), critical=top.critical))
     return tuple(chips)
 
 
@@ -134,14 +151,16 @@ def health_chips(tower: Engine, model: str, extra: Mapping[str, Finding] | None 
         r.model == model, r.segment == OVERALL, r.version == ALL_VERSIONS, r.window_start == latest[0][0],
         r.metric == "drift_score"))
         } if latest else {}
-    for row in read_rows(tower, sa.select(e.rule, e.subject, e.opened_window, e.message, e.value, e.threshold)
+    for row in read_rows(tower, sa.select(e.rule, e.subject, e.opened_window, e.message, e.value, e.threshold,
+                                          e.severity)
                          .where(e.model == model, e.status.in_(ACTIVE_STATUSES))):
         dimension = _RULE_DIMENSION.get(row.rule)
         if dimension is not None:
             segment, subject = split_subject(row.subject or "")  # issue 14: "segment:<name>/<subject>"
             method = methods.get(subject, "") if dimension == "drift" and not segment else ""
             findings.append(Finding(dimension, "alert", subject, row.opened_window, row.message,
-                                    severity(row.value, row.threshold, method), segment=segment))
+                                    severity(row.value, row.threshold, method), segment=segment,
+                                    critical=row.severity == CRITICAL))
     if latest:
         start = latest[0][0]
         alerting = {(f.dimension, f.subject) for f in findings if not f.segment}  # a segment's alert is not the whole's
@@ -164,6 +183,9 @@ def _warning_text(metric: str, subject: str, value: Any, threshold: Any) -> str:
     shown = "n/a" if value is None else f"{value:.4g}"
     limit = "n/a" if threshold is None else f"{threshold:.4g}"
     what = f"Feature '{subject}' drifted" if metric == "drift_score" else metric.replace("_", " ")
+    if metric in CHECK_WORDS:  # data quality: the feature and the check, as shares
+        shown, limit = ("n/a" if v is None else f"{v:.1%}" for v in (value, threshold))
+        what = f"Feature '{subject}': {CHECK_WORDS[metric]}"
     return f"{what} in the latest window ({shown}, limit {limit}); no alert yet."
 
 

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 
 from services.errors import ConfigError, MappingError, NotFound, TowerStateUnavailable, WarehouseUnavailable
 from services.mapping import ModelMapping
-from services.monitoring import multivariate
+from services.monitoring import data_quality, multivariate
 from services.monitoring.alerts import AlertSummary, evaluate_alerts
 from services.monitoring.config import MonitoringConfig, monitoring_config
 from services.monitoring.estimated_performance import calibration_for
@@ -107,7 +107,8 @@ def choose_days(tower: Engine, mapping: ModelMapping, profile: ReferenceProfile,
 
 def _reports_rows(mapping: ModelMapping, profile: ReferenceProfile, config: MonitoringConfig, day: date,
                   groups: dict[str | None, WindowAggregates],
-                  multivariate_of: dict[str | None, multivariate.MultivariateResult] | None = None
+                  multivariate_of: dict[str | None, multivariate.MultivariateResult] | None = None,
+                  ranges: data_quality.Ranges | None = None, outside_of: dict[str | None, dict[str, int]] | None = None
                   ) -> list[dict[str, Any]]:
     """Result rows of one day: all versions, then each version; a day without traffic gets a zero."""
     start, end = _midnight(day), _midnight(day + timedelta(days=1))
@@ -118,7 +119,9 @@ def _reports_rows(mapping: ModelMapping, profile: ReferenceProfile, config: Moni
         return [{**base, "metric": "rows"}, {**base, "metric": "requests"}]
     rows: list[dict[str, Any]] = []
     for version in sorted(groups, key=lambda v: (v is not None, v or "")):
-        report = build_report(mapping, profile, groups[version], start=start, end=end, version=version, rules=rules)
+        outside = None if outside_of is None else outside_of.get(version, {})  # data quality: out-of-range counts
+        report = build_report(mapping, profile, groups[version], start=start, end=end, version=version, rules=rules,
+                              ranges=ranges, outside=outside)
         if multivariate_of and version in multivariate_of:  # multivariate drift (monitoring/multivariate.py)
             report = replace(report, multivariate=multivariate_of[version])
         rows += report.result_rows()
@@ -165,6 +168,8 @@ def _run_population(warehouse: Engine, tower: Engine, mapping: ModelMapping, con
     pca = multivariate.reconstruction_model(tower, warehouse, mapping, profile, refresh=refresh_reference)
     # CBPE: the reference's calibration map, kept beside the profile (None: no estimate for this model)
     calibration = calibration_for(tower, warehouse, mapping, profile, refresh=refresh_reference)
+    # data quality: the reference's value ranges, kept beside the profile (services/monitoring/data_quality.py)
+    ranges = data_quality.reference_ranges(tower, warehouse, mapping, profile, refresh=refresh_reference)
     days = choose_days(tower, mapping, profile, bounds, config, since=since, until=until)
     if days is None:
         return profile, None, 0, 0
@@ -182,9 +187,15 @@ def _run_population(warehouse: Engine, tower: Engine, mapping: ModelMapping, con
                                       calibration=calibration)
         errors = multivariate.window_results(warehouse, mapping, pca, _midnight(chunk_start),
                                              _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True)
+        outside = data_quality.window_outside(warehouse, mapping, ranges, _midnight(chunk_start),
+                                              _midnight(chunk_end + timedelta(days=1)), by_day=True, by_version=True)
+        per_day_dq: dict[date, dict[str | None, dict[str, int]]] = {}
         per_day: dict[date, dict[str | None, WindowAggregates]] = {}
         per_day_mv: dict[date, dict[str | None, multivariate.MultivariateResult]] = {}
         day: date | None  # a group's day (datetime or None), then each day of the chunk
+        for (day, version), counts in outside.items():
+            if day is not None:
+                per_day_dq.setdefault(day.date(), {})[version] = counts
         for (day, version), agg in aggregates.items():
             if day is not None:
                 per_day.setdefault(day.date(), {})[version] = agg
@@ -194,7 +205,8 @@ def _run_population(warehouse: Engine, tower: Engine, mapping: ModelMapping, con
         windows = {}
         day = chunk_start
         while day <= chunk_end:
-            windows[day] = _reports_rows(mapping, profile, config, day, per_day.get(day, {}), per_day_mv.get(day))
+            windows[day] = _reports_rows(mapping, profile, config, day, per_day.get(day, {}), per_day_mv.get(day),
+                                         ranges, per_day_dq.get(day, {}))
             day += timedelta(days=1)
         results += write_windows(tower, mapping.name, windows, now, segment=_segment_name(mapping))
         done += len(windows)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from services.mapping import ModelMapping
 from services.monitoring import (
+    data_quality,  # issue 14: null/unseen/out-of-range shares per feature, hooks marked below
     estimated_performance,  # CBPE (issue 14): its own module, hooks marked below
     multivariate,
 )
@@ -306,8 +307,10 @@ def performance_result(mapping: ModelMapping, profile: ReferenceProfile, aggrega
 # --- composition ------------------------------------------------------------------------------
 def build_report(mapping: ModelMapping, profile: ReferenceProfile, aggregates: WindowAggregates, *,
                  start: datetime, end: datetime, version: str | None = None,
-                 rules: AlertRules | None = None) -> WindowReport:
-    """Compose a window's report from its aggregates and the reference profile (no I/O)."""
+                 rules: AlertRules | None = None, ranges: data_quality.Ranges | None = None,
+                 outside: Mapping[str, int] | None = None) -> WindowReport:
+    """Compose a window's report from its aggregates and the reference profile (no I/O); with the
+    reference ``ranges`` and the window's counts ``outside`` them, the out-of-range shares too."""
     rules = rules or AlertRules()
     drift: list[DriftResult] = []
     for column in mapping.numerical:
@@ -341,19 +344,25 @@ def build_report(mapping: ModelMapping, profile: ReferenceProfile, aggregates: W
         latency=latency, performance=performance_result(mapping, profile, aggregates, rules.performance),
         estimated=estimated_performance.estimated_result(mapping, profile, aggregates.estimated,  # CBPE
                                                          rules.estimated_performance_drop),
+        data_quality=data_quality.column_results(drift, aggregates.rows, rules.data_quality, outside, ranges),
     )
 
 
 def window_report(engine: Engine, mapping: ModelMapping, profile: ReferenceProfile, start: datetime,
                   end: datetime, *, rules: AlertRules | None = None,
                   pca: multivariate.ReconstructionModel | None = None,
-                  calibration: CalibrationMap | None = None) -> WindowReport:
+                  calibration: CalibrationMap | None = None,
+                  ranges: data_quality.Ranges | None = None) -> WindowReport:
     """The report of ``[start, end)``, all versions together (at most six warehouse statements; one more
-    for the multivariate drift when the reference's ``pca`` is given, one more with a CBPE ``calibration``)."""
+    for the multivariate drift when the reference's ``pca`` is given, one more with a CBPE ``calibration``,
+    one more for the out-of-range shares with the reference's value ``ranges``)."""
     rows = log_rows(mapping, start, end)
     assert rows.start is not None and rows.end is not None  # log_rows always bounds the window
     aggregates = fetch_aggregates(engine, mapping, profile, rows.start, rows.end, calibration=calibration)[WHOLE]
-    report = build_report(mapping, profile, aggregates, start=rows.start, end=rows.end, rules=rules)
+    outside = None if ranges is None else \
+        data_quality.window_outside(engine, mapping, ranges, rows.start, rows.end)[WHOLE]  # data quality
+    report = build_report(mapping, profile, aggregates, start=rows.start, end=rows.end, rules=rules,
+                          ranges=ranges, outside=outside)
     if pca is not None:  # multivariate drift (services/monitoring/multivariate.py)
         report = replace(report, multivariate=multivariate.window_result(engine, mapping, pca, rows.start, rows.end))
     return report

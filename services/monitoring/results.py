@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from services.monitoring import data_quality as dq  # issue 14: data quality per feature (its rows and JSON)
 from services.monitoring.config import PERFORMANCE_METRICS
 from services.monitoring.estimated_performance import EstimatedPerformance, estimated_json, estimated_result_rows
 from services.monitoring.multivariate import METRIC as RECONSTRUCTION_METRIC
@@ -26,7 +27,8 @@ DRIFT_SHARE_THRESHOLD = 0.5  # Evidently's dataset drift: at least half of the c
 # The per-window metrics alert rules look at (the `alert` column of other rows is informational).
 RULE_METRICS = {"drift_score": "drift", "p95_ms": "latency_p95", "error_rate": "error_rate",
                 "demographic_parity_difference": "fairness", "equalized_odds_difference": "fairness",
-                RECONSTRUCTION_METRIC: "multivariate_drift"}
+                RECONSTRUCTION_METRIC: "multivariate_drift",
+                **dict.fromkeys(dq.RULES, "data_quality")}
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class WindowReport:
     performance: PerformanceResult | None
     multivariate: MultivariateResult | None = None  # multivariate drift (services.monitoring.multivariate)
     estimated: EstimatedPerformance | None = None  # CBPE (services.monitoring.estimated_performance)
+    data_quality: tuple[dq.QualityResult, ...] = ()  # per feature (services.monitoring.data_quality)
 
     def to_json(self) -> dict[str, Any]:
         """The report command's object (a stable JSON contract): only those keys, None as null."""
@@ -159,6 +162,7 @@ class WindowReport:
             "multivariate_drift": (self.multivariate or unavailable()).to_json(),
             "estimated_performance": estimated,
             "estimation": estimation,
+            "data_quality": [q.to_json(_num) for q in self.data_quality],
         }
 
     def result_rows(self) -> list[dict[str, Any]]:
@@ -186,9 +190,8 @@ class WindowReport:
                 add("ks_pvalue", d.ks_pvalue, column=d.column, method="ks")
             else:
                 add("chi2_pvalue", d.chi2_pvalue, column=d.column, method="chisquare")
-                add("unseen_share", d.unseen_share, column=d.column)
-            add("null_share", d.null_share, column=d.column)
             add("count", d.current_n, column=d.column)
+        dq.result_rows(self.drift, self.data_quality, add)  # null/unseen/out-of-range shares, verdicts
         for f in self.fairness:
             for g in f.groups:
                 for metric in ("count", "labeled", "selection_rate", "tpr", "fpr"):

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from services.errors import ConfigError
 from services.mapping import ModelMapping
 from services.monitoring.config import AlertRules
+from services.monitoring.data_quality import reference_ranges
 from services.monitoring.estimated_performance import calibration_for
 from services.monitoring.multivariate import reconstruction_model
 from services.monitoring.reference import load_or_compute
@@ -28,8 +29,9 @@ def report_json(tower: Engine, warehouse: Engine, mapping: ModelMapping, start: 
     profile = load_or_compute(tower, warehouse, mapping, reference_start, reference_end)
     pca = reconstruction_model(tower, warehouse, mapping, profile)  # multivariate drift
     calibration = calibration_for(tower, warehouse, mapping, profile)  # CBPE (estimated_performance)
+    ranges = reference_ranges(tower, warehouse, mapping, profile)  # data quality: out-of-range shares
     return window_report(warehouse, mapping, profile, start, end, rules=rules, pca=pca,
-                         calibration=calibration).to_json()
+                         calibration=calibration, ranges=ranges).to_json()
 
 
 def segmented_report_json(tower: Engine, warehouse: Engine, mapping: ModelMapping, start: datetime, end: datetime,

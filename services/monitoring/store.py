@@ -22,7 +22,11 @@ components and their band), one per (reference, kind), beside the profile they w
 
 ``alert_episodes`` is the alert state and its history: one row per episode of a rule's condition,
 ``open`` (condition holds, not notified yet), ``notifying`` (a run is sending it), ``notified``,
-``resolved`` (the condition cleared).
+``resolved`` (the condition cleared, or a person resolved it). ``severity`` is ``warning`` or
+``critical`` (``services.monitoring.config``, per rule). The workflow columns (``workflow``,
+``snoozed_until``, ``assignee``, ``workflow_seq``) are what people did to the episode; every action is a
+row of the append-only ``alert_actions``, written in the same transaction
+(``services.monitoring.alert_workflow``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ MODEL_LEVEL = ""
 # Alert episode statuses.
 OPEN, NOTIFYING, NOTIFIED, RESOLVED = "open", "notifying", "notified", "resolved"
 ACTIVE_STATUSES = (OPEN, NOTIFYING, NOTIFIED)
+# Severities and workflow states (issue 14, alert workflow).
+WARNING, CRITICAL = "warning", "critical"
+ACKNOWLEDGED, SNOOZED = "acknowledged", "snoozed"  # workflow: OPEN, ACKNOWLEDGED, SNOOZED or RESOLVED
 
 monitoring_results = sa.Table(
     "monitoring_results", METADATA,
@@ -103,9 +110,57 @@ alert_episodes = sa.Table(
     sa.Column("notify_attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("notify_error", sa.Text, nullable=True),
     sa.Column("claimed_at", sa.DateTime, nullable=True),
+    # --- alert workflow (services.monitoring.alert_workflow); added to older databases by workflow_columns
+    sa.Column("severity", sa.String(16), nullable=False, server_default=WARNING),
+    sa.Column("workflow", sa.String(16), nullable=False, server_default=OPEN),
+    sa.Column("snoozed_until", sa.DateTime, nullable=True),  # UTC; meaningful while workflow = snoozed
+    sa.Column("assignee", sa.Text, nullable=True),  # a person's name as typed: stored as given, shown inert
+    sa.Column("workflow_seq", sa.Integer, nullable=False, server_default="0"),  # actions recorded so far
     sa.UniqueConstraint("model", "rule", "subject", "opened_window", name="uq_alert_episodes_episode"),
     sa.Index("ix_alert_episodes_model_status", "model", "status"),
 )
+
+# Append-only: one row per action a person took on an episode. ``seq`` is the episode's action count
+# after this one; the unique (episode_id, seq) lets only one of two people acting on the same state win.
+alert_actions = sa.Table(
+    "alert_actions", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("episode_id", sa.Integer, nullable=False, index=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # acknowledge, snooze, assign, resolve
+    sa.Column("actor_issuer", sa.Text, nullable=False),
+    sa.Column("actor_subject", sa.Text, nullable=False),
+    sa.Column("actor_name", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),  # UTC
+    sa.Column("until", sa.DateTime, nullable=True),  # snooze: until when
+    sa.Column("assignee", sa.Text, nullable=True),  # assign: to whom
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.UniqueConstraint("episode_id", "seq", name="uq_alert_actions_episode_seq"),
+)
+
+_WORKFLOW_COLUMNS = (  # name, DDL for ALTER TABLE ... ADD COLUMN (portable between SQLite and PostgreSQL)
+    ("severity", f"VARCHAR(16) NOT NULL DEFAULT '{WARNING}'"),
+    ("workflow", f"VARCHAR(16) NOT NULL DEFAULT '{OPEN}'"),
+    ("snoozed_until", "TIMESTAMP"),
+    ("assignee", "TEXT"),
+    ("workflow_seq", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+@schema_upgrade
+def workflow_columns(engine: Engine) -> None:
+    """A tower state written before the alert workflow gets the episode's severity and workflow columns
+    (every existing episode: warning, open, no action). Each column is added on its own, so a second
+    process starting at once (it finds the column there) or a crash half-way is picked up next start."""
+    for name, ddl in _WORKFLOW_COLUMNS:
+        if name in {c["name"] for c in sa.inspect(engine).get_columns(alert_episodes.name)}:
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {alert_episodes.name} ADD COLUMN {name} {ddl}"))
+        except sa.exc.DBAPIError:
+            if name not in {c["name"] for c in sa.inspect(engine).get_columns(alert_episodes.name)}:
+                raise
 
 
 @schema_upgrade

@@ -105,6 +105,8 @@ def _breach_text(row: Any) -> str:
     limit = "n/a" if row.threshold is None else f"{row.threshold:.4g}"
     if row.metric == "drift_score":
         return f"Feature '{row.column_name}' drifted in the latest window (score {value}, threshold {limit})."
+    if row.column_name:  # data quality: the feature's null, unseen or out-of-range share
+        return f"{row.metric.replace('_', ' ')} of '{row.column_name}' is {value} (limit {limit}) in the latest window."
     if row.slice_key:
         return f"{row.metric.replace('_', ' ')} by '{row.slice_key}' is {value} (limit {limit}) in the latest window."
     return f"{row.metric.replace('_', ' ')} is {value} (limit {limit}) in the latest window."

@@ -204,3 +204,11 @@ def test_person_claim_joins_accounts_only_on_a_verified_email():
 def test_actor_defaults_to_a_person():
     actor = Actor(issuer="i", subject="s", name="S")
     assert actor.kind == "person" and not actor.is_service and actor.capabilities == frozenset()
+
+
+def test_a_misspelt_auth_key_is_refused_naming_it_so_no_check_is_silently_off():
+    from services.auth.identity import parse_auth_config
+    from services.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"auth: unknown key\(s\) directroy"):
+        parse_auth_config({"roles": {}, "directroy": {"kind": "scim"}})

@@ -23,10 +23,13 @@ pytestmark = pytest.mark.skipif(not chromium_available(),
                                 reason="Debian's chromium is not installed (make test installs it when run as root)")
 
 HEADER_PX = ROW_PX = 35  # the height of the canvas grid's header and of each row
-CHIP_PAGE = {"Latency": "latency", "Errors": "latency", "Drift": "drift", "Fairness": "fairness",
-             "Performance": "performance"}
+CHIP_PAGE = {"Latency": "latency", "Errors": "latency", "Drift": "drift", "Multivariate": "drift",
+             "Data quality": "drift", "Fairness": "fairness", "Performance": "performance"}
 RULE_CHIP = {"drift": "Drift", "latency_p95": "Latency", "error_rate": "Errors", "fairness_dpd": "Fairness",
-             "fairness_eod": "Fairness", "performance": "Performance", "multivariate_drift": "Drift"}
+             "fairness_eod": "Fairness", "performance": "Performance", "multivariate_drift": "Multivariate",
+             "estimated_performance_drop": "Performance", "data_quality_nulls": "Data quality",
+             "data_quality_unseen": "Data quality", "data_quality_range": "Data quality"}
+LAST_CHIP = 1 + len(CHIP_COLUMNS)  # the grid's columns: model, health, then one per chip
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,7 @@ def fleet_rows(page) -> list[list[str]]:
     page.wait_for_timeout(2000)  # the canvas grid paints, and takes clicks, after the element appears
     rows = []
     for r in range(page.locator("[id^='glide-cell-0-']").count()):
-        rows.append([page.locator(f"#glide-cell-{c}-{r}").text_content() or "" for c in range(7)])
+        rows.append([page.locator(f"#glide-cell-{c}-{r}").text_content() or "" for c in range(LAST_CHIP + 1)])
     return rows
 
 
@@ -95,7 +98,7 @@ def test_manager_reaches_the_reason_of_each_unhealthy_model_in_two_clicks(journe
     for r, row in unhealthy:
         model, health = row[0], row[1]
         hand = Clicks(page)
-        column = next(i for i in range(2, 7) if row[i].split(" ×")[0] == health)
+        column = next(i for i in range(2, LAST_CHIP + 1) if row[i].split(" ×")[0] == health)
         label = list(CHIP_COLUMNS.values())[column - 2]
         hand.cell(r, MODEL_WIDTH + CHIP_WIDTH * (column - 1) + CHIP_WIDTH / 2)
         page.wait_for_url(f"**/{CHIP_PAGE[label]}?**", timeout=60_000)
@@ -116,7 +119,7 @@ def test_manager_reaches_the_reason_of_each_unhealthy_model_in_two_clicks(journe
 
 def test_data_scientist_goes_from_the_drift_alert_to_the_feature_distribution_in_two_clicks(journey_app, page):
     model, _, feature, message = next(e for e in sorted(open_episodes(journey_app.data_dir))
-                                      if e[1] == "Drift" and e[2])  # a feature's alert (multivariate has none)
+                                      if e[1] == "Drift" and e[2])  # a feature's drift alert
     sign_in(page, journey_app, "sam", path=f"/model?model={model}")  # the alert's link lands on the model
     hand = Clicks(page)
     hand.on(page.get_by_role("link", name="Drift: alert", exact=False).first)

@@ -202,7 +202,7 @@ def test_report_command_prints_the_documented_json_and_exits_0(configured, capsy
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert list(out) == ["model", "rows", "drift", "fairness", "latency", "performance", "multivariate_drift",
-                         "estimated_performance", "estimation", "segment", "segments"]
+                         "estimated_performance", "estimation", "data_quality", "segment", "segments"]
     assert out["segment"] is None and out["segments"] == []  # the model declares none
     assert set(out["estimated_performance"]) == {"accuracy", "precision", "recall", "f1", "roc_auc"}
     assert out["model"] == "synthetic" and out["rows"]["reference"] == 2000

@@ -288,7 +288,7 @@ def test_a_reference_taken_from_a_time_range_of_the_log(loaded):
 def test_report_json_has_exactly_the_documented_shape(reports):
     out = reports["drifted"].to_json()
     assert list(out) == ["model", "rows", "drift", "fairness", "latency", "performance", "multivariate_drift",
-                         "estimated_performance", "estimation"]
+                         "estimated_performance", "estimation", "data_quality"]
     assert list(out["rows"]) == ["reference", "current"]
     drift_keys = ["column", "kind", "psi", "js_distance", "wasserstein_normed", "ks_statistic", "chi2_pvalue",
                   "method", "score", "threshold", "drifted"]

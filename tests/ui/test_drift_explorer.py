@@ -171,10 +171,11 @@ def test_data_quality_sits_beside_the_score_as_percentages_under_human_labels(de
     table = drift_table(at)
     columns = list(table.value.columns)
     assert columns[:4] == ["Feature", "Verdict", "Score", "Threshold"]
-    assert columns[4:7] == ["× threshold", "Null share", "Unseen share"]
+    assert columns[4:9] == ["× threshold", "Data quality", "Null share", "Unseen share", "Out of range"]
     assert not [c for c in columns if "_" in c]
     config = json.loads(table.proto.columns)
     assert config["Null share"]["type_config"]["format"] == "percent"
     assert config["Unseen share"]["type_config"]["format"] == "percent"
+    assert config["Out of range"]["type_config"]["format"] == "percent" and config["Data quality"]["help"]
     assert table.proto.placeholder == "—"
     assert "None" not in texts(at)

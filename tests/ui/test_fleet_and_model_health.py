@@ -13,9 +13,12 @@ from tests.support.app_test import open_page, texts
 
 pytestmark = pytest.mark.both_backends
 
-CHIPS = ["Latency", "Errors", "Drift", "Fairness", "Performance"]
+CHIPS = ["Latency", "Errors", "Drift", "Multivariate", "Data quality", "Fairness", "Performance"]
+CRITICAL_CELLS: set[tuple[str, str]] = set()  # (model, chip column) with a critical open episode, from the oracle
 RULE_COLUMN = {"drift": "Drift", "latency_p95": "Latency", "error_rate": "Errors", "fairness_dpd": "Fairness",
-               "fairness_eod": "Fairness", "performance": "Performance", "multivariate_drift": "Drift"}
+               "fairness_eod": "Fairness", "performance": "Performance", "multivariate_drift": "Multivariate",
+               "estimated_performance_drop": "Performance", "data_quality_nulls": "Data quality",
+               "data_quality_unseen": "Data quality", "data_quality_range": "Data quality"}
 
 
 def open_episodes(demo_env) -> dict[tuple[str, str], int]:
@@ -23,21 +26,25 @@ def open_episodes(demo_env) -> dict[tuple[str, str], int]:
     if not settings.tower_db_url.startswith("sqlite:///"):
         pytest.skip("the oracle reads the embedded tower-state file")
     with sqlite3.connect(settings.tower_db_url.removeprefix("sqlite:///")) as con:
-        rows = con.execute("SELECT model, rule FROM alert_episodes WHERE status != 'resolved'").fetchall()
+        rows = con.execute("SELECT model, rule, severity FROM alert_episodes WHERE status != 'resolved'").fetchall()
     counts: dict[tuple[str, str], int] = {}
-    for model, rule in rows:
+    for model, rule, _ in rows:
         key = (model, RULE_COLUMN[rule])
         counts[key] = counts.get(key, 0) + 1
+    CRITICAL_CELLS.clear()
+    CRITICAL_CELLS.update((model, RULE_COLUMN[rule]) for model, rule, severity in rows if severity == "critical")
     return counts
 
 
 def test_the_chips_next_to_each_model_count_its_open_alerts_per_dimension(demo_env):
     table = open_page("app_pages/fleet.py").dataframe[0].value.set_index("Model")
-    assert list(table.columns[:7]) == ["Health", *CHIPS, "Why"], "the reason sits next to the model's name"
+    assert list(table.columns[:9]) == ["Health", *CHIPS, "Why"], "the reason sits next to the model's name"
     episodes = open_episodes(demo_env)
     assert episodes, "the demo has open alerts"
     for (model, column), n in episodes.items():
-        assert table.loc[model, column] == ("alert" if n == 1 else f"alert ×{n}")
+        word = "critical" if (model, column) in CRITICAL_CELLS else "alert"  # the episode's severity
+        assert table.loc[model, column] == (word if n == 1 else f"{word} ×{n}")
+    assert CRITICAL_CELLS, "the demo's SLO breaches are critical (latency_p95 and error_rate default to 1×)"
     assert (table.loc["demand-forecast", CHIPS] == "ok").all()
 
 
@@ -45,10 +52,10 @@ def test_health_is_the_worst_chip_and_never_disagrees_with_the_slo_status(demo_e
     table = open_page("app_pages/fleet.py").dataframe[0].value.set_index("Model")
     for model, row in table.iterrows():
         chips = [str(row[c]).split(" ×")[0] for c in CHIPS]
-        expected = next((s for s in ("alert", "warning", "ok") if s in chips), "no results")
+        expected = next((s for s in ("critical", "alert", "warning", "ok") if s in chips), "no results")
         assert row["Health"] == expected, model
         if row["SLO (7 d)"] == "SLO breach":
-            assert "alert" in (str(row["Latency"]), str(row["Errors"])) or str(row["Latency"]).startswith("alert")
+            assert any(str(row[c]).startswith(("alert", "critical")) for c in ("Latency", "Errors"))
     assert "🔴" not in "".join(table["Health"]), "status is text (and colour), not an emoji"
 
 

@@ -35,6 +35,8 @@ WINDOWS = [("app_pages/latency.py", "latency_window", 21), ("app_pages/fairness.
 ALERT_LABELS = ["Model", "Rule", "Subject", "Status", "Opened on", "Last breached on", "Resolved on", "Value",
                 "Threshold", "Message", "Notified at", "Notification error"]
 ALERT_DAYS = ["Opened on", "Last breached on", "Resolved on"]
+WORKLIST_LABELS = ["Severity", "Model", "Rule", "Subject", "State", "Assigned to", "Snoozed until", "Opened on",
+                   "Last breached on", "Value", "Threshold", "Message", "Notified at"]
 ALERT_TIMES = ["Notified at"]
 
 
@@ -197,11 +199,12 @@ def test_no_table_or_text_shows_none_or_nan(demo_env, page, model):
 def test_alert_tables_have_human_labels_and_one_time_format(demo_env):
     at = open_page("app_pages/alerts.py")
     current, history = at.dataframe[0].value, at.dataframe[1].value
+    assert list(history.columns) == ALERT_LABELS
+    assert list(current.columns) == WORKLIST_LABELS  # the worklist (tests/ui/test_alerts_page_workflow.py)
     for table in (current, history):
-        assert list(table.columns) == ALERT_LABELS
-        for column in ALERT_DAYS:
+        for column in ALERT_DAYS[:2]:
             assert table[column].map(lambda v: v == MISSING or bool(DAY.match(v))).all(), table[column]
-        for column in ALERT_TIMES:
+        for column in (*ALERT_TIMES, *(["Snoozed until"] if table is current else [])):
             assert table[column].map(lambda v: v == MISSING or bool(TIME.match(v))).all(), table[column]
     assert not re.search(r"[a-z]+_[a-z]+", " ".join(current["Rule"])), "rules read as words"
 
