@@ -75,7 +75,7 @@ def test_the_fleet_shows_every_dimension_with_its_tooltip_and_what_changed_since
     for label in CHIP_COLUMNS.values():
         assert config[label]["help"], label  # the tooltip says what makes the chip red
     assert "CBPE" in config["Performance"]["help"] and "range" in config["Data quality"]["help"]
-    words = {"alert", "warning", "ok", "no results"}
+    words = {"critical", "alert", "warning", "ok", "no results"}  # critical: an open critical episode (latency)
     assert all(str(v).split(" ×")[0] in words for v in table[list(CHIP_COLUMNS.values())].to_numpy().ravel())
     for model in DEMO_MODELS:
         assert table.loc[model, "Since last week"] == oracle_since_last_week(model), model
