@@ -25,10 +25,11 @@ from services.mapping import ModelMapping, parse_model_mapping
 T = TypeVar("T")
 
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
-# From a checkout (app.py beside services/) the project is that folder. An installed `tower` lives in
-# site-packages, where no tower.yaml, .tower/ or .streamlit/ belongs: there the working directory is
-# the project, so a CI job that runs `tower` in its repository reads that repository's tower.yaml.
-PROJECT_ROOT = _PACKAGE_PARENT if (_PACKAGE_PARENT / "app.py").is_file() else Path.cwd()
+# From a checkout, or an editable install of one (the image's /app), the project is the folder that
+# holds services/. A wheel installs into site-packages, where no tower.yaml, .tower/ or .streamlit/
+# belongs: there the working directory is the project, so a CI job that runs `tower` at its
+# repository's root reads that repository's tower.yaml.
+PROJECT_ROOT = Path.cwd() if {"site-packages", "dist-packages"} & set(_PACKAGE_PARENT.parts) else _PACKAGE_PARENT
 
 
 def _bool(value: Any) -> bool:
