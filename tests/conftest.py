@@ -168,3 +168,29 @@ def demo_env(demo_template: Path, backend: str, request: pytest.FixtureRequest,
         for name, value in stores.env(stores.shared).items():
             monkeypatch.setenv(name, value)
     yield load_settings()
+
+
+# --------------------------------------------------------------------------------------------
+# Real databases for the tests that build their own stores
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The local PostgreSQL server (started if it is down); skipped only where no server can exist."""
+    from tests.support.databases import ensure_postgres
+
+    url = ensure_postgres()
+    if url is None:
+        pytest.skip("PostgreSQL is not installed on this machine")
+    return url
+
+
+@pytest.fixture
+def tower(tmp_path: Path) -> Iterator[object]:
+    """A fresh SQLite tower state with the tower's whole schema (a module may override it, e.g. to run
+    on PostgreSQL as well)."""
+    from services.stores.tower_db import create_schema, make_tower_engine
+
+    engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
+    create_schema(engine)
+    yield engine
+    engine.dispose()

@@ -10,7 +10,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -23,7 +22,6 @@ from services.monitoring.config import AlertRules, DriftRule, parse_monitoring_c
 from services.monitoring.job import write_windows
 from services.monitoring.store import NOTIFIED, OPEN, RESOLVED, alert_episodes
 from services.monitoring.tower_reads import alert_history, latest_health, open_alerts
-from services.stores.tower_db import create_schema, make_tower_engine
 from tests.support.webhook import SECRET, Receiver
 
 DAY0 = datetime(2026, 5, 1)
@@ -40,14 +38,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-@pytest.fixture
-def tower(tmp_path: Path) -> Iterator[sa.Engine]:
-    engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def drift_row(day: int, drifted: bool | None, column: str = "x") -> dict:

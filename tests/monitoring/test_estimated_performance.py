@@ -13,7 +13,6 @@ import os
 import warnings
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,10 +31,9 @@ from services.monitoring.reference import compute_profile
 from services.monitoring.report import fetch_aggregates, window_report
 from services.monitoring.store import alert_episodes, monitoring_fitted, monitoring_results
 from services.stats.cbpe import METRICS
-from services.stores.tower_db import create_schema, make_tower_engine
 from tests.support import cbpe_oracle
 from tests.support import monitoring_data as data
-from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
+from tests.support.databases import KINDS, ScratchWarehouse
 
 TOLERANCE = 0.005
 DAYS = 3  # day 2 holds a scorer whose scores bunch up: its estimated ROC AUC drops
@@ -116,14 +114,6 @@ def nannyml_estimates(rows: pd.DataFrame) -> dict[str, float] | None:
     return {m: float(result[(m, "value")].iloc[0]) for m in METRICS}
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    url = ensure_postgres()
-    if url is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    return url
-
-
 @pytest.fixture(scope="module", params=KINDS)
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
@@ -132,14 +122,6 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     data.put_nan(wh.url, wh.schema, "predictions_scored", "score", NAN_IDS)
     yield wh, mapping
     wh.close()
-
-
-@pytest.fixture
-def tower(tmp_path: Path) -> Iterator[sa.Engine]:
-    engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_the_estimate_equals_the_oracle_and_nannyml_on_the_same_rows(loaded, tower):

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
 from services.monitoring.fitted import load_fitted, load_or_fit, store_fitted
-from services.stores.tower_db import create_schema, make_tower_engine
-
-
-@pytest.fixture
-def tower(tmp_path: Path) -> Iterator[sa.Engine]:
-    engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_a_fit_is_computed_once_per_reference_and_kind_then_loaded(tower: sa.Engine) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,9 +33,8 @@ from services.monitoring.config import MonitoringConfig
 from services.monitoring.reference import ReferenceProfile, compute_profile
 from services.monitoring.report import window_report
 from services.monitoring.store import alert_episodes, monitoring_fitted, monitoring_results
-from services.stores.tower_db import create_schema, make_tower_engine
 from tests.support import monitoring_data as data
-from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
+from tests.support.databases import KINDS, ScratchWarehouse
 
 ODD = "Size_X"  # mixed case: PostgreSQL finds it only when the dialect quotes it
 FEATURES = ["a", "b", ODD, "d"]
@@ -112,14 +110,6 @@ def oracle_band() -> tuple[float | None, float]:
 
 
 # --- fixtures ----------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    url = ensure_postgres()
-    if url is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    return url
-
-
 @pytest.fixture(scope="module", params=KINDS)
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[ScratchWarehouse, ModelMapping, ReferenceProfile]]:
@@ -131,14 +121,6 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     profile = compute_profile(wh.reader(), mapping)
     yield wh, mapping, profile
     wh.close()
-
-
-@pytest.fixture
-def tower(tmp_path: Path) -> Iterator[sa.Engine]:
-    engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def log_in(start, end) -> pd.DataFrame:

@@ -44,7 +44,7 @@ from services.stats.two_sample import ks_resolution
 from services.stores.warehouse.rows import log_rows
 from services.stores.warehouse.sql import WHOLE
 from tests.support import monitoring_data as data
-from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
+from tests.support.databases import KINDS, ScratchWarehouse
 
 STABLE = (data.day(0), data.day(4))
 DRIFTED = (data.day(4), data.day(8))
@@ -64,14 +64,6 @@ def build_log() -> pd.DataFrame:
 
 LOG = build_log()
 REFERENCE = data.make_reference(rows=3000)
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    url = ensure_postgres()
-    if url is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    return url
 
 
 @pytest.fixture(scope="module", params=KINDS)

@@ -22,7 +22,7 @@ from services.monitoring import root_cause as rc
 from services.stores.warehouse.partitions import MISSING, REST
 from services.stores.warehouse.rows import log_rows, reference_rows
 from tests.support import monitoring_data as data
-from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
+from tests.support.databases import KINDS, ScratchWarehouse
 
 SEGMENTS = [{"name": "north", "column": "c_region", "values": ["north"]},
             {"name": "low-x", "column": "x_normal", "range": [None, 9]},
@@ -40,14 +40,6 @@ def mapping_of(log: str, reference: str, task: str = "binary_classification") ->
         "table": log, "task": task, "columns": data.COLUMNS,
         "features": {"numerical": data.NUMERICAL, "categorical": data.CATEGORICAL}, "sensitive": data.SENSITIVE,
         "reference": {"table": reference}, "segments": SEGMENTS})
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> str:
-    url = ensure_postgres()
-    if url is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    return url
 
 
 @pytest.fixture(scope="module", params=KINDS)

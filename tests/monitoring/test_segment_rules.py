@@ -7,9 +7,7 @@ verdicts are known exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -23,7 +21,6 @@ from services.monitoring.job import write_windows
 from services.monitoring.segment_rules import segment_subject, split_subject
 from services.monitoring.store import alert_episodes
 from services.monitoring.tower_reads import open_alerts
-from services.stores.tower_db import create_schema, make_tower_engine
 
 DAY0 = datetime(2026, 5, 1)
 MAPPING = parse_model_mapping("m", {
@@ -39,14 +36,6 @@ OTHER = parse_model_mapping("other", {
     "columns": {"timestamp": "ts", "version": "v", "prediction": "p", "latency_ms": "l", "status": "s"},
     "features": {"numerical": ["x"]},
 })
-
-
-@pytest.fixture
-def tower(tmp_path: Path) -> Iterator[sa.Engine]:
-    engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def config(raw: dict, models: dict | None = None):

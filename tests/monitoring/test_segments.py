@@ -80,14 +80,6 @@ def assert_same(ours: Any, oracle: Any, path: str = "") -> None:
         assert ours == oracle, f"{path}: {ours!r} != {oracle!r}"
 
 
-@pytest.fixture(scope="module")
-def postgres_url() -> str:
-    url = ensure_postgres()
-    if url is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    return url
-
-
 @pytest.fixture(scope="module", params=KINDS)
 def warehouse(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[tuple[ScratchWarehouse, ModelMapping]]:

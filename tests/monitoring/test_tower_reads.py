@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -20,18 +18,10 @@ from services.monitoring.tower_reads import (
     open_alerts,
     performance_over_time,
 )
-from services.stores.tower_db import create_schema, make_tower_engine
+from services.stores.tower_db import make_tower_engine
 
 DAY0 = datetime(2026, 5, 1)
 WEEK = (DAY0, DAY0 + timedelta(days=7))
-
-
-@pytest.fixture
-def tower(tmp_path: Path) -> Iterator[sa.Engine]:
-    engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def cell(metric: str, value: float | None, *, column: str = "", version: str = "*", slice_key: str = "",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +13,6 @@ from services.monitoring.alerts import evaluate_alerts
 from services.notify.config import ALERTS, Destination, RetryPolicy
 from services.notify.outbox import OUTBOX
 from services.notify.sender import deliver_due
-from services.stores.tower_db import create_schema, make_tower_engine
 from tests.monitoring.test_alerts import MAPPING, RULES, episodes, store_day
 from tests.support.webhook import Receiver
 
@@ -26,14 +24,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-@pytest.fixture
-def tower(tmp_path: Path) -> Iterator[sa.Engine]:
-    engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def outbox_rows(tower: sa.Engine) -> list:

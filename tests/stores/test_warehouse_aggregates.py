@@ -36,17 +36,9 @@ from services.stores.warehouse.profiles import column_profiles
 from services.stores.warehouse.rows import log_rows, reference_rows
 from services.stores.warehouse.sql import WHOLE, GroupKey
 from tests.support import monitoring_data as data
-from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
+from tests.support.databases import KINDS, ScratchWarehouse
 
 START, END = data.day(0) + timedelta(hours=5), data.day(3) + timedelta(hours=20)  # cuts into first and last day
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    url = ensure_postgres()
-    if url is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    return url
 
 
 @pytest.fixture(scope="module", params=KINDS)
