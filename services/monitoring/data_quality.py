@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine
 
 from services.mapping import ModelMapping
 from services.monitoring.config import DataQualityRule
-from services.monitoring.fitted import load_or_fit
+from services.monitoring.fitted import kept_fit
 from services.monitoring.reference import ReferenceProfile
 from services.stores.warehouse import ranges as wr
 from services.stores.warehouse.rows import Rows, log_rows, reference_rows
@@ -211,13 +211,8 @@ def reference_ranges(tower: Engine, engine: Engine, mapping: ModelMapping, profi
     def fit() -> dict[str, Any]:
         return fit_payload(engine, mapping, profile)
 
-    found = ranges_from_payload(load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=refresh),
-                                mapping)
-    if found is None:  # kept by an older tower or edited: fit again (and keep the new fit)
-        found = ranges_from_payload(load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=True),
-                                    mapping)
-    assert found is not None  # fit_payload writes what ranges_from_payload reads
-    return found
+    return kept_fit(tower, profile.reference_id, KIND, mapping.name, fit,
+                    lambda payload: ranges_from_payload(payload, mapping), refresh=refresh)
 
 
 def window_outside(engine: Engine, mapping: ModelMapping, ranges: Ranges, start: datetime, end: datetime, *,

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 
 from services.mapping import ModelMapping
 from services.monitoring.config import EstimatedPerformanceRule
-from services.monitoring.fitted import load_or_fit
+from services.monitoring.fitted import kept_fit
 from services.monitoring.reference import ReferenceProfile
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
 from services.segments import OVERALL
@@ -121,14 +121,7 @@ def calibration_for(tower: Engine, warehouse: Engine, mapping: ModelMapping, pro
         scores, positives, counts = reference_score_labels(warehouse, mapping, rows)
         return _payload(fit_calibration(scores, positives, counts), int(counts.sum()))
 
-    kept = _map_of(load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=refresh))
-    if kept is not None:
-        return kept
-    # Kept by an older tower, or edited in tower state into something that is no calibration: fit again.
-    again = _map_of(load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=True))
-    if again is None:  # our own fit always parses; say so rather than estimate with something else
-        raise ValueError("the calibration just fitted cannot be read back")
-    return again
+    return kept_fit(tower, profile.reference_id, KIND, mapping.name, fit, _map_of, refresh=refresh)
 
 
 def _map_of(payload: dict[str, Any]) -> CalibrationMap | None:

@@ -71,3 +71,17 @@ def load_or_fit(tower: Engine, reference_id: str, kind: str, model: str, fit: Ca
     payload = fit()
     store_fitted(tower, reference_id, kind, model, payload)
     return payload
+
+
+def kept_fit(tower: Engine, reference_id: str, kind: str, model: str, fit: Callable[[], dict[str, Any]],
+             read: Callable[[dict[str, Any]], T | None], *, refresh: bool = False) -> T:
+    """The kept fit as ``read`` understands it, fitted (and kept) the first time or with ``refresh``.
+
+    A kept payload ``read`` refuses (None: an older tower's format, or edited in tower state) is fitted
+    again and replaced, never trusted or crashed on; a fresh fit that does not read back is a bug."""
+    found = read(load_or_fit(tower, reference_id, kind, model, fit, refresh=refresh))
+    if found is None:
+        found = read(load_or_fit(tower, reference_id, kind, model, fit, refresh=True))
+    if found is None:
+        raise ValueError(f"a fresh {kind} fit of reference {reference_id} does not read back")
+    return found

@@ -25,7 +25,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from services.mapping import ModelMapping
-from services.monitoring.fitted import load_or_fit
+from services.monitoring.fitted import kept_fit
 from services.monitoring.reference import ReferenceProfile
 from services.stats import reconstruction as rc
 from services.stores.warehouse import reconstruction as wr
@@ -171,13 +171,8 @@ def reconstruction_model(tower: Engine, engine: Engine, mapping: ModelMapping, p
     def fit() -> dict[str, Any]:
         return fit_payload(engine, mapping, profile)
 
-    model = model_from_payload(load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=refresh),
-                               mapping)
-    if model is None:  # kept by an older tower or edited: fit again (and keep the new fit)
-        model = model_from_payload(load_or_fit(tower, profile.reference_id, KIND, mapping.name, fit, refresh=True),
-                                   mapping)
-    assert model is not None  # fit_payload writes what model_from_payload reads
-    return model
+    return kept_fit(tower, profile.reference_id, KIND, mapping.name, fit,
+                    lambda payload: model_from_payload(payload, mapping), refresh=refresh)
 
 
 def window_results(engine: Engine, mapping: ModelMapping, model: ReconstructionModel, start: datetime,
