@@ -25,7 +25,7 @@ from services.stores.warehouse.rows import Rows
 from ui import backends
 from ui.navigation import BY_PATH
 from ui.notices import literal
-from ui.tables import MISSING, label
+from ui.tables import MISSING, RULE_LABELS, label
 
 WHY_DAYS = 7  # the default window without ?start=
 MAX_LABEL = 40  # characters of a segment's name on the figure
@@ -165,7 +165,10 @@ def why_links(episodes: pd.DataFrame, limit: int = 10) -> None:
                                        episode["last_window"], str(episode.get("metric") or ""))
         if params is None or shown >= limit:
             continue
-        subject = f" {episode['subject']}" if episode.get("subject") else ""
-        st.page_link(BY_PATH["why"].file, label=literal(f"Why? {episode['model']}: {episode['rule']}{subject}"),
+        rule, subject = str(episode["rule"]), str(episode.get("subject") or "")
+        if rule in ("performance", "estimated_performance_drop"):  # the subject is a metric: its label
+            subject = label(subject.removeprefix("estimated_"))
+        text = f"Why? {episode['model']}: {RULE_LABELS.get(rule, rule)}" + (f" {subject}" if subject else "")
+        st.page_link(BY_PATH["why"].file, label=literal(text),
                      icon=":material/help:", query_params=params)
         shown += 1
