@@ -61,6 +61,10 @@ def _segments(settings: Settings, mapping: ModelMapping, window: Period, metric:
                "the baseline; the bars add up to the change exactly. Mix part: the segment's share of rows moved; "
                "rate part: its own metric moved. " + ("Rows in none of the declared ranges (or with no finite "
                                                       "value) form (rest)." if bars.ranged else ""))
+    estimated = [side for side, flag in zip(("the baseline", "the window"), found.estimated, strict=True) if flag]
+    if estimated:
+        st.caption(f"Estimated before labels (CBPE) for {' and '.join(estimated)}: no label has arrived there, so each "
+                   "row's label counts as its calibrated probability, as on the Performance page.")
     left, right = st.columns([3, 2])
     left.plotly_chart(views.waterfall_figure(d, metric, column))
     with right:

@@ -37,8 +37,10 @@ BASELINE_BEFORE = "The same number of days just before"
 @st.cache_data(ttl=backends.TTL_S, max_entries=64, show_spinner=False)
 def segment_explanation(s: Settings, mapping: ModelMapping, metric: str, baseline: Rows,
                         window: Rows) -> root_cause.SegmentExplanation:
+    calibration = backends.guarded(s, TOWER, lambda: root_cause.calibration_of(
+        backends.tower(s), backends.engine(s), mapping.for_segment(None)))  # CBPE: a window without labels
     return backends.guarded(s, WAREHOUSE, lambda: root_cause.explain_segments(
-        backends.engine(s), mapping, metric, baseline, window))
+        backends.engine(s), mapping, metric, baseline, window, calibration=calibration))
 
 
 @st.cache_data(ttl=backends.TTL_S, max_entries=64, show_spinner=False)

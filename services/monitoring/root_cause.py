@@ -10,7 +10,8 @@ match wins) plus the rest. Only metrics that are means over rows decompose exact
 rate, precision, recall, selection rate, MAE and MSE; ROC AUC, F1 and RMSE do not, and a drift score
 or distance is no mean of per-segment values either, so the waterfall always shows one of the
 former (a drift alert's panel shows the accuracy or MAE change beside the features ranked by drift).
-The bars need labels in both windows; a window without any says so.
+A window without labels is split on CBPE's expected counts (each row's label counted as its
+calibrated probability) for a classifier that logs a score, and says so; otherwise it needs labels.
 
 **Features.** Each feature's stored daily drift in the window (``tower_reads.drift_heatmap``, for the
 whole population and each declared segment), as the mean of score ÷ threshold over the days
@@ -33,12 +34,20 @@ from sqlalchemy.engine import Engine
 
 from services.errors import ConfigError
 from services.mapping import ModelMapping
+from services.monitoring.estimated_performance import calibration_for
+from services.monitoring.reference import load_or_compute
 from services.monitoring.tower_reads import drift_heatmap
 from services.segments import OVERALL, Segment
+from services.stats.cbpe import CalibrationMap, ExpectedCells
 from services.stats.decomposition import Decomposition, largest_rate_part, lump
 from services.stats.fairness import GroupCounts
 from services.stores.warehouse.outcomes import RegressionSums
-from services.stores.warehouse.partitions import Partition, classification_by_partition, regression_by_partition
+from services.stores.warehouse.partitions import (
+    Partition,
+    classification_by_partition,
+    expected_by_partition,
+    regression_by_partition,
+)
 from services.stores.warehouse.rows import Rows
 
 IMPORTANCE_PREFIX = "feature_importance."
@@ -132,6 +141,7 @@ class SegmentExplanation:
     rows_before: int
     rows_after: int
     reason: str | None = None
+    estimated: tuple[bool, bool] = (False, False)  # (baseline, window) from CBPE's expected counts, not labels
 
 
 def _per_group(metric: str, found: tuple[GroupCounts, ...] | dict[str, RegressionSums]
@@ -150,9 +160,27 @@ def decompose_partition(metric: str, before: Mapping[str, tuple[float, float]],
     return lump(names, arrays[0], arrays[1], arrays[2], arrays[3], keep)
 
 
+def expected_parts(metric: str, cells: ExpectedCells) -> tuple[float, float]:
+    """(numerator, denominator) of a classifier metric from CBPE's expected cells: what the labels would
+    give, each row's label counted as its calibrated probability (``services.stats.cbpe``)."""
+    n0, n1 = float(cells.n[0].sum()), float(cells.n[1].sum())
+    tp, fn = float(cells.sum_p[1].sum()), float(cells.sum_p[0].sum())
+    tn, fp = n0 - fn, n1 - tp
+    return {"accuracy": (tp + tn, n0 + n1), "error_rate": (fp + fn, n0 + n1), "precision": (tp, n1),
+            "recall": (tp, tp + fn), "selection_rate": (n1, n0 + n1)}[metric]
+
+
+def calibration_of(tower: Engine, engine: Engine, mapping: ModelMapping) -> CalibrationMap | None:
+    """The model's kept CBPE calibration on its configured reference (None: it gets no estimate)."""
+    return calibration_for(tower, engine, mapping, load_or_compute(tower, engine, mapping))
+
+
 def explain_segments(engine: Engine, mapping: ModelMapping, metric: str, baseline: Rows, window: Rows,
-                     keep: int = MAX_BARS) -> SegmentExplanation:
-    """Each partition's segment bars of ``metric`` from ``baseline`` to ``window``: one statement per side."""
+                     keep: int = MAX_BARS, calibration: CalibrationMap | None = None) -> SegmentExplanation:
+    """Each partition's segment bars of ``metric`` from ``baseline`` to ``window``: one statement per side.
+
+    A side with no labelled prediction is split on its CBPE expected counts when the model has a
+    ``calibration`` (performance before labels); without one it needs labels."""
     if metric not in metrics_for(mapping.task):
         raise ConfigError(f"{metric!r} cannot be split by segment for a {mapping.task.replace('_', ' ')} model.",
                           "Pick one of: " + ", ".join(metrics_for(mapping.task)) + ".")
@@ -167,6 +195,15 @@ def explain_segments(engine: Engine, mapping: ModelMapping, metric: str, baselin
     parts = [{p.column: _per_group(metric, side.get(p.column, {})) for p in partitions} for side in sides]
     # Every partition covers every row, so the first one's denominators add up to the window's.
     totals = [int(sum(n for _, n in side[partitions[0].column].values())) for side in parts]
+    estimated = [False, False]
+    if calibration is not None and mapping.task == "binary_classification":
+        for i, rows in enumerate((baseline, window)):
+            if totals[i] == 0:
+                cells = expected_by_partition(engine, mapping, rows, partitions, calibration)
+                parts[i] = {p.column: {g: expected_parts(metric, c) for g, c in cells.get(p.column, {}).items()}
+                            for p in partitions}
+                totals[i] = int(round(sum(n for _, n in parts[i][partitions[0].column].values())))
+                estimated[i] = True
     if totals[1] == 0 or totals[0] == 0:
         which = "the alert window" if totals[1] == 0 else "the baseline"
         return SegmentExplanation(metric, (), totals[0], totals[1],
@@ -179,7 +216,7 @@ def explain_segments(engine: Engine, mapping: ModelMapping, metric: str, baselin
         bars.append(SegmentBars(p.column, bool(p.ranges), decomposition,
                                 {g: segment_of_group(mapping, p.column, g) for g in decomposition.groups}))
     bars.sort(key=lambda b: (-largest_rate_part(b.decomposition) if b.decomposition else 0.0, b.column))
-    return SegmentExplanation(metric, tuple(bars), totals[0], totals[1])
+    return SegmentExplanation(metric, tuple(bars), totals[0], totals[1], estimated=(estimated[0], estimated[1]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -255,3 +255,44 @@ def test_why_links_carry_the_episode_days_and_drift_links_the_feature_and_segmen
     assert "segment" not in rc.drift_params("m", "income", None, date(2026, 3, 2))
     with pytest.raises(ConfigError, match="before its first day"):
         rc.days_window(date(2026, 3, 5), date(2026, 3, 2))
+
+
+def test_a_window_without_labels_is_split_on_the_cbpe_expectation_of_each_segment(warehouse):
+    """The window's labels have not arrived: each segment's accuracy is what CBPE expects, each row's label
+    counted as its calibrated probability. Oracle: the same map applied to the raw rows by numpy, per group."""
+    from services.monitoring.estimated_performance import fit_calibration
+    from services.stores.warehouse.calibrated import reference_score_labels
+
+    wh, mapping = warehouse
+    calibration = fit_calibration(*reference_score_labels(wh.reader(), mapping, reference_rows(mapping)))
+    unlabelled = log_rows(mapping, data.day(20), data.day(21))  # no row at all: nothing to split
+    assert rc.explain_segments(wh.reader(), mapping, "accuracy", reference_rows(mapping), unlabelled,
+                               calibration=calibration).reason is not None
+    # The whole window as if no label had arrived: the same rows with their labels removed.
+    window = data.in_window(LOG, *WINDOW).copy()
+    window["label"] = pd.array([pd.NA] * len(window), dtype="Int64")
+    table = wh.write(window, "predictions_unlabelled")
+    blind = mapping_of(table, mapping.reference.table or "")
+    found = rc.explain_segments(wh.reader(), blind, "accuracy", reference_rows(blind), log_rows(blind, *WINDOW),
+                                calibration=calibration)
+    assert found.reason is None and found.estimated == (False, True)
+    f = window[window["prediction"].notna()].copy()
+    score = f["score"].astype(float).to_numpy()
+    scored = np.isfinite(score)
+    f = f[scored].copy()
+    p = calibration.predict(score[scored])
+    pred = f["prediction"].astype(float).to_numpy()
+    f["k"] = np.where(pred == 1, p, 1 - p)  # expected correct: P(label = prediction)
+    f["n"] = 1.0
+    before = oracle_parts(REFERENCE, "accuracy", "c_region")
+    bars = next(b for b in found.partitions if b.column == "c_region")
+    f["g"] = groups_of(f, "c_region")
+    after = f.groupby("g")[["k", "n"]].sum()
+    d = bars.decomposition
+    assert d is not None and set(d.groups) == set(before.index) | set(after.index)
+    assert abs(sum(c.contribution for c in d.contributions) - d.change) < 1e-9
+    assert math.isclose(d.after, after["k"].sum() / after["n"].sum(), abs_tol=1e-9)
+    for c in d.contributions:
+        expected = (after["k"].get(c.group, 0.0) / after["n"].sum()
+                    - before["k"].get(c.group, 0.0) / before["n"].sum())
+        assert abs(c.contribution - expected) < 1e-9, c.group

@@ -113,3 +113,15 @@ def test_importances_logged_on_the_serving_versions_run_weight_the_ranking(demo_
     assert top["Feature"] == "age"  # a little drift of the feature that matters most beats much drift elsewhere
     assert top["Importance"] == pytest.approx(0.9)
     assert top["Weighted drift"] == pytest.approx(top["× threshold (mean)"] * 0.9)
+
+
+def test_the_cbpe_story_is_split_by_segment_on_its_estimate_while_its_labels_are_missing(demo_env):
+    from datetime import UTC, datetime, timedelta
+
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    start = (yesterday - timedelta(days=2)).isoformat()  # the last days of fraud-detection: no label arrived
+    at = open_page("app_pages/why.py", model="fraud-detection", start=start, end=yesterday.isoformat())
+    assert not at.exception and not at.error
+    said = texts(at)
+    assert "needs labels" not in said
+    assert "Estimated before labels (CBPE) for the window" in said

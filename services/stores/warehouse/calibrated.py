@@ -77,27 +77,42 @@ def calibrated_cells(engine: Engine, mapping: ModelMapping, rows: Rows, calibrat
     A group is present when it has a row with a prediction; without grouping an empty window gives
     empty cells.
     """
+    found = cells_by(engine, mapping, rows, calibration, by_day=by_day, by_version=by_version)
+    result = {key: cells for (key, _), cells in found.items()}
+    if not result and not by_day and not by_version:
+        result[WHOLE] = ExpectedCells.empty(calibration.cells)
+    return result
+
+
+def cells_by(engine: Engine, mapping: ModelMapping, rows: Rows, calibration: CalibrationMap, *,
+             by_day: bool = False, by_version: bool = False, group: tuple[str, Any] | None = None
+             ) -> dict[tuple[GroupKey, Any], ExpectedCells]:
+    """Expected cells per (day, version) group and, with ``group`` (the column it reads, an expression
+    labelling each row), per label as well: one statement. Keys: (group key, label or None)."""
     dialect = engine.dialect.name
     prediction, score = mapping.column("prediction"), mapping.column("score")
-    source, keys = rows_source(mapping, rows, dialect, by_day, by_version, [prediction, score],
-                               {"p": double(prediction), "x": finite_value(dialect, score)})
+    read = [prediction, score, *([group[0]] if group else [])]
+    exprs = {"p": double(prediction), "x": finite_value(dialect, score), **({"grp": group[1]} if group else {})}
+    source, keys = rows_source(mapping, rows, dialect, by_day, by_version, read, exprs)
+    keys = [*keys, *(["grp"] if group else [])]
     binned = binned_values(dialect, source, [*keys, "p"], calibration.grid, "cbpe_grid")
     c = binned.c
     query = grouped(binned, [*keys, "p"], c.bin, sa.func.count().label("n"), sa.func.sum(c.x).label("s"),
                     sa.func.sum(c.x * c.x).label("ss"), where=[c.p.is_not(None)], group=[c.bin])
     cells = calibration.cells
-    found: dict[GroupKey, list[Any]] = defaultdict(lambda: [np.zeros((2, cells)), np.zeros((2, cells)),
-                                                            np.zeros((2, cells)), 0])
+    found: dict[tuple[GroupKey, Any], list[Any]] = defaultdict(
+        lambda: [np.zeros((2, cells)), np.zeros((2, cells)), np.zeros((2, cells)), 0])
     keys_of = GroupKeys(by_day, by_version)
+    width = keys_of.width + (1 if group else 0)
     with connection(engine, mapping) as conn:
         for row in conn.execute(query):
-            p, cell, n, s, ss = row[keys_of.width:]
+            p, cell, n, s, ss = row[width:]
             p_value = finite_or_none(p)
             if p_value is None:  # NaN or +-inf: no prediction, as NULL
                 continue
             if p_value not in (0, 1):
                 raise _zero_one(mapping, "predictions", p_value)
-            slot = found[keys_of(row[:keys_of.width])]
+            slot = found[(keys_of(row[:keys_of.width]), row[keys_of.width] if group else None)]
             if cell is None:  # NULL, NaN or +-inf score
                 slot[3] += int(n)
                 continue
@@ -105,7 +120,4 @@ def calibrated_cells(engine: Engine, mapping: ModelMapping, rows: Rows, calibrat
             slot[0][at] += int(n)
             slot[1][at] += float(s or 0.0)
             slot[2][at] += float(ss or 0.0)
-    result = {key: expected_cells(calibration, n, s, ss, excluded) for key, (n, s, ss, excluded) in found.items()}
-    if not result and not by_day and not by_version:
-        result[WHOLE] = ExpectedCells.empty(cells)
-    return result
+    return {key: expected_cells(calibration, n, s, ss, excluded) for key, (n, s, ss, excluded) in found.items()}

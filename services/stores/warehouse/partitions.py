@@ -25,8 +25,10 @@ from sqlalchemy.engine import Engine
 from services.errors import MappingError
 from services.mapping import ModelMapping
 from services.segments import Segment
+from services.stats.cbpe import CalibrationMap, ExpectedCells
 from services.stats.fairness import GroupCounts, group_counts_from_rows
 from services.stores.warehouse.binning import int_literal
+from services.stores.warehouse.calibrated import cells_by
 from services.stores.warehouse.engine import connection
 from services.stores.warehouse.outcomes import RegressionSums
 from services.stores.warehouse.rows import Rows, rows_source
@@ -124,4 +126,20 @@ def regression_by_partition(engine: Engine, mapping: ModelMapping, rows: Rows,
             slot = result[partitions[int(f)].column]
             sums = RegressionSums(int(predictions or 0), int(labeled or 0), float(sae or 0.0), float(sse or 0.0))
             slot[name] = slot[name] + sums if name in slot else sums
+    return result
+
+
+def expected_by_partition(engine: Engine, mapping: ModelMapping, rows: Rows, partitions: Sequence[Partition],
+                          calibration: CalibrationMap) -> dict[str, dict[str, ExpectedCells]]:
+    """Per partition column, the CBPE expected cells of each group (what the labels would say, from the
+    calibrated scores): one statement per partition. NULL groups are ``(missing)`` as above."""
+    dialect = engine.dialect.name
+    result: dict[str, dict[str, ExpectedCells]] = {}
+    for partition in partitions:
+        found = cells_by(engine, mapping, rows, calibration, group=(partition.column, _group(dialect, partition)))
+        groups: dict[str, ExpectedCells] = {}
+        for (_, group), cells in found.items():
+            name = MISSING if group is None else str(group)
+            groups[name] = groups[name] + cells if name in groups else cells
+        result[partition.column] = groups
     return result
