@@ -10,7 +10,7 @@ from bench.explain.contenders import CONTENDERS, MAIN_SECONDS
 from bench.explain.data import explain_mapping, explain_tower_url
 from bench.monitoring.data import generate, generated
 from bench.monitoring.machine import wait_quiet
-from bench.monitoring.runner import SizeResult, run_module_child
+from bench.monitoring.runner import SizeResult, run_module_child, stop_reason
 from bench.monitoring.stores import backends
 
 NANNYML = ("nannyml_cbpe", "nannyml_pca")
@@ -55,13 +55,10 @@ def bench_size(rows: int, reference_rows: int, options: argparse.Namespace) -> S
             result.runs[contender].append(run)
             print(f"  {rows:>11,} rows  run {attempt + 1}/{options.repeat}  {contender:<13} "
                   f"{_describe(contender, run)}", flush=True)
-            if "timeout" in run:
-                result.stopped[contender] = f"timed out after {run['timeout']:.0f} s"
-            elif "error" in run:
-                result.stopped[contender] = "failed"
-            elif (fastest := min(r[MAIN_SECONDS[contender]] for r in result.ok(contender))) > options.slow_seconds:
-                result.stopped[contender] = (f"not repeated: its fastest run took {fastest:.0f} s "
-                                             f"(> --slow-seconds {options.slow_seconds:.0f})")
+            reason = stop_reason(run, (r[MAIN_SECONDS[contender]] for r in result.ok(contender)),
+                                 options.slow_seconds)
+            if reason is not None:
+                result.stopped[contender] = reason
     return result
 
 

@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,13 +125,10 @@ def bench_size(rows: int, reference_rows: int, options: argparse.Namespace) -> S
             result.runs[contender].append(run)
             print(f"  {rows:>11,} rows  run {attempt + 1}/{options.repeat}  {contender:<10} "
                   f"{_describe(contender, run)}", flush=True)
-            if "timeout" in run:
-                result.stopped[contender] = f"timed out after {run['timeout']:.0f} s"
-            elif "error" in run:
-                result.stopped[contender] = "failed"
-            elif (fastest := min(r[MAIN_SECONDS[contender]] for r in result.ok(contender))) > options.slow_seconds:
-                result.stopped[contender] = (f"not repeated: its fastest run took {fastest:.0f} s "
-                                             f"(> --slow-seconds {options.slow_seconds:.0f})")
+            reason = stop_reason(run, (r[MAIN_SECONDS[contender]] for r in result.ok(contender)),
+                                 options.slow_seconds)
+            if reason is not None:
+                result.stopped[contender] = reason
     if options.probe:
         load = wait_quiet(options.wait_quiet)
         result.probe = {**run_child("probe", db, tower, timeout=options.timeout, probe_repeat=options.probe_repeat),
@@ -154,3 +152,16 @@ def _describe(contender: str, run: dict[str, Any]) -> str:
         "evidently": lambda r: f"{r['run_s']:.3f} s (+ load {r['load_s']:.3f} s)",
     }[contender](run)
     return f"{detail}, peak RSS {run['peak_rss_mib']:,.0f} MiB"
+
+
+def stop_reason(run: dict[str, Any], ok_seconds: Iterable[float], slow_seconds: float) -> str | None:
+    """Why a contender is run no more at this size (timed out, failed, or even its fastest run too slow
+    to repeat), or None: it goes on."""
+    if "timeout" in run:
+        return f"timed out after {run['timeout']:.0f} s"
+    if "error" in run:
+        return "failed"
+    fastest = min(ok_seconds)
+    if fastest > slow_seconds:
+        return f"not repeated: its fastest run took {fastest:.0f} s (> --slow-seconds {slow_seconds:.0f})"
+    return None
