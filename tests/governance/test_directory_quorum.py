@@ -215,3 +215,37 @@ def test_approvers_of_another_issuer_keep_the_ledgers_roles_even_with_the_direct
     scim.failing = True
     assert promotion.approve(world.ctx, ROB, rid, "second").promoted
     assert scim.seen == []
+
+
+def test_two_reviewers_racing_after_a_revocation_complete_the_quorum_exactly_once(
+        world: World, scim: ScimServer) -> None:
+    """Rita approved, then lost the right; Rob and Ravi approve at the same moment. Neither alone completes
+    the quorum (Rita no longer counts), both together do: the request is promoted once, never left open
+    with two valid approvals, and never promoted on Rita's approval plus one."""
+    import threading
+
+    rid = requested(world)
+    promotion.approve(world.ctx, RITA, rid, "rita, a reviewer then")
+    scim.set_groups("rita")
+    barrier, outcomes, errors = threading.Barrier(2), [], []
+
+    def approve(who) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(promotion.approve(world.ctx, who, rid, f"{who.subject} approves"))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=approve, args=(who,)) for who in (ROB, RAVI)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [] and len(outcomes) == 2
+    assert sum(o.promoted for o in outcomes) == 1 and production(world) == "3"
+    promotes = [a for a in actions(world, rid) if a[0] == "promote"]
+    assert len(promotes) == 1
+    # The completing approval is itself the promote row: Rob's and Ravi's are the two that counted.
+    assert sorted(subject for action, subject in actions(world, rid) if action in ("approve", "promote")) == \
+        ["ravi", "rita", "rob"] and promotes[0][1] in ("rob", "ravi")
+    assert not review_state.get_request(world.ctx, rid).is_open
