@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.errors import TowerError
-from services.governance import segment_gates
+from services.governance import segment_gates, skew_gate
 from services.governance.canonical import canonical_json, sha256_hex
 from services.governance.context import GovernanceContext
 from services.governance.policy import Policy
@@ -68,6 +68,7 @@ class Evidence:
     policy: dict[str, Any]
     gates: tuple[GateResult, ...]
     notes: tuple[str, ...] = ()
+    training_skew: skew_gate.SkewReading | None = None  # what the skew gate read, when the policy has one
 
     @property
     def failing(self) -> tuple[GateResult, ...]:
@@ -89,6 +90,8 @@ class Evidence:
             "gates": [{"name": g.name, "status": g.status, "candidate": g.candidate, "holder": g.holder,
                        "limit": g.limit, "detail": g.detail} for g in self.gates],
             "notes": list(self.notes),
+            # Only with a skew gate, so evidence recorded without one keeps its digest.
+            **({} if self.training_skew is None else {"training_skew": self.training_skew.as_dict()}),
         }
 
     def to_json(self) -> str:
@@ -112,6 +115,8 @@ class Evidence:
             window_start=data["window"]["start"], window_end=data["window"]["end"],
             collected_at=data["collected_at"], policy=dict(data["policy"]),
             gates=tuple(GateResult(**g) for g in data["gates"]), notes=tuple(data.get("notes", ())),
+            training_skew=None if data.get("training_skew") is None
+            else skew_gate.SkewReading.from_dict(data["training_skew"]),
         )
 
 
@@ -178,10 +183,11 @@ def _limit_gate(name: str, value: float | None, limit: float, unit: str, missing
 
 def evaluate_gates(policy: Policy, candidate: VersionEvidence, holder: VersionEvidence | None,
                    fairness_dpd: float | None,
-                   segments: Mapping[str, tuple[float | None, float | None, float | None]] | None = None
-                   ) -> tuple[GateResult, ...]:
+                   segments: Mapping[str, tuple[float | None, float | None, float | None]] | None = None,
+                   skew: skew_gate.SkewReading | None = None) -> tuple[GateResult, ...]:
     """Each gate of ``policy`` on the numbers: passed, failed or no data (pure). ``segments``: segment ->
-    (candidate's drift share, holder's, fairness dpd) for the gates that name a segment."""
+    (candidate's drift share, holder's, fairness dpd) for the gates that name a segment; ``skew``: what
+    the training-skew gate read."""
     gates: list[GateResult] = []
     for gate in policy.metrics:
         name = f"metric:{gate.name}"
@@ -220,6 +226,10 @@ def evaluate_gates(policy: Policy, candidate: VersionEvidence, holder: VersionEv
     if policy.max_fairness_dpd is not None:
         gates.append(_limit_gate("fairness_dpd", fairness_dpd, policy.max_fairness_dpd, "",
                                  "No fairness result for the model."))
+    if policy.training_skew is not None:
+        reading = skew or skew_gate.SkewReading("", "", missing="The training data was not compared with live traffic.")
+        status, share, detail = skew_gate.judge(policy.training_skew, reading)
+        gates.append(GateResult(skew_gate.GATE, status, share, None, policy.training_skew.max_share, detail))
     for seg in policy.segment_gates:  # issue 14: gates naming a segment (services.governance.segment_gates)
         drift, held, fairness = (_number(v) for v in (segments or {}).get(seg.segment, (None, None, None)))
         if seg.max_drift_share is not None:
@@ -265,8 +275,22 @@ def collect_evidence(ctx: GovernanceContext, model: str, version: str, stage: st
     policy = ctx.policy(model)
     segments = segment_gates.segment_numbers(ctx.monitoring, model, version, holder_version, policy.segment_gates,
                                              notes)
+    skew = None if policy.training_skew is None else _training_skew(ctx, model, version, policy.training_skew, naive)
     return Evidence(
         model=model, version=version, stage=stage, candidate=candidate, holder=holder, fairness_dpd=fairness,
         window_start=_iso(start), window_end=_iso(now), collected_at=_iso(now), policy=policy.as_dict(),
-        gates=evaluate_gates(policy, candidate, holder, fairness, segments), notes=tuple(notes),
+        gates=evaluate_gates(policy, candidate, holder, fairness, segments, skew), notes=tuple(notes),
+        training_skew=skew,
     )
+
+
+def _training_skew(ctx: GovernanceContext, model: str, version: str, gate: skew_gate.SkewGate,
+                   now: datetime) -> skew_gate.SkewReading:
+    """What the monitoring source reads for the skew gate; a source that cannot compare says why."""
+    source = ctx.monitoring
+    if not isinstance(source, skew_gate.SkewEvidence):
+        return skew_gate.SkewReading("", "", missing="No monitoring source that can read training data is connected.")
+    try:
+        return source.training_skew(model, version, gate, now)
+    except TowerError as exc:
+        return skew_gate.SkewReading("", "", missing=f"The training data could not be compared: {exc.message}")

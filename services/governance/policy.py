@@ -9,6 +9,8 @@ policies:
     requesters: ["tower-service|ci-bot"]   # identities that may request besides the model's owner
     max_drift_share: 0.3            # share of drifted features of the candidate
     max_fairness_dpd: 0.1           # demographic parity difference of the model
+    training_skew: {max_share: 0.2} # the candidate's training data vs live traffic, judged beyond noise
+                                    # (services.governance.skew_gate); absent = no such gate
     require_known_creator: false    # true: no approval while the version's creator is unknown
     evidence_max_age: 7             # days a request's evidence stays fresh for a decision; null = no limit
     auto_request: null              # a stage (e.g. Staging): on MLflow's model_version.created webhook, the
@@ -40,17 +42,18 @@ from typing import Any
 
 from services.auth.identity import ROLES, auth_config
 from services.errors import ConfigError
-from services.governance import segment_gates
+from services.governance import segment_gates, skew_gate
 from services.governance.segment_gates import SegmentGates
+from services.governance.skew_gate import SkewGate
 from services.mapping import ModelMapping
 from services.settings import DEFAULT_STAGE_ALIASES, Settings, refuse_unknown_keys
 
 DIRECTIONS = ("higher", "lower")
 _KEYS = {"approvals_required", "approvers", "override_roles", "requesters", "metrics",
          "max_drift_share", "max_fairness_dpd", "max_latency_p95_ms", "require_known_creator",
-         "evidence_max_age", "no_data", "auto_request", segment_gates.KEY}
+         "evidence_max_age", "no_data", "auto_request", segment_gates.KEY, skew_gate.KEY}
 # Gates a policy names in `no_data` (besides "default" and "metric:<name>").
-NO_DATA_GATES = ("latency_p95_ms", "drift_share", "fairness_dpd")
+NO_DATA_GATES = ("latency_p95_ms", "drift_share", "fairness_dpd", skew_gate.GATE)
 _UNSET = object()
 DEFAULT_EVIDENCE_MAX_AGE = timedelta(days=7)
 DEFAULT_SERVICE_ISSUER = "tower-service"
@@ -93,6 +96,7 @@ class Policy:
     # The stage a new version is requested for by the webhook receiver when every gate passes (None: never).
     auto_request: str | None = None
     segment_gates: tuple[SegmentGates, ...] = ()  # issue 14: drift/fairness limits on named segments
+    training_skew: SkewGate | None = None  # the candidate's training data against live traffic
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view (recorded in the evidence snapshot)."""
@@ -117,6 +121,7 @@ class Policy:
             # Segment gates only when set, so a policy without them keeps its evidence digest.
             **({} if not self.segment_gates else
                {"segments": {g.segment: g.as_dict() for g in self.segment_gates}}),
+            **({} if self.training_skew is None else {"training_skew": self.training_skew.as_dict()}),
         }
 
 
@@ -263,6 +268,8 @@ def _validate_section(model: str, raw: Any, service_issuer: str = DEFAULT_SERVIC
                               "model's own policy section.")
         parsed["segment_gates"] = segment_gates.parse_segment_gates(raw[segment_gates.KEY], f"{where}.segments",
                                                                     _limit)
+    if skew_gate.KEY in raw:
+        parsed["training_skew"] = skew_gate.parse_skew_gate(raw[skew_gate.KEY], f"{where}.{skew_gate.KEY}", _limit)
     return parsed
 
 
@@ -319,6 +326,7 @@ def _build(model: str, merged: Mapping[str, Any], slo_p95: float | None) -> Poli
         no_data=merged.get("no_data", (("default", "fail"),)),
         auto_request=merged.get("auto_request"),
         segment_gates=merged.get("segment_gates", ()),
+        training_skew=merged.get("training_skew"),
     )
 
 
