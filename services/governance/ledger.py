@@ -63,7 +63,8 @@ def append_decision(conn: Connection, *, decision_id: str, request_id: str, acti
                     actor_issuer: str, actor_subject: str, actor_email: str | None, actor_roles: Iterable[str],
                     comment: str, override_reason: str | None, overridden_gates: Sequence[str],
                     evidence_digest: str | None, recorded_at: datetime,
-                    on_behalf_of: str | None = None, actor_person: str | None = None) -> Decision:
+                    on_behalf_of: str | None = None, actor_person: str | None = None,
+                    counted: Sequence[str] | None = None) -> Decision:
     """Append one row at the head of the chain (call inside ``run_locked``)."""
     if action not in _ROW_ACTIONS:
         raise ValueError(f"unknown ledger action {action!r}")
@@ -79,7 +80,7 @@ def append_decision(conn: Connection, *, decision_id: str, request_id: str, acti
         "override_reason": override_reason, "overridden_gates": canonical_json(list(overridden_gates)),
         "evidence_digest": evidence_digest, "recorded_at": iso(recorded_at),
         "prev_hash": GENESIS_HASH if head is None else head.hash, "on_behalf_of": on_behalf_of,
-        "actor_person": actor_person,
+        "actor_person": actor_person, "counted": None if counted is None else canonical_json(sorted(counted)),
     }
     keys = load_keys()
     values["key_id"] = keys.current_id

@@ -29,7 +29,7 @@ LEDGER_ACTIONS = (REQUEST, APPROVE, PROMOTE, REJECT, CANCEL, REFRESH)
 # Request status.
 OPEN, APPROVED, REJECTED, CANCELLED = "open", "approved", "rejected", "cancelled"
 
-OPTIONAL_COLUMNS = ("on_behalf_of", "key_id", "actor_person")  # hashed only when not NULL (see row_hash)
+OPTIONAL_COLUMNS = ("on_behalf_of", "key_id", "actor_person", "counted")  # hashed only when not NULL (see row_hash)
 HASHED_COLUMNS = tuple(c.name for c in LEDGER.columns if c.name != "hash" and c.name not in OPTIONAL_COLUMNS)
 # The request row's fields that never change; each must equal its ``request`` ledger row's (audit).
 REQUEST_IMMUTABLE = {"id": "request_id", "model": "model", "version": "version", "stage": "to_stage",
@@ -104,6 +104,7 @@ class Decision:
     hash: str
     on_behalf_of: str | None = None
     actor_person: str | None = None  # the person N-of-M counts, as verified when the row was written
+    counted: tuple[str, ...] | None = None  # promote rows: the earlier approvals the quorum completed with
 
     @property
     def actor_key(self) -> str:
@@ -124,7 +125,7 @@ class Decision:
             "override_reason": self.override_reason, "overridden_gates": list(self.overridden_gates),
             "evidence_digest": self.evidence_digest, "recorded_at": iso(self.recorded_at),
             "prev_hash": self.prev_hash, "hash": self.hash, "on_behalf_of": self.on_behalf_of,
-            "actor_person": self.actor_person,
+            "actor_person": self.actor_person, "counted": None if self.counted is None else list(self.counted),
         }
 
 
@@ -174,6 +175,7 @@ def decision_from_row(row: Mapping[str, Any] | RowMapping) -> Decision:
         evidence_digest=row["evidence_digest"], recorded_at=parse_iso(row["recorded_at"]),  # type: ignore[arg-type]
         prev_hash=row["prev_hash"], hash=row["hash"], on_behalf_of=row.get("on_behalf_of"),
         actor_person=row.get("actor_person"),
+        counted=None if row.get("counted") is None else tuple(json.loads(row["counted"])),
     )
 
 

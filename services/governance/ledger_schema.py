@@ -52,6 +52,9 @@ LEDGER = sa.Table(
     # Who the actor is as N-of-M counts people: "person:<verified claim>", or the account's issuer|subject
     # when the claim is absent or unverified. Rows written before it fall back to their e-mail.
     sa.Column("actor_person", sa.Text, nullable=True),
+    # On a promote row: the decision ids of the earlier approvals the quorum was completed with (canonical
+    # JSON list), so a closed request's history shows what the decision counted, not a recount.
+    sa.Column("counted", sa.Text, nullable=True),
 )
 REQUESTS = sa.Table(
     "governance_requests", METADATA,

@@ -405,7 +405,8 @@ def _record_approval(ctx: GovernanceContext, actor: Actor, row: RequestRow, poli
             request_id=row.id, action=ledger_rows.PROMOTE if final else ledger_rows.APPROVE, model=row.model,
             version=row.version, from_stage=_stages_of(holders, row.version), to_stage=row.stage,
             previous_version=holders.get(row.stage), **_actor_fields(actor), comment=comment,
-            override_reason=override_reason, overridden_gates=overridden, evidence_digest=digest, recorded_at=now)
+            override_reason=override_reason, overridden_gates=overridden, evidence_digest=digest, recorded_at=now,
+            counted=[d.decision_id for d in counted] if final else None)
         if final:
             ledger.resolve_request(conn, decision)
         return decision, True

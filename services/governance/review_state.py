@@ -90,7 +90,15 @@ def _assemble(ctx: GovernanceContext, rows: Sequence[RequestRow], decisions: Seq
         rnd = current_round(mine)
         rights = live if row.status == ledger_rows.OPEN else settled
         counted, void = count_approvals(ctx, policy, mine, rnd, rights)
-        if resolution is not None and resolution.action == ledger_rows.PROMOTE and resolution not in counted:
+        promoted = resolution is not None and resolution.action == ledger_rows.PROMOTE
+        if promoted and resolution is not None and resolution.counted is not None:
+            # What the decision counted, as its (hashed) promote row recorded it: not a recount on today's rights.
+            recorded = set(resolution.counted)
+            counted = [d for d in mine if d.decision_id in recorded]
+            void = [(d, reason) for d, reason in void if d.decision_id not in recorded] + [
+                (d, "It did not count when the request was decided.") for d in rnd.approvals
+                if d.decision_id not in recorded and all(d is not v for v, _ in void)]
+        if promoted and resolution is not None and resolution not in counted:
             counted.append(resolution)
         basis = rnd.basis
         result.append(PromotionRequest(

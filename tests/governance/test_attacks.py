@@ -225,6 +225,22 @@ def test_a_db_admin_who_clears_the_recorded_person_breaks_the_row_hash(tmp_path:
         assert not report.ok and report.findings[0].kind == "chain" and "altered" in report.findings[0].message
 
 
+def test_a_db_admin_who_rewrites_which_approvals_counted_breaks_the_row_hash(tmp_path: Path) -> None:
+    """The promote row records the approvals the quorum completed with; adding one (or clearing the list,
+    so the history is recounted on today's rights) is a rewrite the chain reports."""
+    for statement in ("UPDATE governance_ledger SET counted = '[\"forged\"]' WHERE action = 'promote'",
+                      "UPDATE governance_ledger SET counted = NULL WHERE action = 'promote'"):
+        with open_world(tmp_path / str(len(statement)), policies=TWO_APPROVALS) as world:
+            rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id
+            promotion.approve(world.ctx, ROB, rid, "first")
+            assert promotion.approve(world.ctx, RITA, rid, "second").promoted
+            promote = _rows(world)[-1]
+            assert promote.action == "promote" and promote.counted is not None and len(promote.counted) == 1
+            _as_db_admin(world, statement)
+            report = audit.verify_all(world.ctx)
+            assert not report.ok and report.findings[0].kind == "chain" and "altered" in report.findings[0].message
+
+
 def test_an_approval_whose_approver_lost_the_right_no_longer_completes_the_quorum(tmp_path: Path) -> None:
     with open_world(tmp_path, policies=TWO_APPROVALS) as world:
         rid = promotion.request_promotion(world.ctx, ALICE, "credit-risk", "3", "Production", "v3").request.id

@@ -248,4 +248,26 @@ def test_two_reviewers_racing_after_a_revocation_complete_the_quorum_exactly_onc
     # The completing approval is itself the promote row: Rob's and Ravi's are the two that counted.
     assert sorted(subject for action, subject in actions(world, rid) if action in ("approve", "promote")) == \
         ["ravi", "rita", "rob"] and promotes[0][1] in ("rob", "ravi")
-    assert not review_state.get_request(world.ctx, rid).is_open
+    closed = review_state.get_request(world.ctx, rid)
+    assert not closed.is_open
+    # The closed request's history lists the approvals the promotion was decided on, as its promote row
+    # recorded them, not Rita's, whom the ledger still knows as a reviewer.
+    assert sorted(a.actor_subject for a in closed.approvals) == ["ravi", "rob"]
+
+
+def test_a_closed_requests_counted_approvals_are_the_ones_its_promote_row_recorded(
+        world: World, scim: ScimServer) -> None:
+    """Rita approves, loses the right; Rob and Ravi complete the quorum. Afterwards the directory no longer
+    matters: the history shows the two approvals that counted at the decision, recorded (and hashed) in
+    the promote row, while the directory is down or has since given Rita her right back."""
+    rid = requested(world)
+    promotion.approve(world.ctx, RITA, rid, "rita, a reviewer then")
+    scim.set_groups("rita")
+    promotion.approve(world.ctx, ROB, rid, "rob")
+    assert promotion.approve(world.ctx, RAVI, rid, "ravi").promoted
+    scim.set_groups("rita", "tower-reviewers")
+    scim.failing = True
+    closed = review_state.get_request(world.ctx, rid)
+    assert sorted(a.actor_subject for a in closed.approvals) == ["ravi", "rob"]
+    promote = closed.resolution
+    assert promote is not None and promote.counted is not None and len(promote.counted) == 1  # Rob's row
