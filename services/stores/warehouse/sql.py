@@ -79,11 +79,25 @@ def double(name: str) -> Any:
     return sa.cast(sa.column(name), sa.Double())
 
 
+# +inf as Snowflake and BigQuery spell it (their documented special values): their SQLAlchemy
+# dialects write a float('inf') into SQL as ``inf``, which the engines read as a column name
+# (tests/stores/test_engine_compile.py). Trino's client sends a bound inf as ``infinity()``.
+_INFINITY_TEXT = {"snowflake": "inf", "bigquery": "inf"}
+
+
+def infinity(dialect: str, sign: int = 1) -> Any:
+    """+inf (``sign`` 1) or -inf (``sign`` -1) as a double the dialect accepts."""
+    text = _INFINITY_TEXT.get(dialect)
+    if text is None:
+        return sa.literal(math.copysign(math.inf, sign), sa.Double())
+    return sa.cast(sa.literal_column(f"'{'-' if sign < 0 else ''}{text}'"), sa.Double())
+
+
 def _is_finite(dialect: str, x: Any) -> Any:
     """True for a finite number; NULL, NaN and +-inf are not (NaN sorts above +inf in DuckDB/PostgreSQL)."""
     if dialect == "duckdb":
         return sa.func.isfinite(x)
-    return sa.and_(x > sa.literal(-math.inf, sa.Double()), x < sa.literal(math.inf, sa.Double()))
+    return sa.and_(x > infinity(dialect, -1), x < infinity(dialect))
 
 
 def finite_value(dialect: str, name: str) -> Any:
