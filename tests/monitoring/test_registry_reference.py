@@ -4,6 +4,7 @@ configured reference (with the reason) whenever something is missing. SQLite and
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -20,6 +21,14 @@ from services.stores.registry import Registry
 from services.stores.warehouse.engine import make_engine
 from tests.support import registry_reference as demo
 
+HOSTILE = [
+    "warehouse://features.predictions_credit_model@2026.01.01",   # the live log: would hide drift
+    "warehouse://features.credit_model_training@2026.01.01' OR '1'='1",
+    "WAREHOUSE://features.credit_model_training@2026.01.01",
+    "warehouse://features.credit_model_training@2026.01.01 ",
+    "s3://bucket/training.parquet",
+]
+
 
 @pytest.fixture(params=["sqlite", "duckdb"])
 def warehouse_url(request, tmp_path) -> str:
@@ -35,9 +44,26 @@ def warehouse(warehouse_url):
     engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def registries(tmp_path_factory):
+    """The registry files built once (MLflow's schema takes seconds to create), copied per test."""
+    root = tmp_path_factory.mktemp("registries")
+    sources = {"plain": {}, "no-dataset": {1: None}, **{f"source-{i}": {1: s} for i, s in enumerate(HOSTILE)}}
+    for name, by_version in sources.items():
+        (root / name).mkdir()
+        demo.build_registry(root / name / "mlflow.db", sources=by_version)
+    return root
+
+
+def registry_copy(registries, tmp_path, name: str = "plain") -> Registry:
+    target = tmp_path / f"registry-{name}.db"
+    shutil.copy(registries / name / "mlflow.db", target)
+    return Registry(f"sqlite:///{target}")
+
+
 @pytest.fixture
-def registry(tmp_path) -> Registry:
-    return Registry(demo.build_registry(tmp_path / "mlflow.db").tracking_uri)
+def registry(registries, tmp_path) -> Registry:
+    return registry_copy(registries, tmp_path)
 
 
 def resolve(registry, warehouse, mapping=None, rules=demo.RULES, **kwargs):
@@ -147,22 +173,17 @@ def assert_fell_back(found, *words):
     assert found.mapping.reference.table == demo.REFERENCE_TABLE and found.mapping.reference.snapshot is None
 
 
-def test_a_run_without_an_input_dataset_falls_back_with_the_version_named(tmp_path, warehouse, tower):
-    registry = Registry(demo.build_registry(tmp_path / "m.db", sources={1: None}).tracking_uri)
+def test_a_run_without_an_input_dataset_falls_back_with_the_version_named(registries, tmp_path, warehouse, tower):
+    registry = registry_copy(registries, tmp_path, "no-dataset")
     found = resolve(registry, warehouse)
     assert_fell_back(found, "Version 1 of credit-model", "logged no input dataset", "mlflow.log_input")
     assert load_or_compute(tower, warehouse, found.mapping).rows == len(demo.configured_reference())
 
 
-@pytest.mark.parametrize("source", [
-    "warehouse://features.predictions_credit_model@2026.01.01",   # the live log: would hide drift
-    "warehouse://features.credit_model_training@2026.01.01' OR '1'='1",
-    "WAREHOUSE://features.credit_model_training@2026.01.01",
-    "warehouse://features.credit_model_training@2026.01.01 ",
-    "s3://bucket/training.parquet",
-])
-def test_an_unresolvable_or_disallowed_source_falls_back_and_never_reaches_sql(tmp_path, warehouse, source):
-    registry = Registry(demo.build_registry(tmp_path / "m.db", sources={1: source}).tracking_uri)
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_an_unresolvable_or_disallowed_source_falls_back_and_never_reaches_sql(registries, tmp_path, warehouse,
+                                                                               index):
+    registry = registry_copy(registries, tmp_path, f"source-{index}")
     statements: list[str] = []
     sa.event.listen(warehouse, "before_cursor_execute", lambda c, cur, statement, *rest: statements.append(statement))
     found = resolve(registry, warehouse)

@@ -33,8 +33,8 @@ def test_another_context_or_a_run_without_datasets_gives_none(registry):
     assert len(registry.input_datasets(MODEL, "1", context=None)) == 1
 
 
-def test_an_unknown_version_is_not_found_and_an_unreachable_registry_is_unavailable(tmp_path):
+def test_an_unknown_version_is_not_found_and_an_unreachable_registry_is_unavailable(registry):
     with pytest.raises(NotFound, match="Version '9'"):
-        Registry(build_registry(tmp_path / "m.db").tracking_uri).input_datasets(MODEL, "9")
+        registry.input_datasets(MODEL, "9")
     with pytest.raises(RegistryUnavailable, match="cannot be used"):
         Registry("http://127.0.0.1:9", timeout_s=1, max_retries=0).input_datasets(MODEL, "1")
