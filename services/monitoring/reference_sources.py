@@ -31,6 +31,7 @@ from typing import Any
 from services.errors import ConfigError, TowerError
 from services.mapping import valid_identifier
 
+SECTION = "reference_sources"  # tower.yaml's top-level key
 MAX_SOURCE_CHARS = 4096  # a real source URI is short; anything longer is refused before it is parsed
 _SHOWN_CHARS = 120  # of a source quoted in a message
 # What each placeholder may capture: ASCII only (no look-alikes, no full-width digits), no quotes,

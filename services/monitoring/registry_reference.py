@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from services.errors import NotFound, RegistryUnavailable
 from services.mapping import ModelMapping
 from services.monitoring.reference_sources import (
+    SECTION,
     ResolvedSource,
     SourceNotResolved,
     SourceRule,
@@ -37,7 +38,6 @@ from services.stores.registry_records import InputDataset
 from services.stores.warehouse.reference_tables import TableFacts, ordered_head, table_facts
 
 PRODUCTION = "Production"
-SECTION = "reference_sources"
 VERIFIED, MATCHES, MISMATCH = "verified", "row count and columns match", "mismatch"
 
 
@@ -87,11 +87,16 @@ class ResolvedReference:
     fallback: str | None = None  # why the configured reference is used although from_registry is set
 
     @property
+    def text(self) -> str | None:
+        """Which dataset the reference is, or why it fell back (None: not a registry reference)."""
+        return self.fallback or (None if self.source is None else self.source.text)
+
+    @property
     def mismatch(self) -> bool:
         return self.source is not None and self.source.verification.status == MISMATCH
 
 
-def _fallback(mapping: ModelMapping, why: str) -> ResolvedReference:
+def fallback_reference(mapping: ModelMapping, why: str) -> ResolvedReference:
     ref = mapping.reference
     configured = (f"the reference table {ref.table}" if ref.table else
                   f"the configured log period {ref.start} – {ref.end}" if ref.start and ref.end else
@@ -140,39 +145,44 @@ def resolve_reference(registry: Registry, warehouse: Engine, mapping: ModelMappi
     if mapping.reference.from_registry is None:
         return ResolvedReference(mapping)
     name = mapping.name
+
+    def fell(why: str) -> ResolvedReference:
+        return fallback_reference(mapping, why)
+
     try:
         if version is None:
             holder = registry.stage_holders(name, {PRODUCTION: production_alias}, legacy=legacy)[PRODUCTION]
             if holder is None:
-                return _fallback(mapping, f"No version of {name} holds the {PRODUCTION} stage, so there is no "
-                                          "production training dataset to compare with.")
+                return fell(f"No version of {name} holds the {PRODUCTION} stage, so there is no "
+                            "production training dataset to compare with.")
             version = holder.version
         datasets = registry.input_datasets(name, version, context=mapping.reference.from_registry)
     except (RegistryUnavailable, NotFound) as exc:
-        return _fallback(mapping, f"The training dataset of {name} cannot be read from the registry: {exc.message}")
+        return fell(f"The training dataset of {name} cannot be read from the registry: "
+                    f"{exc.message}")
     if not datasets:
-        return _fallback(mapping, f"Version {version} of {name}: its run logged no input dataset with context "
-                                  f"{mapping.reference.from_registry!r}. Log one with mlflow.log_input(dataset, "
-                                  f"context=\"{mapping.reference.from_registry}\") when training.")
+        return fell(f"Version {version} of {name}: its run logged no input dataset with context "
+                    f"{mapping.reference.from_registry!r}. Log one with mlflow.log_input(dataset, "
+                    f"context=\"{mapping.reference.from_registry}\") when training.")
     dataset = datasets[0]  # the first one logged; a run normally logs one training set
     try:
         found = resolve_source(rules, dataset.source)
     except SourceNotResolved as exc:
-        return _fallback(mapping, f"Version {version} of {name}: dataset {shown(dataset.name)}: {exc}")
+        return fell(f"Version {version} of {name}: dataset {shown(dataset.name)}: {exc}")
     snapshot = (found.snapshot_column, found.snapshot or "") if found.snapshot_column else None
     facts = table_facts(warehouse, found.table, snapshot)
     where = found.table + (f" (snapshot {found.snapshot})" if found.snapshot else "")
     if not facts.exists:
-        return _fallback(mapping, f"Version {version} of {name}: its training dataset resolves to {where}, "
-                                  "which the warehouse does not have. Load the training data there.")
+        return fell(f"Version {version} of {name}: its training dataset resolves to {where}, "
+                    "which the warehouse does not have. Load the training data there.")
     if facts.rows == 0:
-        return _fallback(mapping, f"Version {version} of {name}: its training dataset resolves to {where}, "
-                                  "which holds no rows. Load the training snapshot there.")
+        return fell(f"Version {version} of {name}: its training dataset resolves to {where}, "
+                    "which holds no rows. Load the training snapshot there.")
     present = {c.lower() for c in facts.columns}
     lacking = [c for c in mapping.features if c.lower() not in present]
     if lacking:
-        return _fallback(mapping, f"Version {version} of {name}: {found.table} lacks the monitored feature(s) "
-                                  f"{', '.join(lacking)}.")
+        return fell(f"Version {version} of {name}: {found.table} lacks the monitored feature(s) "
+                    f"{', '.join(lacking)}.")
     verification = _verify(warehouse, dataset, found, facts)
     uri = shown(source_uri(dataset.source)).strip("'\"")
     link = (("version", str(version)), ("dataset", dataset.name), ("digest", dataset.digest), ("source", uri))
@@ -182,6 +192,15 @@ def resolve_reference(registry: Registry, warehouse: Engine, mapping: ModelMappi
     source = RegistryReference(name, str(version), dataset.name, dataset.digest, uri, found.table, found.snapshot,
                                facts.rows, verification)
     return ResolvedReference(resolved, source)
+
+
+def production_version(settings: Settings, registry: Registry, name: str) -> str | None:
+    """The version holding the Production stage now (one registry call with aliases), None if nobody does."""
+    alias = settings.stage_aliases.get(PRODUCTION, "production")
+    if settings.use_legacy_stages:
+        holder = registry.stage_holders(name, {PRODUCTION: alias}, legacy=True)[PRODUCTION]
+        return None if holder is None else holder.version
+    return registry.model_aliases(name).get(alias)
 
 
 def reference_for(settings: Settings, registry: Registry, warehouse: Engine, mapping: ModelMapping,
