@@ -30,6 +30,7 @@ from ui.drift_views import (
 from ui.multivariate_views import reconstruction_figure
 from ui.notices import literal
 from ui.page import page
+from ui.reference_notice import reference_notice
 from ui.widgets import day_window, model_names, model_picker, reference_picker, segment_of, segment_picker
 from ui.windows import empty_window_notice
 
@@ -80,6 +81,7 @@ def render(settings: Settings) -> None:
                 f"{name} has no prediction log mapped in tower.yaml.")
         return
     open_alerts_notice(settings, mapping.name, "drift")
+    mapping = reference_notice(backends.resolved_reference(settings, mapping))
     mapping = segment_picker(mapping)
     window = day_window("Window (UTC days)", 14, key="drift_window")
     if window is None:

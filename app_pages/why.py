@@ -13,9 +13,11 @@ from services.monitoring import root_cause
 from services.monitoring.reference_period import Period, configured_reference_text, default_reference_period
 from services.settings import Settings
 from services.stores.warehouse.rows import log_rows, reference_rows
+from ui import backends
 from ui import why_views as views
 from ui.notices import literal
 from ui.page import errors_shown, page
+from ui.reference_notice import reference_notice
 from ui.tables import label, show
 from ui.widgets import model_names, model_picker
 
@@ -111,6 +113,7 @@ def render(settings: Settings) -> None:
     window = views.window_picker()
     if window is None:
         return
+    mapping = reference_notice(backends.resolved_reference(settings, mapping))  # the baseline "the model's reference"
     metric = _metric(mapping)
     _segments(settings, mapping, window, metric)
     _features(settings, mapping, window)

@@ -29,13 +29,27 @@ LOGICAL_COLUMNS: dict[str, bool] = {
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}(\.[A-Za-z_][A-Za-z0-9_]{0,127})?$")
 
 
+# What ``reference.from_registry`` may name: the dataset the version's run logged with this context.
+REGISTRY_REFERENCES = ("training",)
+
+
 @dataclass(frozen=True)
 class Reference:
-    """Where the reference data of a model lives: its own table, or a time range of the log."""
+    """Where the reference data of a model lives: its own table, or a time range of the log.
+
+    With ``from_registry`` the reference is the dataset the serving version's run logged (resolved by
+    services.monitoring.registry_reference); table/start/end are then the fallback. A resolved copy
+    carries the warehouse table the dataset resolved to, its snapshot filter and ``registry``: the
+    link (version, dataset, digest, source) that makes each (model, version, digest) its own profile.
+    """
 
     table: str | None = None
     start: str | None = None
     end: str | None = None
+    from_registry: str | None = None
+    snapshot_column: str | None = None  # set on a resolved reference only: rows where column = snapshot
+    snapshot: str | None = None
+    registry: tuple[tuple[str, str], ...] = ()  # set on a resolved reference only
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,11 @@ class ModelMapping:
 
     def __hash__(self) -> int:  # dict field: hash by name, mappings are unique per model
         return hash((self.name, self.table, self.segment))
+
+
+def valid_identifier(value: Any) -> bool:
+    """Whether ``value`` is a table or column name the tower lets reach SQL (optionally schema.table)."""
+    return isinstance(value, str) and _IDENTIFIER.match(value) is not None and "\n" not in value
 
 
 def _identifier(value: Any, where: str) -> str:
@@ -132,6 +151,15 @@ def parse_model_mapping(name: str, raw: Any) -> ModelMapping:
     if not isinstance(features, dict) or not isinstance(ref_raw, dict) or not isinstance(slo_raw, dict):
         raise ConfigError(f"{where}: features, reference and slo must be mappings.")
     ref_table = ref_raw.get("table")
+    refuse_unknown = set(ref_raw) - {"table", "start", "end", "from_registry"}
+    if refuse_unknown:
+        raise ConfigError(f"{where}.reference has unknown keys: {', '.join(sorted(map(str, refuse_unknown)))}.",
+                          "Known keys: table, start, end, from_registry.")
+    from_registry = ref_raw.get("from_registry")
+    if from_registry is not None and from_registry not in REGISTRY_REFERENCES:
+        raise ConfigError(f"{where}.reference.from_registry is {from_registry!r}; expected one of "
+                          f"{', '.join(REGISTRY_REFERENCES)}.",
+                          "`training` takes the dataset the serving version's run logged with context training.")
     return ModelMapping(
         name=name,
         table=_identifier(raw.get("table"), f"{where}.table"),
@@ -144,6 +172,7 @@ def parse_model_mapping(name: str, raw: Any) -> ModelMapping:
             table=_identifier(ref_table, f"{where}.reference.table") if ref_table else None,
             start=str(ref_raw["start"]) if ref_raw.get("start") else None,
             end=str(ref_raw["end"]) if ref_raw.get("end") else None,
+            from_registry=from_registry,
         ),
         slo=Slo(
             latency_p95_ms=_number(slo_raw.get("latency_p95_ms"), f"{where}.slo.latency_p95_ms"),

@@ -20,6 +20,7 @@ from services.demo.identities import DEMO_USERS
 from services.errors import TowerError
 from services.governance.context import GovernanceContext
 from services.governance.policy import Person, check_satisfiable, policies
+from services.monitoring import reference_sources
 from services.monitoring.config import monitoring_config
 from services.monitoring.evidence import TowerMonitoringEvidence
 from services.notify.config import notification_config
@@ -37,6 +38,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     directory_of(settings)  # a directory configured without its token is refused now, not at a decision
     rules = policies(settings)
     monitoring_config(settings)
+    settings.parsed(reference_sources.SECTION, reference_sources.parse_reference_sources)
     notification_config(settings)
     # In the demo the identity provider and its people are known, so every policy must be one they can
     # meet. A config that maps none of their groups to roles is not about those people: not checked.

@@ -18,6 +18,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from services import wiring
+from services.errors import NotFound, RegistryUnavailable
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
 from services.monitoring import data_quality, distributions, estimated_performance, multivariate, report, tower_reads
@@ -25,6 +26,12 @@ from services.monitoring import health_chips as chips
 from services.monitoring import week_changes as week_changes_of
 from services.monitoring.config import monitoring_config
 from services.monitoring.reference import ReferenceProfile, load_or_compute
+from services.monitoring.registry_reference import (
+    ResolvedReference,
+    fallback_reference,
+    production_version,
+    reference_for,
+)
 from services.monitoring.results import WindowReport
 from services.notify.config import notification_config
 from services.notify.sender import deliver_soon
@@ -146,15 +153,48 @@ def notify_decisions(s: Settings) -> None:
 
 # Monitoring: results come from the tower state; a window's report and a feature's distribution are
 # pushed down to the warehouse against the kept reference profile.
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def _resolved_for_version(s: Settings, mapping: ModelMapping, version: str | None) -> ResolvedReference:
+    return guarded(s, WAREHOUSE, lambda: reference_for(s, registry(s), engine(s), mapping, version))
+
+
+def resolved_reference(s: Settings, mapping: ModelMapping) -> ResolvedReference:
+    """The model's configured reference, resolved from the registry when it says ``from_registry``.
+
+    Which version is in production is asked on every call (one registry call, uncached), so the page load
+    after a promotion already compares with the new version's training data; resolving that version (its
+    dataset, table and digest check) is cached.
+    """
+    if mapping.reference.from_registry is None or mapping.reference.registry:
+        return ResolvedReference(mapping)
+    try:
+        version = guarded(s, REGISTRY, lambda: production_version(s, registry(s), mapping.name))
+    except (RegistryUnavailable, NotFound) as exc:
+        return fallback_reference(mapping, f"The production version of {mapping.name} cannot be read from the "
+                                           f"registry: {exc.message}")
+    return _resolved_for_version(s, mapping, version)
+
+
+def _reference_mapping(s: Settings, mapping: ModelMapping, start: datetime | None, end: datetime | None
+                       ) -> ModelMapping:
+    """The mapping a comparison reads its reference through: resolved when it is the configured one."""
+    return resolved_reference(s, mapping).mapping if start is None and end is None else mapping
+
+
 @st.cache_data(ttl=TTL_S, max_entries=32, show_spinner=False)
+def _profile(s: Settings, mapping: ModelMapping, start: datetime | None, end: datetime | None) -> ReferenceProfile:
+    return guarded(s, WAREHOUSE, lambda: load_or_compute(tower(s), engine(s), mapping, start, end))
+
+
 def reference_profile(s: Settings, mapping: ModelMapping, start: datetime | None,
                       end: datetime | None) -> ReferenceProfile:
-    return guarded(s, WAREHOUSE, lambda: load_or_compute(tower(s), engine(s), mapping, start, end))
+    return _profile(s, _reference_mapping(s, mapping, start, end), start, end)
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
                   start: datetime, end: datetime) -> WindowReport:
+    mapping = _reference_mapping(s, mapping, *ref)
     profile = reference_profile(s, mapping, *ref)
     pca = guarded(s, WAREHOUSE, lambda: multivariate.reconstruction_model(tower(s), engine(s), mapping, profile))
     ranges = guarded(s, WAREHOUSE, lambda: data_quality.reference_ranges(tower(s), engine(s), mapping, profile))
@@ -166,6 +206,7 @@ def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def feature_distributions(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
                           column: str, start: datetime, end: datetime) -> pd.DataFrame:
+    mapping = _reference_mapping(s, mapping, *ref)
     profile = reference_profile(s, mapping, *ref)
     return guarded(s, WAREHOUSE, lambda: distributions.feature_distributions(
         engine(s), mapping, profile, column, start, end))

@@ -53,7 +53,11 @@ from services.settings import Settings
 
 MARKER_NAME = "demo-seed.json"
 ARTIFACTS_DIR = "artifacts"
-_MARKER_FORMAT = 1
+# 2: the warehouse holds each version's training rows (features.<slug>_training), so the registry's
+# logged datasets resolve; a demo seeded before has none and is reseeded.
+_MARKER_FORMAT = 2
+TRAINING_SNAPSHOT_COLUMN = "snapshot"  # the data_version each version's run logged
+TRAINING_ORDER_COLUMN = "row_index"  # the logged DataFrame's row order, so MLflow's digest can be recomputed
 _TEMP_SUFFIX = ".seeding"
 # Given explicitly so MLflow does not infer them, which re-imports each model in a subprocess.
 _PIP_REQUIREMENTS = [f"scikit-learn=={sklearn.__version__}"]
@@ -268,6 +272,7 @@ def _fingerprint(settings: Settings, stores: _Stores, demo: list[tuple[ModelStor
                   for p in (stores.mlflow_db, stores.warehouse)],
         "aliases": sorted(settings.stage_aliases.items()),
         "models": [[m.name, m.table, m.task, sorted(m.columns.items()), m.reference.table] for _, m in demo],
+        "training": [training_table(story) for story, _ in demo],
     }
     return hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()
 
@@ -446,6 +451,11 @@ def _start_tuning_run(client: MlflowClient, experiment_id: str, story: ModelStor
     return cast(str, run.info.run_id)
 
 
+def training_table(story: ModelStory) -> str:
+    """The warehouse table holding every version's training rows, as the runs' dataset sources name it."""
+    return f"features.{story.name.replace('-', '_')}_training"
+
+
 def _log_version(client: MlflowClient, experiment_id: str, story: ModelStory, version: TrainedVersion,
                  parent_run_id: str | None) -> None:
     spec = version.spec
@@ -464,7 +474,7 @@ def _log_version(client: MlflowClient, experiment_id: str, story: ModelStory, ve
     # mlflow.data re-exports from_pandas without declaring it to type checkers.
     dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
         version.training_data, name=f"{slug}_training", targets="label",
-        source=WarehouseTableSource(f"features.{slug}_training", version.data_version))
+        source=WarehouseTableSource(training_table(story), version.data_version))
     with mlflow.start_run(run_id=run_id):
         mlflow.log_input(dataset, context="training")
         info = mlflow.sklearn.log_model(
@@ -503,4 +513,20 @@ def _write_tables(warehouse: duckdb.DuckDBPyConnection, story: ModelStory, mappi
     if mapping.reference.table:
         reference = reference_sample(story, trained[story.production].model, story.production)
         _create_table(warehouse, mapping.reference.table, _physical(reference, mapping))
+    _create_table(warehouse, training_table(story), _training_rows(story, trained))
     return len(log)
+
+
+def _training_rows(story: ModelStory, trained: dict[int, TrainedVersion]) -> pd.DataFrame:
+    """Every version's logged training DataFrame, tagged with its snapshot and numbered in logged order."""
+    parts, seen = [], set()
+    for number in sorted(trained):
+        version = trained[number]
+        if version.data_version in seen:  # one snapshot must hold one version's rows only
+            raise RuntimeError(f"{story.name}: two versions were trained on the snapshot {version.data_version}.")
+        seen.add(version.data_version)
+        frame = version.training_data.copy()
+        frame[TRAINING_SNAPSHOT_COLUMN] = version.data_version
+        frame[TRAINING_ORDER_COLUMN] = range(len(frame))
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)

@@ -91,6 +91,9 @@ def _monitor_run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             what = f"nothing to compute ({run.note})"
         print(f"{run.model}: {what}{alert_text}, {run.seconds:.1f} s")
+        if run.reference:
+            print(f"{run.model}: reference: {run.reference}", file=sys.stderr if "MISMATCH" in run.reference else
+                  sys.stdout)
         for problem in run.segment_errors:
             failed = True
             print(f"{run.model}: error: {problem}", file=sys.stderr)
@@ -146,6 +149,7 @@ def _retry_projections(settings: Settings) -> bool:
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from services import wiring
+    from services.monitoring.registry_reference import reference_for
     from services.monitoring.segment_reports import segmented_report_json
 
     _model(settings, args.model)
@@ -160,6 +164,11 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     backends = wiring.Backends.from_settings(settings)
     warehouse, tower = backends.warehouse(), backends.tower()
     try:
+        if args.reference_start is None:  # the configured reference: from the registry when so mapped
+            resolved = reference_for(settings, backends.registry, warehouse, mapping)
+            mapping = resolved.mapping
+            if resolved.fallback or resolved.mismatch:
+                print(f"{mapping.name}: reference: {resolved.text}", file=sys.stderr)
         report = segmented_report_json(tower, warehouse, mapping, args.start, args.end, segment=args.segment,
                                        rules=monitoring_config(settings).rules_for(mapping.name),
                                        reference_start=args.reference_start, reference_end=args.reference_end)

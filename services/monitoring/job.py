@@ -40,6 +40,7 @@ from services.monitoring.alerts import AlertSummary, evaluate_alerts
 from services.monitoring.config import MonitoringConfig, monitoring_config
 from services.monitoring.estimated_performance import calibration_for
 from services.monitoring.reference import ReferenceProfile, load_or_compute
+from services.monitoring.registry_reference import reference_for
 from services.monitoring.report import WindowAggregates, build_report, fetch_aggregates
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
 from services.notify.config import ALERTS, NotificationConfig, notification_config
@@ -67,6 +68,7 @@ class ModelRun:
     note: str | None = None  # why nothing was computed, if nothing was
     error: str | None = None  # the model could not be monitored (the others still were)
     segment_errors: tuple[str, ...] = ()  # segments that could not be monitored (the rest was)
+    reference: str | None = None  # which registry dataset the reference is, or why it fell back (from_registry)
 
 
 def _now() -> datetime:
@@ -285,9 +287,12 @@ def run_monitoring(settings: Any, *, model: str | None = None, since: date | Non
         for name in names:
             started = time.perf_counter()
             try:
-                runs.append(run_model(warehouse, tower, settings.models[name], monitoring_config(settings), since=since,
-                                      until=until, progress=progress, refresh_reference=refresh_reference, now=now,
-                                      notify=notification_config(settings)))
+                # from_registry: the training data of the version in production now (a promotion switches it)
+                resolved = reference_for(settings, backends.registry, warehouse, settings.models[name])
+                run = run_model(warehouse, tower, resolved.mapping, monitoring_config(settings), since=since,
+                                until=until, progress=progress, refresh_reference=refresh_reference, now=now,
+                                notify=notification_config(settings))
+                runs.append(replace(run, reference=resolved.text))
             except (MappingError, WarehouseUnavailable) as exc:  # one broken log must not stop the others
                 runs.append(ModelRun(name, None, None, 0, 0, round(time.perf_counter() - started, 3), None, None,
                                      error=str(exc)))

@@ -100,6 +100,10 @@ def reference_definition(mapping: ModelMapping, start: datetime | None = None,
         "value_count_max": VALUE_COUNT_MAX,
         # only when set, so the whole population's reference keeps the id it always had
         **({"segment": mapping.segment.definition()} if mapping.segment is not None else {}),
+        # a reference resolved from the registry: one profile per (model, version, dataset digest, snapshot)
+        **({"snapshot": list(rows.snapshot)} if rows.snapshot is not None else {}),
+        **({"registry": dict(mapping.reference.registry)} if mapping.reference.registry and not rows.is_log
+           else {}),
     }
 
 

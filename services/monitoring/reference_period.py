@@ -70,7 +70,11 @@ def configured_log_period(mapping: ModelMapping) -> Period | None:
 
 
 def configured_reference_text(mapping: ModelMapping) -> str:
-    """The model's configured reference in words: its table, or its period of the log."""
+    """The model's configured reference in words: a version's training data, its table, or its period of the log."""
+    link = dict(mapping.reference.registry)
+    if link:
+        return (f"the training data of version {link.get('version')} ({link.get('dataset')}, digest "
+                f"{link.get('digest')})")
     if mapping.reference.table:
         return f"the reference table {mapping.reference.table}"
     period = configured_log_period(mapping)

@@ -35,7 +35,7 @@ from services.stores.registry_connection import (
     redact_uri,
     uri_password,
 )
-from services.stores.registry_records import DatasetRef, Lineage, ModelSummary, VersionInfo
+from services.stores.registry_records import DatasetRef, InputDataset, Lineage, ModelSummary, VersionInfo
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -111,6 +111,32 @@ def _dataset_source(raw: str | None) -> str:
             if parsed.get(key):
                 return str(parsed[key])
     return raw
+
+
+def _json_object(raw: str | None) -> dict[str, Any]:
+    """A dataset's profile or schema text as a dict ({} when absent or not a JSON object)."""
+    try:
+        parsed = json.loads(raw or "")
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _num_rows(profile: dict[str, Any]) -> int | None:
+    rows = profile.get("num_rows")
+    return rows if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0 else None
+
+
+def _schema_columns(schema: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(name, type) of MLflow's column-based schema (``mlflow_colspec``); () for any other schema."""
+    specs = schema.get("mlflow_colspec")
+    if not isinstance(specs, list):
+        return ()
+    return tuple((str(c["name"]), str(c.get("type", ""))) for c in specs if isinstance(c, dict) and "name" in c)
+
+
+def _context(dataset_input: Any) -> str | None:
+    return next((t.value for t in dataset_input.tags or [] if t.key == "mlflow.data.context"), None)
 
 
 class _Missing(NotFound):
@@ -373,10 +399,9 @@ class Registry:
         datasets = []
         for dataset_input in getattr(run.inputs, "dataset_inputs", None) or []:
             ds = dataset_input.dataset
-            context = next((t.value for t in dataset_input.tags or [] if t.key == "mlflow.data.context"), None)
             datasets.append(DatasetRef(
                 name=ds.name or "", digest=ds.digest or "", source=_dataset_source(ds.source),
-                source_type=ds.source_type or "", context=context,
+                source_type=ds.source_type or "", context=_context(dataset_input),
             ))
         return Lineage(
             model=name,
@@ -394,6 +419,32 @@ class Registry:
             parent_run_id=all_tags.get("mlflow.parentRunId") or None,
             aliases=aliases,
         )
+
+    def input_datasets(self, name: str, version: str, context: str | None = "training") -> tuple[InputDataset, ...]:
+        """The input datasets the version's run logged with ``context`` (None: every context), in logged order.
+
+        () when the version has no run (or it is gone) or the run logged none; NotFound for an unknown
+        model or version; RegistryUnavailable when the registry cannot be read.
+        """
+        mv = self._model_version(name, version)
+        run_id = mv.run_id or None
+        model_id = _model_id(mv)
+        if run_id is None and model_id is not None:
+            logged = self._optional(lambda c: c.get_logged_model(model_id))
+            run_id = getattr(logged, "source_run_id", None) or None
+        run = None if run_id is None else self._optional(lambda c: c.get_run(run_id))
+        if run is None:
+            return ()
+        found = []
+        for dataset_input in getattr(run.inputs, "dataset_inputs", None) or []:
+            ds = dataset_input.dataset
+            if context is not None and _context(dataset_input) != context:
+                continue
+            found.append(InputDataset(
+                name=ds.name or "", digest=ds.digest or "", source_type=ds.source_type or "", source=ds.source or "",
+                context=_context(dataset_input), num_rows=_num_rows(_json_object(ds.profile)),
+                columns=_schema_columns(_json_object(ds.schema))))
+        return tuple(found)
 
     # -- governance: reads the projection needs, and the only writes -------------------------
     def _version_missing(self, name: str, version: str) -> Callable[[], NotFound]:

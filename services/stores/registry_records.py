@@ -48,6 +48,23 @@ class DatasetRef:
 
 
 @dataclass(frozen=True)
+class InputDataset:
+    """One input dataset a version's run logged, as MLflow recorded it (``mlflow.log_input``).
+
+    ``source`` is MLflow's raw text (usually a JSON description with a ``uri``): written by whoever
+    logged the run, so callers treat it as untrusted. ``columns`` are (name, MLflow type) of its schema.
+    """
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    context: str | None
+    num_rows: int | None
+    columns: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Lineage:
     model: str
     version: str

@@ -28,9 +28,10 @@ def test_sign_in_returns_to_the_deep_link_with_its_query(app, page):
     sign_in(page, app, "sam", path="/drift?model=loan-approval")
     page.wait_for_url("**/drift?model=loan-approval", timeout=30_000)
     page.get_by_text("Drift by feature and day").wait_for(timeout=90_000)
-    # The page shows the linked model, not the first one: its own reference table is named. The page
-    # streams, so wait for that line rather than read the text while it is still being drawn.
-    page.get_by_text("reference_loan_approval", exact=False).first.wait_for(timeout=90_000)
+    # The page shows the linked model, not the first one: its own reference (the production version's
+    # training dataset) is named. The page streams, so wait for that line rather than read the text while
+    # it is still being drawn.
+    page.get_by_text("loan_approval_training", exact=False).first.wait_for(timeout=90_000)
     assert "reference_credit_risk" not in main_text(page)
     keep(page, "deep_link_after_sign_in")
 

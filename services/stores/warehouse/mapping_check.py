@@ -47,6 +47,11 @@ def _column_names(conn: Connection, schema: str | None, name: str) -> list[str]:
     return [str(row[0]) for row in conn.execute(query)]
 
 
+def table_columns(conn: Connection, schema: str | None, name: str) -> list[str]:
+    """The columns of an existing table, in their order (DuckDB asked through information_schema)."""
+    return _column_names(conn, schema, name)
+
+
 @dataclass(frozen=True)
 class _Mismatch:
     """What the warehouse lacks of one mapping: its table, or some of its columns."""

@@ -36,10 +36,15 @@ class Rows:
     start: datetime | None = None
     end: datetime | None = None
     segment: Segment | None = None  # only this segment's rows
+    # Only the rows of one snapshot of a table (column, value): a registry reference's training data.
+    # The column is a validated identifier, the value reaches SQL as a bound parameter.
+    snapshot: tuple[str, str] | None = None
 
     @property
     def description(self) -> str:
         where = "" if self.segment is None else f", segment {self.segment.describe()}"
+        if self.snapshot is not None:
+            where = f" where {self.snapshot[0]} = {self.snapshot[1]!r}{where}"
         if self.start is None:
             return f"table {self.table}{where}"
         return f"{self.table} from {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M}{where}"
@@ -72,7 +77,8 @@ def reference_rows(mapping: ModelMapping, start: datetime | None = None, end: da
         return Rows(mapping.table, True, start, end, mapping.segment)
     ref = mapping.reference
     if ref.table:
-        return Rows(ref.table, False, segment=mapping.segment)
+        snapshot = (ref.snapshot_column, ref.snapshot or "") if ref.snapshot_column else None
+        return Rows(ref.table, False, segment=mapping.segment, snapshot=snapshot)
     if ref.start and ref.end:
         try:
             parsed = datetime.fromisoformat(ref.start), datetime.fromisoformat(ref.end)
@@ -102,8 +108,10 @@ def segment_filter(segment: Segment | None) -> list[Any]:
 
 
 def row_filter(mapping: ModelMapping, rows: Rows) -> list[Any]:
-    """The WHERE conditions of the rows: their time range (none for a whole table) and segment."""
+    """The WHERE conditions of the rows: their time range (none for a whole table), snapshot and segment."""
     where = segment_filter(rows.segment)
+    if rows.snapshot is not None:
+        where = [sa.column(rows.snapshot[0]) == sa.bindparam(None, rows.snapshot[1], type_=sa.String()), *where]
     if rows.start is None or rows.end is None:
         return where
     ts = log_timestamp(mapping)
@@ -119,6 +127,8 @@ def rows_source(mapping: ModelMapping, rows: Rows, dialect: str, by_day: bool, b
     """
     keys: list[Any] = []
     needed = list(columns) + ([rows.segment.column] if rows.segment is not None else [])
+    if rows.snapshot is not None:
+        needed.append(rows.snapshot[0])
     if rows.start is not None or by_day:
         needed.append(mapping.column("timestamp"))
     if by_day:
