@@ -115,7 +115,8 @@ def _reports_rows(mapping: ModelMapping, profile: ReferenceProfile, config: Moni
     rules = config.rules_for(mapping.name)
     if None not in groups:
         base = {"version": ALL_VERSIONS, "slice_key": "", "slice_value": "", "column_name": "", "method": "",
-                "threshold": None, "alert": None, "reference_id": None, "value": 0.0}
+                "threshold": None, "alert": None, "reference_id": None, "value": 0.0,
+                "lower": None, "upper": None, "noise": None}
         return [{**base, "metric": "rows"}, {**base, "metric": "requests"}]
     rows: list[dict[str, Any]] = []
     for version in sorted(groups, key=lambda v: (v is not None, v or "")):

@@ -49,6 +49,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.spatial import distance
@@ -385,7 +386,7 @@ def numerical_intervals(reference: BinnedSample, current: BinnedSample, *, decil
     return result
 
 
-def categorical_intervals(reference_counts: Mapping[object, int], current_counts: Mapping[object, int], *,
+def categorical_intervals(reference_counts: Mapping[Any, int], current_counts: Mapping[Any, int], *,
                           reference_seed: int, window_seed: int, replicates: int = DEFAULT_REPLICATES,
                           confidence: float = DEFAULT_CONFIDENCE,
                           statistics: Iterable[str] = CATEGORICAL_STATISTICS) -> dict[str, EffectInterval]:
