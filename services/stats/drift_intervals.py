@@ -37,15 +37,17 @@ the column, the window bounds), so a report gives the same interval whatever was
 The reference draws depend on the reference seed only and the noise draws on the reference seed and
 the window's size, so every window of a backfill shares them (`reference_draws` keeps the last few).
 
-**Cost.** Draws are exact: ``Generator.multinomial`` for large samples, bin indices of uniform
-numbers (``searchsorted``) when a sample has fewer rows than bins. The statistics are vectorised
-over replicates (an ``(R, bins)`` array per side); 200 replicates on 1000 bins cost a few ms per
-statistic.
+**Cost.** Draws are exact (``Generator.multinomial``; bin indices of uniform numbers when a sample
+has fewer rows than bins) except for samples so large that every bin expects 20 rows or more, which
+use the multinomial's normal approximation (same mean and covariance; `_draw`). The statistics are
+vectorised over replicates (an ``(R, bins)`` array per side); 200 replicates on 1000 bins cost a few
+ms per statistic.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -105,15 +107,31 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
 
 
+NORMAL_MIN_EXPECTED = 20.0
+"""Every occupied bin expects at least this many rows: draw from the multinomial's normal approximation."""
+
+
 def _draw(counts: np.ndarray, n: int, replicates: int, rng: np.random.Generator) -> np.ndarray:
-    """``replicates`` multinomial draws of ``n`` rows over the bins, at the shares of ``counts``."""
+    """``replicates`` draws of ``n`` rows over the bins at the shares of ``counts`` (an (R, bins) array).
+
+    Exact (``Generator.multinomial``; each row's bin by ``searchsorted`` when there are fewer rows than
+    bins), except when every occupied bin expects ``NORMAL_MIN_EXPECTED`` rows or more: then the
+    multinomial's normal approximation with the same mean and covariance, ``n p + sqrt(n) (sqrt(p) z -
+    p sum(sqrt(p) z))``, z standard normal per bin (one normal per bin instead of a binomial: ~6x faster;
+    the statistics sum over many bins, so the difference is far below the Monte-Carlo error; row sums
+    stay exactly n).
+    """
     counts = np.asarray(counts, dtype=float)
-    out = np.zeros((replicates, counts.size), dtype=np.int64)
+    out = np.zeros((replicates, counts.size))
     occupied = np.flatnonzero(counts > 0)
     if n == 0 or occupied.size == 0:
         return out
     shares = counts[occupied] / counts[occupied].sum()
-    if n < occupied.size:
+    if n * shares.min() >= NORMAL_MIN_EXPECTED:
+        root = np.sqrt(shares)
+        z = rng.standard_normal((replicates, occupied.size)) * root
+        drawn = np.maximum(n * shares + math.sqrt(n) * (z - np.outer(z.sum(axis=1), shares)), 0.0)  # 4.5 sd: ~never
+    elif n < occupied.size:
         # Fewer rows than bins: drawing each row's bin is cheaper than a binomial per bin, and exact.
         cumulative = np.cumsum(shares)
         index = np.minimum(np.searchsorted(cumulative, rng.random((replicates, n)) * cumulative[-1], side="right"),

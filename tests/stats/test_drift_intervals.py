@@ -23,6 +23,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
+from services.stats import drift_intervals
 from services.stats.drift import categorical_drift, numerical_drift
 from services.stats.drift_intervals import (
     EffectInterval,
@@ -138,6 +139,25 @@ def test_noise_level_shrinks_as_one_over_root_n() -> None:
     # KS under no drift: Kolmogorov's asymptotic 95th percentile over sqrt(n_eff).
     n_eff = 4_000 * 200_000 / 204_000
     assert large["ks"].noise == pytest.approx(stats.kstwobign.ppf(0.95) / math.sqrt(n_eff), rel=0.1)
+
+
+def test_the_normal_approximation_of_large_draws_agrees_with_exact_multinomial_draws(monkeypatch) -> None:
+    """Samples whose every bin expects >= 20 rows are drawn from the multinomial's normal approximation;
+    the intervals and noise levels agree with exact multinomial draws within Monte-Carlo error."""
+    rng = np.random.default_rng(21)
+    reference, current, deciles = _binned(rng.lognormal(0, 1, 100_000), rng.lognormal(0.05, 1.05, 40_000))
+    approx = numerical_intervals(reference, current, deciles=deciles, reference_seed=1, window_seed=2,
+                                 replicates=1500)
+    monkeypatch.setattr(drift_intervals, "NORMAL_MIN_EXPECTED", math.inf)
+    drift_intervals._REFERENCE_DRAWS.clear()
+    exact = numerical_intervals(reference, current, deciles=deciles, reference_seed=3, window_seed=4,
+                                replicates=1500)
+    drift_intervals._REFERENCE_DRAWS.clear()
+    for name in exact:
+        width = exact[name].upper - exact[name].lower
+        assert abs(approx[name].lower - exact[name].lower) <= 0.1 * width, name
+        assert abs(approx[name].upper - exact[name].upper) <= 0.1 * width, name
+        assert approx[name].noise == pytest.approx(exact[name].noise, rel=0.1), name
 
 
 # --- calibration and power ------------------------------------------------------------------------
