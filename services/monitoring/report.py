@@ -256,9 +256,10 @@ def _judged(result: DriftResult, effect: EffectInterval | None, rule: DriftRule)
 
 def numerical_column_drift(ref: NumericReference, current: BinnedSample | None,
                            current_values: Mapping[float | None, int] | None, rule: DriftRule,
-                           seeds: DriftSeeds | None = None) -> DriftResult:
+                           seeds: DriftSeeds | None = None, *, intervals: bool = True) -> DriftResult:
     """Drift of one numerical feature (fine histogram, or value counts for few-valued features), with the
-    bootstrap interval and noise level of the distance the verdict modes judge (issue 15)."""
+    bootstrap interval and noise level of the distance the verdict modes judge (issue 15; ``intervals``
+    False skips them in the fixed mode, whose verdict does not need them)."""
     method = _method(rule, NUMERICAL_METHODS)
     if ref.value_counted:
         ref_values = {k: v for k, v in (ref.values or {}).items() if k is not None}
@@ -286,6 +287,8 @@ def numerical_column_drift(ref: NumericReference, current: BinnedSample | None,
         wasserstein_normed=result.wasserstein_normed, ks_statistic=result.ks_statistic, ks_pvalue=result.ks_pvalue,
         chi2_pvalue=None, null_share=result.current_null_share, reference_null_share=result.reference_null_share,
         unseen_categories=(), unseen_share=None, reference_n=result.reference_n, current_n=result.current_n)
+    if not intervals and rule.verdict == "fixed":
+        return _judged(drift, None, rule)
     seeds = seeds or DriftSeeds.of("", ref.column)
     statistic = effect_statistic(result.method)
     bootstrap = {"reference_seed": seeds.reference, "window_seed": seeds.window, "replicates": rule.replicates,
@@ -302,7 +305,8 @@ def numerical_column_drift(ref: NumericReference, current: BinnedSample | None,
 
 
 def categorical_column_drift(column: str, reference: Mapping[str | None, int], current: Mapping[str | None, int],
-                             rule: DriftRule, seeds: DriftSeeds | None = None) -> DriftResult:
+                             rule: DriftRule, seeds: DriftSeeds | None = None, *, intervals: bool = True
+                             ) -> DriftResult:
     method = _method(rule, CATEGORICAL_METHODS)
     result = _with_threshold(categorical_drift(reference, current, method=method), rule)
     drift = DriftResult(
@@ -312,6 +316,8 @@ def categorical_column_drift(column: str, reference: Mapping[str | None, int], c
         null_share=result.current_null_share, reference_null_share=result.reference_null_share,
         unseen_categories=result.unseen_categories, unseen_share=result.unseen_share,
         reference_n=result.reference_n, current_n=result.current_n)
+    if not intervals and rule.verdict == "fixed":
+        return _judged(drift, None, rule)
     seeds = seeds or DriftSeeds.of("", column)
     statistic = effect_statistic(result.method)
     effect = categorical_intervals(reference, current, reference_seed=seeds.reference, window_seed=seeds.window,
@@ -365,9 +371,10 @@ def performance_result(mapping: ModelMapping, profile: ReferenceProfile, aggrega
 def build_report(mapping: ModelMapping, profile: ReferenceProfile, aggregates: WindowAggregates, *,
                  start: datetime, end: datetime, version: str | None = None,
                  rules: AlertRules | None = None, ranges: data_quality.Ranges | None = None,
-                 outside: Mapping[str, int] | None = None) -> WindowReport:
+                 outside: Mapping[str, int] | None = None, intervals: bool = True) -> WindowReport:
     """Compose a window's report from its aggregates and the reference profile (no I/O); with the
-    reference ``ranges`` and the window's counts ``outside`` them, the out-of-range shares too."""
+    reference ``ranges`` and the window's counts ``outside`` them, the out-of-range shares too.
+    ``intervals`` False leaves out the drift intervals where the verdict does not need them (fixed mode)."""
     rules = rules or AlertRules()
     drift: list[DriftResult] = []
     segment = "" if mapping.segment is None else mapping.segment.name
@@ -376,11 +383,12 @@ def build_report(mapping: ModelMapping, profile: ReferenceProfile, aggregates: W
         ref = profile.numerical[column]
         drift.append(numerical_column_drift(ref, aggregates.numerical.get(column),
                                             aggregates.numerical_values.get(column), rules.drift,
-                                            DriftSeeds.of(profile.reference_id, column, *window)))
+                                            DriftSeeds.of(profile.reference_id, column, *window), intervals=intervals))
     for column in mapping.categorical:
         drift.append(categorical_column_drift(column, profile.categorical.get(column, {}),
                                               aggregates.categorical.get(column, {}), rules.drift,
-                                              DriftSeeds.of(profile.reference_id, column, *window)))
+                                              DriftSeeds.of(profile.reference_id, column, *window),
+                                              intervals=intervals))
     judged = [d.drifted for d in drift if d.drifted is not None]
     fairness = []
     for attribute in mapping.sensitive if mapping.task == "binary_classification" else ():
