@@ -36,6 +36,8 @@ class Measured:
     week_intervals_cold_s: float = 0.0
     days_report_s: float = 0.0
     days_intervals_s: float = 0.0
+    backfill_days: int = 0
+    backfill_s: dict[str, float] = field(default_factory=dict)  # mode -> seconds of `monitor run`
     load: list[float] = field(default_factory=list)
 
 
@@ -47,6 +49,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--replicates", type=int, default=200)
     parser.add_argument("--out", type=Path, default=None, help="write the section into this file (bench/RESULTS.md)")
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "ml-control-tower-bench")
+    parser.add_argument("--backfill-days", type=int, default=7,
+                        help="days of `monitor run` timed per mode (intervals off, fixed, beyond_noise); 0: skip")
     return parser.parse_args(argv)
 
 
@@ -104,8 +108,45 @@ def measure(rows: int, options: argparse.Namespace) -> Measured:
     result.week_intervals_cold_s = statistics.median(i for _, i in cold)
     result.days_report_s = statistics.median(t for t, _ in daily)
     result.days_intervals_s = statistics.median(i for _, i in daily)
+    if options.backfill_days:
+        result.backfill_days = options.backfill_days
+        result.backfill_s = backfill(engine, mapping, options)
+    result.load.append(os.getloadavg()[0])
     stores.close()
     return result
+
+
+BACKFILL_MODES = ("off", "fixed", "beyond_noise")
+
+
+def backfill(engine: Any, mapping: Any, options: argparse.Namespace) -> dict[str, float]:
+    """Seconds of `monitor run` (job.run_model) over the window's last ``backfill_days`` days into a fresh
+    tower state, per mode: intervals off (the job before issue 15), fixed (all-versions windows only), and
+    beyond_noise (every window and version). The reference profile is computed in the first run of each."""
+    from services.monitoring import job
+    from services.monitoring import report as report_module
+    from services.monitoring.config import AlertRules, DriftRule, MonitoringConfig
+    from services.stores.tower_db import create_schema, make_tower_engine
+
+    seconds = {}
+    build = report_module.build_report
+    first = (WINDOW[1] - timedelta(days=options.backfill_days)).date()
+    last = (WINDOW[1] - timedelta(days=1)).date()
+    for mode in BACKFILL_MODES:
+        folder = Path(tempfile.mkdtemp(prefix=f"backfill-{mode}-"))
+        tower = make_tower_engine(f"sqlite:///{folder / 'tower.db'}")
+        create_schema(tower)
+        verdict = "fixed" if mode == "off" else mode
+        config = MonitoringConfig(alerts=AlertRules(drift=DriftRule(verdict=verdict, replicates=options.replicates)))
+        setattr(job, "build_report",  # noqa: B010 -- the job's own name for it, swapped for the baseline
+                (lambda *a, **k: build(*a, **{**k, "intervals": False})) if mode == "off" else build)
+        job.run_model(engine, tower, mapping, config, since=first, until=first)  # keeps the profile: not timed
+        started = time.perf_counter()
+        job.run_model(engine, tower, mapping, config, since=first, until=last)
+        seconds[mode] = time.perf_counter() - started
+        tower.dispose()
+    setattr(job, "build_report", build)  # noqa: B010
+    return seconds
 
 
 def markdown(results: list[Measured], command: str) -> str:
@@ -132,6 +173,17 @@ def markdown(results: list[Measured], command: str) -> str:
             f"({r.week_intervals_cold_s * 1000:.0f} ms) | {r.week_intervals_s / r.week_report_s:.0%} | "
             f"{r.days_report_s:.2f} s | {r.days_intervals_s * 1000:.0f} ms | {per * 1000:.1f} ms | "
             f"{r.load[0]:.1f} → {r.load[-1]:.1f} |")
+    backfilled = [r for r in results if r.backfill_s]
+    if backfilled:
+        lines += ["", f"`monitor run` over the week's {backfilled[0].backfill_days} daily windows (every version "
+                  "and all versions together), fresh tower state, reference profile kept:", "",
+                  "| log rows | intervals off | fixed (all-versions windows) | beyond_noise (every window) |",
+                  "|---:|---:|---:|---:|"]
+        for r in backfilled:
+            off = r.backfill_s["off"]
+            lines.append(f"| {r.rows:,} | {off:.1f} s | {r.backfill_s['fixed']:.1f} s "
+                         f"({r.backfill_s['fixed'] / off - 1:+.0%}) | {r.backfill_s['beyond_noise']:.1f} s "
+                         f"({r.backfill_s['beyond_noise'] / off - 1:+.0%}) |")
     lines += [
         "",
         "The bootstrap works on the binned counts (≤ 1001 bins per numerical feature, the categories of a "
@@ -149,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = measure(rows, options)
         print(f"{rows:,} rows: week report {result.week_report_s:.2f} s, intervals {result.week_intervals_s:.3f} s "
               f"(cold {result.week_intervals_cold_s:.3f} s); 7 daily reports {result.days_report_s:.2f} s, "
-              f"intervals {result.days_intervals_s:.3f} s; load {result.load}", flush=True)
+              f"intervals {result.days_intervals_s:.3f} s; backfill {result.backfill_s}; load {result.load}",
+              flush=True)
         results.append(result)
     text = markdown(results, " ".join(["python -m bench.intervals", *(sys.argv[1:] if argv is None else argv)]))
     if options.out:
