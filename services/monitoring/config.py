@@ -6,6 +6,10 @@ monitoring:
   webhook_timeout_s: 5
   alerts:                      # every model's rules; a rule's threshold may be overridden below
     drift: {consecutive: 3}                          # a feature drifted 3 windows in a row
+    # drift verdict: fixed (the threshold, default), beyond_noise (the bootstrap interval's lower end
+    # above the noise level at the window's size) or material (the lower end above `material`);
+    # confidence (0.5-0.999, default 0.95) and replicates (50-5000, default 200) of the bootstrap
+    # drift: {verdict: material, material: 0.15, confidence: 0.95, replicates: 200}
     latency_p95: {consecutive: 1}                    # p95 over models.<name>.slo.latency_p95_ms
     error_rate: {consecutive: 1}                     # error rate over models.<name>.slo.error_rate
     fairness: {demographic_parity_difference: 0.1, equalized_odds_difference: null}
@@ -37,6 +41,7 @@ environment: ``TOWER_ALERT_WEBHOOK_URL``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -59,6 +64,13 @@ class DriftRule:
     """A feature whose drift verdict is positive in ``consecutive`` windows in a row.
 
     ``threshold``/``method`` None keep Evidently 0.7's default test and threshold per column.
+
+    ``verdict`` (issue 15, ``services.stats.drift_intervals``): ``fixed`` judges the statistic against
+    its threshold (Evidently's verdicts); ``beyond_noise`` flags a feature whose bootstrap interval's
+    lower end is above the statistic's noise level at the window's size; ``material`` one whose lower
+    end is above ``material`` (a distance, required in that mode). p-value methods are judged on their
+    distance (KS statistic for ks, JS distance for chisquare and z). ``confidence`` is the interval's
+    level and the noise level's quantile; ``replicates`` the bootstrap draws per window and feature.
     """
 
     enabled: bool = True
@@ -66,6 +78,10 @@ class DriftRule:
     threshold: float | None = None
     method: str | None = None
     critical: float | None = None  # multiple of the threshold (severity)
+    verdict: str = "fixed"
+    material: float | None = None
+    confidence: float = 0.95
+    replicates: int = 200
 
 
 @dataclass(frozen=True)
@@ -249,9 +265,42 @@ def _rule(base: Any, raw: Any, where: str) -> Any:
             changes[key] = value
         elif key == "critical":
             changes[key] = _number(value, at, optional=True)
+        elif key in ("verdict", "material", "confidence", "replicates"):  # issue 15: drift verdict modes
+            changes[key] = _drift_verdict_setting(key, value, at)
     rule = replace(base, **changes)
     _check_critical(rule, where)
+    if isinstance(rule, DriftRule) and rule.verdict == "material" and rule.material is None:
+        raise ConfigError(f"{where}.material is required when {where}.verdict is material: the smallest drift "
+                          "(a distance, e.g. 0.15) that matters.")
     return rule
+
+
+VERDICTS = ("fixed", "beyond_noise", "material")  # services.stats.drift_intervals.VERDICT_MODES
+REPLICATES_RANGE = (50, 5000)  # fewer makes the 2.5 % percentile a guess; more costs the backfill for nothing
+CONFIDENCE_RANGE = (0.5, 0.999)
+
+
+def _drift_verdict_setting(key: str, value: Any, at: str) -> Any:
+    if key == "verdict":
+        if value not in VERDICTS:
+            raise ConfigError(f"{at} is {value!r}; expected one of {', '.join(VERDICTS)}.")
+        return value
+    if key == "replicates":
+        replicates = _number(value, at, integer=True, minimum=REPLICATES_RANGE[0])
+        if replicates > REPLICATES_RANGE[1]:
+            raise ConfigError(f"{at} must be at most {REPLICATES_RANGE[1]}, not {value!r}.")
+        return replicates
+    number = _number(value, at, optional=key == "material")
+    if number is None:
+        return None
+    if not math.isfinite(number):
+        raise ConfigError(f"{at} must be a finite number, not {value!r}.")
+    if key == "confidence" and not CONFIDENCE_RANGE[0] <= number <= CONFIDENCE_RANGE[1]:
+        raise ConfigError(f"{at} must be between {CONFIDENCE_RANGE[0]} and {CONFIDENCE_RANGE[1]} (0.95 = 95 %), "
+                          f"not {value!r}.")
+    if key == "material" and number <= 0:
+        raise ConfigError(f"{at} is a drift distance and must be above 0, not {value!r}.")
+    return number
 
 
 def _check_critical(rule: Any, where: str) -> None:

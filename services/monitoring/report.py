@@ -43,6 +43,16 @@ from services.stats.drift import (
     is_drifted,
     numerical_drift,
 )
+from services.stats.drift_intervals import (
+    EffectInterval,
+    categorical_intervals,
+    decide,
+    deciding_threshold,
+    effect_statistic,
+    numerical_intervals,
+    stable_seed,
+    too_small_to_tell,
+)
 from services.stats.fairness import GroupCounts, fairness_summary
 from services.stats.histogram import BinnedSample, bin_value_counts
 from services.stats.performance import classification_metrics, regression_metrics, roc_auc
@@ -218,9 +228,38 @@ def _with_threshold(result: Any, rule: DriftRule) -> Any:
     return replace(result, threshold=rule.threshold, drifted=is_drifted(result.method, result.score, rule.threshold))
 
 
+@dataclass(frozen=True)
+class DriftSeeds:
+    """Seeds of one feature's bootstrap (issue 15): the reference draws depend on the reference and the
+    column only (every window of a backfill shares them), the window's on the window too. Derived from
+    stable inputs, so the same report gives the same interval in any order of computation."""
+
+    reference: int
+    window: int
+
+    @staticmethod
+    def of(reference_id: str, column: str, *window: object) -> DriftSeeds:
+        return DriftSeeds(stable_seed(reference_id, column), stable_seed(reference_id, column, *window))
+
+
+def _judged(result: DriftResult, effect: EffectInterval | None, rule: DriftRule) -> DriftResult:
+    """The result with its effect interval, and the verdict of the rule's mode (fixed keeps today's)."""
+    deciding = deciding_threshold(rule.verdict, result.method, result.threshold, rule.material)
+    return replace(
+        result, verdict=rule.verdict, drifted=decide(rule.verdict, fixed=result.drifted, effect=effect,
+                                                      material=rule.material),
+        effect_statistic=None if effect is None else effect.statistic,
+        effect=None if effect is None else effect.value, lower=None if effect is None else effect.lower,
+        upper=None if effect is None else effect.upper, noise=None if effect is None else effect.noise,
+        confidence=rule.confidence, deciding_threshold=deciding, too_small=too_small_to_tell(effect, deciding))
+
+
 def numerical_column_drift(ref: NumericReference, current: BinnedSample | None,
-                           current_values: Mapping[float | None, int] | None, rule: DriftRule) -> DriftResult:
-    """Drift of one numerical feature (fine histogram, or value counts for few-valued features)."""
+                           current_values: Mapping[float | None, int] | None, rule: DriftRule,
+                           seeds: DriftSeeds | None = None, *, intervals: bool = True) -> DriftResult:
+    """Drift of one numerical feature (fine histogram, or value counts for few-valued features), with the
+    bootstrap interval and noise level of the distance the verdict modes judge (issue 15; ``intervals``
+    False skips them in the fixed mode, whose verdict does not need them)."""
     method = _method(rule, NUMERICAL_METHODS)
     if ref.value_counted:
         ref_values = {k: v for k, v in (ref.values or {}).items() if k is not None}
@@ -242,25 +281,49 @@ def numerical_column_drift(ref: NumericReference, current: BinnedSample | None,
         n_distinct = max(ref.distinct, LOW_CARDINALITY + 1)  # more than 5: all the method choice needs
     result = _with_threshold(numerical_drift(reference, current_sample, deciles=ref.deciles, method=method,
                                              n_distinct=n_distinct, every_pvalue=False), rule)
-    return DriftResult(
+    drift = DriftResult(
         column=ref.column, kind="numerical", method=result.method, score=result.score, threshold=result.threshold,
         drifted=result.drifted, psi=result.psi, psi_band=result.psi_band, js_distance=result.js_distance,
         wasserstein_normed=result.wasserstein_normed, ks_statistic=result.ks_statistic, ks_pvalue=result.ks_pvalue,
         chi2_pvalue=None, null_share=result.current_null_share, reference_null_share=result.reference_null_share,
         unseen_categories=(), unseen_share=None, reference_n=result.reference_n, current_n=result.current_n)
+    if not intervals and rule.verdict == "fixed":
+        return _judged(drift, None, rule)
+    seeds = seeds or DriftSeeds.of("", ref.column)
+    statistic = effect_statistic(result.method)
+    bootstrap = {"reference_seed": seeds.reference, "window_seed": seeds.window, "replicates": rule.replicates,
+                 "confidence": rule.confidence, "statistics": (statistic,)}
+    if method is None and n_distinct <= LOW_CARDINALITY:
+        # Tested on value counts like a categorical column (services.stats.drift): so is its effect.
+        effect = categorical_intervals({k: v for k, v in (ref.values or {}).items() if k is not None},
+                                       {k: v for k, v in (current_values or {}).items() if k is not None},
+                                       **bootstrap)[statistic]  # type: ignore[arg-type]
+    else:
+        effect = numerical_intervals(reference, current_sample, deciles=ref.deciles,
+                                     **bootstrap)[statistic]  # type: ignore[arg-type]
+    return _judged(drift, effect, rule)
 
 
 def categorical_column_drift(column: str, reference: Mapping[str | None, int], current: Mapping[str | None, int],
-                             rule: DriftRule) -> DriftResult:
+                             rule: DriftRule, seeds: DriftSeeds | None = None, *, intervals: bool = True
+                             ) -> DriftResult:
     method = _method(rule, CATEGORICAL_METHODS)
     result = _with_threshold(categorical_drift(reference, current, method=method), rule)
-    return DriftResult(
+    drift = DriftResult(
         column=column, kind="categorical", method=result.method, score=result.score, threshold=result.threshold,
         drifted=result.drifted, psi=result.psi, psi_band=result.psi_band, js_distance=result.js_distance,
         wasserstein_normed=None, ks_statistic=None, ks_pvalue=None, chi2_pvalue=result.chi2_pvalue,
         null_share=result.current_null_share, reference_null_share=result.reference_null_share,
         unseen_categories=result.unseen_categories, unseen_share=result.unseen_share,
         reference_n=result.reference_n, current_n=result.current_n)
+    if not intervals and rule.verdict == "fixed":
+        return _judged(drift, None, rule)
+    seeds = seeds or DriftSeeds.of("", column)
+    statistic = effect_statistic(result.method)
+    effect = categorical_intervals(reference, current, reference_seed=seeds.reference, window_seed=seeds.window,
+                                   replicates=rule.replicates, confidence=rule.confidence,
+                                   statistics=(statistic,))[statistic]
+    return _judged(drift, effect, rule)
 
 
 # --- performance ------------------------------------------------------------------------------
@@ -308,18 +371,24 @@ def performance_result(mapping: ModelMapping, profile: ReferenceProfile, aggrega
 def build_report(mapping: ModelMapping, profile: ReferenceProfile, aggregates: WindowAggregates, *,
                  start: datetime, end: datetime, version: str | None = None,
                  rules: AlertRules | None = None, ranges: data_quality.Ranges | None = None,
-                 outside: Mapping[str, int] | None = None) -> WindowReport:
+                 outside: Mapping[str, int] | None = None, intervals: bool = True) -> WindowReport:
     """Compose a window's report from its aggregates and the reference profile (no I/O); with the
-    reference ``ranges`` and the window's counts ``outside`` them, the out-of-range shares too."""
+    reference ``ranges`` and the window's counts ``outside`` them, the out-of-range shares too.
+    ``intervals`` False leaves out the drift intervals where the verdict does not need them (fixed mode)."""
     rules = rules or AlertRules()
     drift: list[DriftResult] = []
+    segment = "" if mapping.segment is None else mapping.segment.name
+    window = (segment, version or ALL_VERSIONS, start.isoformat(), end.isoformat())  # issue 15: stable seeds
     for column in mapping.numerical:
         ref = profile.numerical[column]
         drift.append(numerical_column_drift(ref, aggregates.numerical.get(column),
-                                            aggregates.numerical_values.get(column), rules.drift))
+                                            aggregates.numerical_values.get(column), rules.drift,
+                                            DriftSeeds.of(profile.reference_id, column, *window), intervals=intervals))
     for column in mapping.categorical:
         drift.append(categorical_column_drift(column, profile.categorical.get(column, {}),
-                                              aggregates.categorical.get(column, {}), rules.drift))
+                                              aggregates.categorical.get(column, {}), rules.drift,
+                                              DriftSeeds.of(profile.reference_id, column, *window),
+                                              intervals=intervals))
     judged = [d.drifted for d in drift if d.drifted is not None]
     fairness = []
     for attribute in mapping.sensitive if mapping.task == "binary_classification" else ():

@@ -52,6 +52,25 @@ class DriftResult:
     unseen_share: float | None
     reference_n: int
     current_n: int
+    # Issue 15 (services.stats.drift_intervals): the verdict mode, the distance it judges (the verdict
+    # statistic, or the KS statistic / JS distance for a p-value method), its bootstrap interval, its
+    # noise level at this window's size, the distance the window must resolve (the material threshold,
+    # or the threshold of a distance method; None for a p-value test outside material mode) and whether
+    # the noise level is at or above it (too small to tell). None where a side has no rows.
+    verdict: str = "fixed"
+    effect_statistic: str | None = None
+    effect: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    noise: float | None = None
+    confidence: float | None = None
+    deciding_threshold: float | None = None
+    too_small: bool | None = None
+
+
+EFFECT_METRIC = "drift_effect"
+"""Per feature and window: value = the distance the verdict modes judge (method = which), lower/upper =
+its bootstrap interval, noise = its noise level, threshold = the distance the window must resolve."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +165,10 @@ class WindowReport:
                 "wasserstein_normed": _num(d.wasserstein_normed), "ks_statistic": _num(d.ks_statistic),
                 "chi2_pvalue": _num(d.chi2_pvalue), "method": d.method, "score": _num(d.score),
                 "threshold": _num(d.threshold), "drifted": d.drifted,
+                "verdict": d.verdict,  # issue 15: the effect the verdict modes judge, with its interval
+                "effect": {"statistic": d.effect_statistic, "value": _num(d.effect), "lower": _num(d.lower),
+                           "upper": _num(d.upper), "noise": _num(d.noise), "confidence": _num(d.confidence)},
+                "deciding_threshold": _num(d.deciding_threshold), "too_small": d.too_small,
             } for d in self.drift],
             "fairness": [{
                 "sensitive": f.sensitive,
@@ -171,11 +194,13 @@ class WindowReport:
 
         def add(metric: str, value: Any, *, column: str = MODEL_LEVEL, slice_key: str = NO_SLICE,
                 slice_value: str = NO_SLICE, method: str = "", threshold: float | None = None,
-                alert: bool | None = None, reference: bool = True) -> None:
+                alert: bool | None = None, reference: bool = True, lower: float | None = None,
+                upper: float | None = None, noise: float | None = None) -> None:
             out.append({"version": self.version, "slice_key": slice_key, "slice_value": slice_value,
                         "column_name": column, "metric": metric, "method": method, "value": _num(value),
                         "threshold": _num(threshold), "alert": alert,
-                        "reference_id": self.reference_id if reference else None})
+                        "reference_id": self.reference_id if reference else None,
+                        "lower": _num(lower), "upper": _num(upper), "noise": _num(noise)})
 
         add("rows", self.rows_current, reference=False)
         add("drift_share", self.drift_share, threshold=DRIFT_SHARE_THRESHOLD,
@@ -191,6 +216,9 @@ class WindowReport:
             else:
                 add("chi2_pvalue", d.chi2_pvalue, column=d.column, method="chisquare")
             add("count", d.current_n, column=d.column)
+            if d.effect_statistic is not None:  # issue 15: the distance the verdict modes judge, bounded
+                add(EFFECT_METRIC, d.effect, column=d.column, method=d.effect_statistic,
+                    threshold=d.deciding_threshold, lower=d.lower, upper=d.upper, noise=d.noise)
         dq.result_rows(self.drift, self.data_quality, add)  # null/unseen/out-of-range shares, verdicts
         for f in self.fairness:
             for g in f.groups:

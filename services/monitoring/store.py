@@ -10,7 +10,9 @@ Conventions: ``version`` ``'*'`` is all versions together; ``slice_key``/``slice
 whole population (fairness rows use the sensitive attribute and its group); ``column_name`` ``''``
 is a model-level metric; ``segment`` ``''`` is the whole population, else the name of a segment
 declared in tower.yaml (``services.segments``); ``method`` ``''`` where no statistical method applies. ``alert`` is the
-per-window verdict of the metric against ``threshold`` (NULL when not judged). Windows are
+per-window verdict of the metric against ``threshold`` (NULL when not judged). ``lower``/``upper``/
+``noise`` bound the value of a ``drift_effect`` row (its bootstrap interval, its noise level; issue 15)
+and are NULL on every other row. Windows are
 replaced whole: the job deletes a window's rows and inserts the new ones in one transaction, and a
 unique constraint forbids duplicates.
 
@@ -66,6 +68,11 @@ monitoring_results = sa.Table(
     sa.Column("alert", sa.Boolean, nullable=True),
     sa.Column("reference_id", sa.String(64), nullable=True),
     sa.Column("computed_at", sa.DateTime, nullable=False),
+    # Issue 15: a statistic's bootstrap interval and its noise level at the window's size (drift_effect
+    # rows); NULL elsewhere. Added to older databases by interval_columns.
+    sa.Column("lower", sa.Float, nullable=True),
+    sa.Column("upper", sa.Float, nullable=True),
+    sa.Column("noise", sa.Float, nullable=True),
     sa.UniqueConstraint("model", "version", "window_start", "window_end", "segment", "slice_key", "slice_value",
                         "column_name", "metric", name="uq_monitoring_results_cell"),
     sa.Index("ix_monitoring_results_model_metric", "model", "metric", "window_start"),
@@ -172,6 +179,7 @@ def segment_column(engine: Engine) -> None:
     inspector = sa.inspect(engine)
     if not inspector.has_table(table.name) or "segment" in {c["name"] for c in inspector.get_columns(table.name)}:
         return
+    had = {c["name"] for c in inspector.get_columns(table.name)}  # a later upgrade (interval_columns) adds its own
     try:
         with engine.begin() as conn:
             if engine.dialect.name == "sqlite":
@@ -179,7 +187,7 @@ def segment_column(engine: Engine) -> None:
                 conn.execute(sa.text("DROP INDEX IF EXISTS ix_monitoring_results_model_metric"))
                 conn.execute(sa.text(f"ALTER TABLE {table.name} RENAME TO {old}"))
                 table.create(conn)
-                names = ", ".join(c.name for c in table.columns if c.name != "segment")
+                names = ", ".join(c.name for c in table.columns if c.name in had)
                 conn.execute(sa.text(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {old}"))  # noqa: S608
                 conn.execute(sa.text(f"DROP TABLE {old}"))
             else:
@@ -193,3 +201,26 @@ def segment_column(engine: Engine) -> None:
     except sa.exc.DBAPIError:
         if "segment" not in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
             raise
+
+
+_INTERVAL_COLUMNS = ("lower", "upper", "noise")
+
+
+@schema_upgrade
+def interval_columns(engine: Engine) -> None:
+    """A tower state written before drift intervals (issue 15) gets ``monitoring_results.lower``,
+    ``upper`` and ``noise`` (NULL on every existing row). Nullable columns without a constraint: a plain
+    ADD COLUMN on SQLite and PostgreSQL alike. Two processes starting at once: the loser finds the
+    column there; a crash half-way is picked up at the next start (each column on its own)."""
+    table = monitoring_results
+    if not sa.inspect(engine).has_table(table.name):
+        return
+    for name in _INTERVAL_COLUMNS:
+        if name in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} FLOAT"))
+        except sa.exc.DBAPIError:
+            if name not in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
+                raise

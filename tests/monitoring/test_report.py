@@ -283,8 +283,10 @@ def test_report_json_has_exactly_the_documented_shape(reports):
                          "estimated_performance", "estimation", "data_quality"]
     assert list(out["rows"]) == ["reference", "current"]
     drift_keys = ["column", "kind", "psi", "js_distance", "wasserstein_normed", "ks_statistic", "chi2_pvalue",
-                  "method", "score", "threshold", "drifted"]
+                  "method", "score", "threshold", "drifted", "verdict", "effect", "deciding_threshold", "too_small"]
     assert [list(d) for d in out["drift"]] == [drift_keys] * 6
+    assert all(list(d["effect"]) == ["statistic", "value", "lower", "upper", "noise", "confidence"]
+               for d in out["drift"])
     kinds = {d["column"]: d["kind"] for d in out["drift"]}
     assert kinds == {**dict.fromkeys(data.NUMERICAL, "numerical"), **dict.fromkeys(data.CATEGORICAL, "categorical")}
     for d in out["drift"]:
