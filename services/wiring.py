@@ -122,7 +122,9 @@ class Backends:
         except TowerError:
             warehouse = None
         return GovernanceContext(settings=settings or self.settings, registry=self.registry, engine=tower,
-                                 warehouse=warehouse, monitoring=TowerMonitoringEvidence(tower))
+                                 warehouse=warehouse, monitoring=TowerMonitoringEvidence(
+                                     tower, settings=settings or self.settings, registry=self.registry,
+                                     warehouse=warehouse))
 
     def close(self) -> None:
         self._tower.dispose()

@@ -1,20 +1,37 @@
-"""The drift and fairness evidence a promotion reads, from the stored monitoring results."""
+"""The drift and fairness evidence a promotion reads, from the stored monitoring results (and the
+training-skew comparison, computed when a decision asks)."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from services.governance.skew_gate import SkewGate, SkewReading
+from services.monitoring import training_skew
 from services.monitoring.store import ALL_VERSIONS, monitoring_results
 from services.monitoring.tower_reads import read_rows
 from services.segments import OVERALL
+from services.settings import Settings
+from services.stores.registry import Registry
 
 
 class TowerMonitoringEvidence:
     """``services.governance.context.MonitoringEvidence`` from the stored monitoring results."""
 
-    def __init__(self, tower: Engine) -> None:
+    def __init__(self, tower: Engine, *, settings: Settings | None = None, registry: Registry | None = None,
+                 warehouse: Engine | None = None) -> None:
         self.tower = tower
+        self.settings, self.registry, self.warehouse = settings, registry, warehouse
+
+    def training_skew(self, model: str, version: str, gate: SkewGate, now: datetime) -> SkewReading:
+        """The candidate's training data against the traffic before ``now`` (``services.monitoring.training_skew``)."""
+        if self.settings is None or self.registry is None or self.warehouse is None:
+            return SkewReading("", "", missing="The warehouse is not configured or cannot be opened: the training "
+                                               "data cannot be compared with live traffic.")
+        return training_skew.training_skew(self.settings, self.registry, self.tower, self.warehouse, model, version,
+                                           gate, now)
 
     def latest_drift_share(self, model: str, version: str) -> float | None:
         """Share of drifted features in the latest window in which ``version`` served (None: never seen)."""
