@@ -42,6 +42,7 @@ class Session:
     base_url: str
     cookies: dict[str, str] = field(default_factory=dict)
     signin_s: float | None = None
+    signin_retries: int = 0
     connect_s: float | None = None
     pages: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
@@ -52,7 +53,8 @@ class Session:
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "user": self.user, "base_url": self.base_url, "ok": self.ok,
-                "error": self.error, "signin_s": self.signin_s, "connect_s": self.connect_s, "pages": self.pages}
+                "error": self.error, "signin_s": self.signin_s,
+                "signin_retries": self.signin_retries, "connect_s": self.connect_s, "pages": self.pages}
 
 
 def check(page: Page, run: PageRun) -> str:
@@ -65,12 +67,18 @@ def check(page: Page, run: PageRun) -> str:
     return "ok"
 
 
-async def prepare(session: Session, timeout_s: float) -> None:
-    """The real sign-in round trip for this session's browser."""
-    try:
-        session.cookies, session.signin_s = await sign_in(session.base_url, session.user, timeout_s)
-    except Exception as exc:  # recorded with the session; the run goes on with the others
-        session.error = f"sign in: {type(exc).__name__}: {exc}"[:300]
+async def prepare(session: Session, timeout_s: float, attempts: int = 3) -> None:
+    """The real sign-in round trip for this session's browser. The demo's OIDC provider is a small
+    development server that now and then resets a connection when many sign in at once: a person
+    would press Sign in again, so a round trip is tried ``attempts`` times (counted in the report)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            session.cookies, session.signin_s = await sign_in(session.base_url, session.user, timeout_s)
+            session.error = None
+            return
+        except Exception as exc:  # recorded with the session; the run goes on with the others
+            session.error = f"sign in: {type(exc).__name__}: {exc}"[:300]
+            session.signin_retries = attempt
 
 
 async def walk(session: Session, go: asyncio.Event, pages: tuple[Page, ...], timeout_s: float) -> None:
