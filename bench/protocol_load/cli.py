@@ -15,8 +15,9 @@ from tests.support.databases import POSTGRES_URL
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.protocol_load",
-                                     description="Concurrent Streamlit sessions over the websocket protocol, no browser.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.protocol_load",
+        description="Concurrent Streamlit sessions over the websocket protocol, no browser.")
     parser.add_argument("--sessions", type=int, nargs="+", default=[20, 50, 100],
                         help="concurrent sessions of each level, run one after the other (20 50 100)")
     parser.add_argument("--replicas", type=int, default=1, choices=(1, 2), help="app processes (1)")

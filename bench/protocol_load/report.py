@@ -33,7 +33,8 @@ def levels_table(report: dict[str, Any]) -> str:
             f"| {lv['sessions']} | {lv['ok']} / {lv['sessions']} | {_s(o['first_delta']['p50'])} / "
             f"{_s(o['first_delta']['p95'])} | {_s(o['finished']['p50'])} / {_s(o['finished']['p95'])} | "
             f"{lv['walk_s']:.1f} | {lv['throughput_pages_s']:.1f} | {_server_cpu(lv):.1f} | {_s(per_run)} | "
-            f"{sum(lv['rss_before_mb'].values()):.0f} → {sum(lv['rss_after_mb'].values()):.0f} | {lv['growth_mb']:+.0f} |")
+            f"{sum(lv['rss_before_mb'].values()):.0f} → {sum(lv['rss_after_mb'].values()):.0f} | "
+            f"{lv['growth_mb']:+.0f} |")
     return "\n".join(lines)
 
 
@@ -96,7 +97,8 @@ def markdown(report: dict[str, Any], title: str | None = None) -> str:
             f"Measured {report['date']} with `{report['command']}` on {m['cpu']}, {m['cores']} cores, "
             f"{m['memory_gb']} GB RAM; Python {m['python']}, Streamlit {m['streamlit']}. Load average "
             f"(1/5/15 min) before {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f}, after {lb[0]:.1f}/{lb[1]:.1f}/{lb[2]:.1f} "
-            f"(the machine is shared with other engineers' jobs: read the figures with it). Wall time {report['wall_s']:.0f} s.",
+            "(the machine is shared with other engineers' jobs: read the figures with it). "
+            f"Wall time {report['wall_s']:.0f} s.",
             "",
             "**What this measures.** No browser: each session speaks Streamlit's websocket protocol "
             "(`/_stcore/stream`, protobuf `BackMsg`/`ForwardMsg`) as the front end does, after signing in "
@@ -119,8 +121,9 @@ def markdown(report: dict[str, Any], title: str | None = None) -> str:
         if lv["failures"]:
             text += [f"Failures ({lv['failed']}):", ""] + [f"- session {f['session']} ({f['user']}): {f['reason']}"
                                                            for f in lv["failures"]] + [""]
-        text += [f"Sign-in round trips before the walk: p50 {_s(lv['signin']['p50'])} s, p95 {_s(lv['signin']['p95'])} s "
-                 f"({lv['signin_wall_s']:.0f} s for all, {lv.get('signin_retries', 0)} retried after a reset connection)."]
+        text += [f"Sign-in round trips before the walk: p50 {_s(lv['signin']['p50'])} s, "
+                 f"p95 {_s(lv['signin']['p95'])} s ({lv['signin_wall_s']:.0f} s for all, "
+                 f"{lv.get('signin_retries', 0)} retried after a reset connection)."]
         for name, runs in lv["server_runs"].items():
             text.append(f"Server {name}: {runs['cpu']['n']} full script runs, wall p50 {_s(runs['wall']['p50'])} / "
                         f"p95 {_s(runs['wall']['p95'])} s, script-thread CPU p50 {_s(runs['cpu']['p50'])} / "

@@ -68,7 +68,8 @@ async def _level(app: Deployment, count: int, args: argparse.Namespace, runlogs:
 
     await asyncio.gather(*(signed(s) for s in sessions))
     signin_wall = time.perf_counter() - started
-    log(f"signed in {sum(s.error is None for s in sessions)}/{count} in {signin_wall:.0f} s; connecting, then all at once …")
+    log(f"signed in {sum(s.error is None for s in sessions)}/{count} in {signin_wall:.0f} s; "
+        "connecting, then all at once …")
     rss_before = {r.name: rss_mb(r.pid) for r in app.replicas if r.running}
     go = asyncio.Event()
     tasks = [asyncio.ensure_future(walk(s, go, PAGES, args.timeout)) for s in sessions]
@@ -98,19 +99,22 @@ async def _level(app: Deployment, count: int, args: argparse.Namespace, runlogs:
         "failed": count - len(ok), "signin": summary([s.signin_s for s in sessions if s.signin_s is not None]),
         "signin_wall_s": signin_wall,
         "signin_retries": sum(s.signin_retries for s in sessions), "walk_s": t1 - t0, "pages": per_page,
-        "page_runs_ok": sum(r["ok"] for r in rows), "throughput_pages_s": sum(r["ok"] for r in rows) / max(t1 - t0, 1e-9),
+        "page_runs_ok": sum(r["ok"] for r in rows),
+        "throughput_pages_s": sum(r["ok"] for r in rows) / max(t1 - t0, 1e-9),
         "cpu": used, "rss_before_mb": rss_before, "rss_after_mb": rss_after,
         "growth_mb": sum(rss_after.values()) - sum(rss_before.get(k, 0.0) for k in rss_after),
         "server_runs": runs, "bytes": summary([r["bytes"] for r in rows]),
     }
+    overall = per_page["overall"]
     log(f"{count} sessions: {len(ok)}/{count} ok in {t1 - t0:.1f} s; p95 first delta "
-        f"{per_page['overall']['first_delta']['p95'] or 0:.2f} s, finished {per_page['overall']['finished']['p95'] or 0:.2f} s; "
+        f"{overall['first_delta']['p95'] or 0:.2f} s, finished {overall['finished']['p95'] or 0:.2f} s; "
         f"RSS {sum(rss_before.values()):.0f} → {sum(rss_after.values()):.0f} MB")
     return result
 
 
 @contextmanager
-def _served(args: argparse.Namespace, data_dir: Path, log: Callable[[str], None]) -> Iterator[tuple[Deployment, dict[str, Path]]]:
+def _served(args: argparse.Namespace, data_dir: Path,
+            log: Callable[[str], None]) -> Iterator[tuple[Deployment, dict[str, Path]]]:
     env: dict[str, str] = {}
     with postgres_tower_state(args.postgres, data_dir, log) if args.postgres else _nothing() as tower_url:
         if tower_url:
@@ -153,7 +157,8 @@ def run_protocol_load(args: argparse.Namespace, log: Callable[[str], None] = pri
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": args.command,
         "machine": describe_machine(), "load_before": load_before,
-        "config": {"replicas": args.replicas, "proxy": args.proxy, "tower_state": "PostgreSQL" if args.postgres else "SQLite",
+        "config": {"replicas": args.replicas, "proxy": args.proxy,
+                   "tower_state": "PostgreSQL" if args.postgres else "SQLite",
                    "pages": [f"{p.name} ({p.path or '/'}{'?' + p.query if p.query else ''})" for p in PAGES],
                    "users": list(USERS), "timeout_s": args.timeout},
     }

@@ -41,6 +41,8 @@ class PageRun:
     bytes: int = 0
     status: str = ""             # "ok", or what went wrong
     buttons: dict[str, str] = field(default_factory=dict)   # label -> widget id
+    text_areas: dict[str, str] = field(default_factory=dict)  # label -> widget id
+    alerts: list[str] = field(default_factory=list)          # every st.success/info/warning/error body
     auth_redirect: str | None = None
     page_hash: str | None = None
     title: str | None = None      # the first heading of the page (its st.title)
@@ -63,14 +65,18 @@ class StreamSession:
         self.session_id: str | None = None
 
     @classmethod
-    async def open(cls, base_url: str, cookies: dict[str, str], timeout_s: float = 30.0) -> StreamSession:
-        """Connect as the browser at ``base_url`` does; ``cookies`` must hold the xsrf cookie."""
+    async def open(cls, base_url: str, cookies: dict[str, str], timeout_s: float = 30.0,
+                   resume: str | None = None) -> StreamSession:
+        """Connect as the browser at ``base_url`` does; ``cookies`` must hold the xsrf cookie.
+        ``resume``: the session id a reconnecting front end asks to keep (a server that does not
+        know it starts a new session)."""
         xsrf = cookies.get(XSRF_COOKIE)
         if not xsrf:
             raise ProtocolError("no _streamlit_xsrf cookie: get /_stcore/health first")
         parts = urlsplit(base_url)
         ws_url = ("wss" if parts.scheme == "https" else "ws") + f"://{parts.netloc}{parts.path.rstrip('/')}/_stcore/stream"
-        ws = await connect(ws_url, subprotocols=["streamlit", xsrf],  # type: ignore[list-item]
+        offered = ["streamlit", xsrf] + ([resume] if resume else [])
+        ws = await connect(ws_url, subprotocols=offered,  # type: ignore[arg-type]
                            additional_headers={"Origin": f"{parts.scheme}://{parts.netloc}",
                                                "Cookie": cookie_header(cookies)},
                            max_size=None, open_timeout=timeout_s, ping_interval=None, compression=None)
@@ -91,6 +97,8 @@ class StreamSession:
             w.id = widget["id"]
             if "trigger" in widget:
                 w.trigger_value = widget["trigger"]
+            if "text" in widget:
+                w.string_value = widget["text"]
         run = PageRun()
         sent = time.perf_counter()
         await self._ws.send(back.SerializeToString())
@@ -142,8 +150,12 @@ def _scan(msg: ForwardMsg, run: PageRun) -> None:
     kind = element.WhichOneof("type")
     if kind == "exception":
         run.errors.append(f"exception: {element.exception.type}: {element.exception.message[:120]}")
-    elif kind == "alert" and element.alert.format == Alert.ERROR:
-        run.errors.append(f"error box: {element.alert.body[:160]}")
+    elif kind == "alert":
+        run.alerts.append(element.alert.body)
+        if element.alert.format == Alert.ERROR:
+            run.errors.append(f"error box: {element.alert.body[:160]}")
+    elif kind == "text_area":
+        run.text_areas[element.text_area.label] = element.text_area.id
     elif kind == "heading" and run.title is None:
         run.title = element.heading.body
     elif kind == "button":
