@@ -39,7 +39,8 @@ TTL_S = 60
 # What the cached reads key settings and mappings on: their digest (every field, the environment
 # included), computed once per object, instead of Streamlit hashing the whole object tree on every
 # call. Equal digests are equal objects, so no two different settings ever share an entry.
-KEYS: dict[str | type[Any], Callable[[Any], Any]] = {Settings: lambda s: s.fingerprint, ModelMapping: lambda m: m.fingerprint}
+KEYS: dict[str | type[Any], Callable[[Any], Any]] = {Settings: lambda s: s.fingerprint,
+                                                     ModelMapping: lambda m: m.fingerprint}
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
 

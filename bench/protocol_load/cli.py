@@ -10,6 +10,7 @@ from pathlib import Path
 from bench.load.server import CACHE
 from bench.protocol_load.report import markdown, print_report
 from bench.protocol_load.run import run_protocol_load
+from bench.protocol_load.walk import PAGES
 from bench.results_file import write_section
 from tests.support.databases import POSTGRES_URL
 
@@ -26,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--postgres", nargs="?", const=POSTGRES_URL, default=None, metavar="URL",
                         help="tower state on PostgreSQL (a database of its own on this server; default with "
                              f"--replicas 2: {POSTGRES_URL})")
+    parser.add_argument("--pages", type=int, default=len(PAGES),
+                        help=f"walk only the first N pages of {', '.join(p.name for p in PAGES)} ({len(PAGES)})")
     parser.add_argument("--signin-concurrency", type=int, default=4, help="sign-in round trips at once (4)")
     parser.add_argument("--timeout", type=float, default=120.0, help="per page, seconds (120)")
     parser.add_argument("--pause", type=float, default=0.0, help="seconds between levels (0)")
@@ -37,8 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the full report as JSON to this file")
     parser.add_argument("--from-json", type=Path, metavar="PATH", help="render a saved --json report again")
     args = parser.parse_args(argv)
-    if min(args.sessions) < 1:
-        parser.error("--sessions must be at least 1")
+    if min(args.sessions) < 1 or not 1 <= args.pages <= len(PAGES):
+        parser.error(f"--sessions must be at least 1, --pages between 1 and {len(PAGES)}")
     if args.replicas == 2:
         args.proxy = True
         args.postgres = args.postgres or POSTGRES_URL

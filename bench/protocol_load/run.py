@@ -72,7 +72,8 @@ async def _level(app: Deployment, count: int, args: argparse.Namespace, runlogs:
         "connecting, then all at once …")
     rss_before = {r.name: rss_mb(r.pid) for r in app.replicas if r.running}
     go = asyncio.Event()
-    tasks = [asyncio.ensure_future(walk(s, go, PAGES, args.timeout)) for s in sessions]
+    pages = PAGES[:args.pages]
+    tasks = [asyncio.ensure_future(walk(s, go, pages, args.timeout)) for s in sessions]
     await asyncio.sleep(0)
     deadline = time.monotonic() + args.timeout
     while sum(s.connect_s is not None or s.error is not None for s in sessions) < count and time.monotonic() < deadline:
@@ -87,7 +88,7 @@ async def _level(app: Deployment, count: int, args: argparse.Namespace, runlogs:
     rss_after = {r.name: rss_mb(r.pid) for r in app.replicas if r.running}
     rows = [row for s in sessions for row in s.pages]
     per_page: dict[str, Any] = {}
-    for name in [p.name for p in PAGES] + ["overall"]:
+    for name in [p.name for p in pages] + ["overall"]:
         mine = [r for r in rows if name in ("overall", r["page"]) and r["ok"]]
         per_page[name] = {"first_delta": summary([r["first_delta_s"] for r in mine if r["first_delta_s"] is not None]),
                           "finished": summary([r["finished_s"] for r in mine if r["finished_s"] is not None])}
@@ -159,7 +160,8 @@ def run_protocol_load(args: argparse.Namespace, log: Callable[[str], None] = pri
         "machine": describe_machine(), "load_before": load_before,
         "config": {"replicas": args.replicas, "proxy": args.proxy,
                    "tower_state": "PostgreSQL" if args.postgres else "SQLite",
-                   "pages": [f"{p.name} ({p.path or '/'}{'?' + p.query if p.query else ''})" for p in PAGES],
+                   "pages": [f"{p.name} ({p.path or '/'}{'?' + p.query if p.query else ''})"
+                             for p in PAGES[:args.pages]],
                    "users": list(USERS), "timeout_s": args.timeout},
     }
     try:

@@ -98,11 +98,13 @@ def test_approvals_in_20_sessions_over_both_replicas_record_one_decision_and_one
         assert served_by == {"app1", "app2"}, served_by  # new browsers spread, then stick by cookie
         for run, _session in pressed:
             assert run.ok, run.status  # nobody sees an exception or an error box
-        assert any(f"{MODEL} v{version} promoted" in text for run, _ in pressed for text in run.alerts)
+        # Every session that got to press sees the one decision (its model name escaped as Markdown).
+        recorded = [text for run, _ in pressed for text in run.alerts if text.startswith("Recorded:")]
+        assert recorded and all(text.endswith(f" v{version} promoted.") for text in recorded), recorded
 
         with ctx.engine.connect() as conn:  # type: ignore[attr-defined]
             decisions = [d for d in ledger.decisions_of_request(conn, rid) if d.action != "request"]
-        assert [(d.action, d.actor_subject) for d in decisions] == [("approve", "rita")], decisions
+        assert [(d.action, d.actor_subject) for d in decisions] == [("promote", "rita")], decisions  # the quorum of one
         assert review_state.get_request(ctx, rid).status == "approved"  # type: ignore[arg-type]
         assert ctx.current_holders(MODEL)[STAGE] == version  # type: ignore[attr-defined]
 

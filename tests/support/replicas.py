@@ -113,6 +113,11 @@ def deployment(data_dir: Path, replicas: int = 2, *, proxy: bool = True, env: di
             replica = Replica(name, port, process, log)
             stack.callback(replica.stop)
             started.append(replica)
+        wait_for(f"http://127.0.0.1:{oidc_port}/.well-known/openid-configuration", 30, provider_log)
+        for replica in started:
+            wait_for(f"http://127.0.0.1:{replica.port}/_stcore/health", startup_s, replica.log)
+        # The proxy starts once every replica answers: its health checks then find them all up, and new
+        # browsers are spread over all of them from the first one.
         balancer = None
         if proxy:
             addresses = [f"127.0.0.1:{p}" for p in ports] * (2 // replicas)
@@ -123,9 +128,6 @@ def deployment(data_dir: Path, replicas: int = 2, *, proxy: bool = True, env: di
                 env={**base_env, "TOWER_PROXY_BIND": f"127.0.0.1:{public_port}",
                      "TOWER_REPLICA_1": addresses[0], "TOWER_REPLICA_2": addresses[1]})
             stack.callback(stop_process_group, balancer)
-        wait_for(f"http://127.0.0.1:{oidc_port}/.well-known/openid-configuration", 30, provider_log)
-        for replica in started:
-            wait_for(f"http://127.0.0.1:{replica.port}/_stcore/health", startup_s, replica.log)
         if proxy:
             wait_for(f"http://127.0.0.1:{public_port}/_stcore/health", 30, logs / "haproxy.log")
         yield Deployment(url=f"http://localhost:{public_port}", oidc_url=f"http://127.0.0.1:{oidc_port}",
