@@ -128,6 +128,10 @@ def markdown(report: dict[str, Any], title: str | None = None) -> str:
             text.append(f"Server {name}: {runs['cpu']['n']} full script runs, wall p50 {_s(runs['wall']['p50'])} / "
                         f"p95 {_s(runs['wall']['p95'])} s, script-thread CPU p50 {_s(runs['cpu']['p50'])} / "
                         f"p95 {_s(runs['cpu']['p95'])} s.")
+            pages = lv.get("server_cpu_by_page", {}).get(name, {})
+            if pages:
+                text.append("Script-thread CPU per run by page, p50: " + ", ".join(
+                    f"{page} {_s(st['p50'])} s" for page, st in pages.items()) + ".")
         text.append("")
     text += ["### CPU during the walk", ""] + [line for lv in report["levels"] for line in cpu_lines(lv)] + [""]
     text += ["### What two cores allow", ""] + bound(report) + [""]

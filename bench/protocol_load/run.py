@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -28,6 +29,20 @@ from bench.protocol_load.walk import PAGES, USERS, Session, prepare, walk
 from tests.support.replicas import Deployment, deployment
 
 TARGETS = {"sessions": 50, "success_rate": 1.0, "p95_first_delta_s": 2.0, "p95_finished_s": 5.0, "growth_mb": 100.0}
+
+
+def cpu_by_page(runlog: Path, start: float, end: float) -> dict[str, Any]:
+    """The script thread's CPU seconds of each full run that ended in [start, end], by page url path."""
+    by_page: dict[str, list[float]] = {}
+    if runlog.exists():
+        for line in runlog.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if start <= record["t"] <= end and not record.get("fragment") and "page" in record:
+                by_page.setdefault(record["page"] or "fleet", []).append(record["cpu"])
+    return {page: summary(values) for page, values in sorted(by_page.items())}
 
 
 class CpuWindow:
@@ -94,6 +109,7 @@ async def _level(app: Deployment, count: int, args: argparse.Namespace, runlogs:
                           "finished": summary([r["finished_s"] for r in mine if r["finished_s"] is not None])}
     ok = [s for s in sessions if s.ok]
     runs = {name: script_runs(path, t0, t1 + 1) for name, path in runlogs.items()}
+    by_page = {name: cpu_by_page(path, t0, t1 + 1) for name, path in runlogs.items()}
     result = {
         "sessions": count, "ok": len(ok), "success_rate": len(ok) / count,
         "failures": [{"session": s.index, "user": s.user, "reason": s.error} for s in sessions if not s.ok][:10],
@@ -104,7 +120,7 @@ async def _level(app: Deployment, count: int, args: argparse.Namespace, runlogs:
         "throughput_pages_s": sum(r["ok"] for r in rows) / max(t1 - t0, 1e-9),
         "cpu": used, "rss_before_mb": rss_before, "rss_after_mb": rss_after,
         "growth_mb": sum(rss_after.values()) - sum(rss_before.get(k, 0.0) for k in rss_after),
-        "server_runs": runs, "bytes": summary([r["bytes"] for r in rows]),
+        "server_runs": runs, "server_cpu_by_page": by_page, "bytes": summary([r["bytes"] for r in rows]),
     }
     overall = per_page["overall"]
     log(f"{count} sessions: {len(ok)}/{count} ok in {t1 - t0:.1f} s; p95 first delta "
