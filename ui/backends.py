@@ -20,7 +20,15 @@ from sqlalchemy.engine import Engine
 from services import wiring
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
-from services.monitoring import data_quality, distributions, estimated_performance, multivariate, report, tower_reads
+from services.monitoring import (
+    co_drift,
+    data_quality,
+    distributions,
+    estimated_performance,
+    multivariate,
+    report,
+    tower_reads,
+)
 from services.monitoring import health_chips as chips
 from services.monitoring import week_changes as week_changes_of
 from services.monitoring.config import monitoring_config
@@ -179,6 +187,14 @@ def feature_distributions(s: Settings, mapping: ModelMapping, ref: tuple[datetim
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def drift_heatmap(s: Settings, model: str, start: datetime, end: datetime, segment: str = OVERALL) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.drift_heatmap(tower(s), model, start, end, segment=segment))
+
+
+# Derived from the cached heat map, the same for everybody: the pairwise correlations over every
+# feature pair were a third of the drift page's CPU at each run (bench/RESULTS.md, protocol load).
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
+def co_drifting_pairs(s: Settings, model: str, start: datetime, end: datetime,
+                      segment: str = OVERALL) -> pd.DataFrame:
+    return co_drift.co_drifting_pairs(drift_heatmap(s, model, start, end, segment))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
