@@ -85,6 +85,14 @@ class StreamSession:
     async def close(self) -> None:
         await self._ws.close()
 
+    async def wait_closed_by_server(self, timeout_s: float) -> bool:
+        """True once the server side has closed the connection (its process stopped), within ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self._ws.wait_closed(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
     async def run_page(self, page_name: str, query: str = "", *, widgets: list[dict[str, Any]] | None = None,
                        timeout_s: float = 60.0) -> PageRun:
         """Ask for a full run of ``page_name`` (url path; "" is the default page) and read until it ends."""

@@ -22,7 +22,7 @@ from services.governance import ledger, promotion, review_state
 from services.settings import PROJECT_ROOT
 from services.wiring import governance_context, load_settings
 from tests.support.production import Postgres
-from tests.support.replicas import deployment, haproxy_binary
+from tests.support.replicas import Deployment, deployment, haproxy_binary
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(haproxy_binary() is None,
@@ -60,7 +60,7 @@ def _request(demo_dir: Path, env: dict[str, str]) -> tuple[object, str, str]:
     return ctx, rid, version
 
 
-async def _approve_everywhere(url: str) -> tuple[list[dict[str, str]], list]:
+async def _approve_everywhere(url: str) -> tuple[list[dict[str, str]], list[StreamSession], list]:
     browsers = await asyncio.gather(*(sign_in(url, "rita") for _ in range(BROWSERS)))
     cookies = [c for c, _seconds in browsers]
     tabs = [await StreamSession.open(url, c) for c in cookies for _ in range(TABS)]
@@ -72,48 +72,49 @@ async def _approve_everywhere(url: str) -> tuple[list[dict[str, str]], list]:
         tab.run_page("review", widgets=[{"id": run.text_areas[comment], "text": "looks right"},
                                         {"id": run.buttons["Approve"], "trigger": True}])
         for tab, run in zip(tabs, shown, strict=True)))
-    sessions = [tab.session_id for tab in tabs]
+    return cookies, tabs, pressed
+
+
+async def _journey(app: Deployment, ctx: object, rid: str, version: str) -> None:
+    cookies, tabs, pressed = await _approve_everywhere(app.url)
+
+    served_by = [c["tower_replica"] for c in cookies]
+    assert set(served_by) == {"app1", "app2"}, served_by  # new browsers spread, then stick by cookie
+    for run in pressed:
+        assert run.ok, run.status  # nobody sees an exception or an error box
+    # Every session that got to press sees the one decision (its model name escaped as Markdown).
+    recorded = [text for run in pressed for text in run.alerts if text.startswith("Recorded:")]
+    assert recorded and all(text.endswith(f" v{version} promoted.") for text in recorded), recorded
+
+    with ctx.engine.connect() as conn:  # type: ignore[attr-defined]
+        decisions = [d for d in ledger.decisions_of_request(conn, rid) if d.action != "request"]
+    assert [(d.action, d.actor_subject) for d in decisions] == [("promote", "rita")], decisions  # quorum of one
+    assert review_state.get_request(ctx, rid).status == "approved"  # type: ignore[arg-type]
+    assert ctx.current_holders(MODEL)[STAGE] == version  # type: ignore[attr-defined]
+
+    # One replica dies with its sessions open: their websockets close, the others' stay up.
+    dead = next(r for r in app.replicas if r.name == "app1")
+    await asyncio.to_thread(dead.stop)
+    on_dead = [tab for i, tab in enumerate(tabs) if served_by[i // TABS] == "app1"]
+    on_live = [tab for i, tab in enumerate(tabs) if served_by[i // TABS] == "app2"]
+    assert all(await asyncio.gather(*(tab.wait_closed_by_server(10) for tab in on_dead)))
+    assert (await on_live[0].run_page("review")).ok
+
+    # Every browser's front end reconnects through the proxy, asking for its old session: the cookie
+    # naming the dead replica is redispatched, and the live replica serves a new session, signed in.
+    for browser, first_tab in zip(cookies, tabs[::TABS], strict=True):
+        tab = await StreamSession.open(app.url, browser, resume=first_tab.session_id)
+        run = await tab.run_page("review")
+        await tab.close()
+        assert run.ok and run.title == "Review queue", (run.status, run.title)
+        assert "Sign in" not in run.buttons  # the sign-in cookie is valid on the other replica
+        assert any("No promotion request is waiting" in text for text in run.alerts), run.alerts
     for tab in tabs:
         await tab.close()
-    return cookies, [(run, session) for run, session in zip(pressed, sessions, strict=True)]
-
-
-async def _reconnect(url: str, cookies: list[dict[str, str]], sessions: list[str | None]) -> list:
-    """Every browser's front end reconnecting, asking for its old session, and drawing the queue again."""
-    runs = []
-    for browser, session in zip(cookies, sessions, strict=True):
-        tab = await StreamSession.open(url, browser, resume=session)
-        runs.append(await tab.run_page("review"))
-        await tab.close()
-    return runs
 
 
 def test_approvals_in_20_sessions_over_both_replicas_record_one_decision_and_one_replica_can_die(
         demo_dir: Path, shared_state: dict[str, str]) -> None:
     ctx, rid, version = _request(demo_dir, shared_state)
     with deployment(demo_dir, 2, proxy=True, env=shared_state) as app:
-        cookies, pressed = asyncio.run(_approve_everywhere(app.url))
-
-        served_by = {c["tower_replica"] for c in cookies}
-        assert served_by == {"app1", "app2"}, served_by  # new browsers spread, then stick by cookie
-        for run, _session in pressed:
-            assert run.ok, run.status  # nobody sees an exception or an error box
-        # Every session that got to press sees the one decision (its model name escaped as Markdown).
-        recorded = [text for run, _ in pressed for text in run.alerts if text.startswith("Recorded:")]
-        assert recorded and all(text.endswith(f" v{version} promoted.") for text in recorded), recorded
-
-        with ctx.engine.connect() as conn:  # type: ignore[attr-defined]
-            decisions = [d for d in ledger.decisions_of_request(conn, rid) if d.action != "request"]
-        assert [(d.action, d.actor_subject) for d in decisions] == [("promote", "rita")], decisions  # the quorum of one
-        assert review_state.get_request(ctx, rid).status == "approved"  # type: ignore[arg-type]
-        assert ctx.current_holders(MODEL)[STAGE] == version  # type: ignore[attr-defined]
-
-        dead = next(r for r in app.replicas if r.name == "app1")
-        dead.stop()
-        assert not dead.running
-        sessions = [pressed[i * TABS][1] for i in range(BROWSERS)]
-        after = asyncio.run(_reconnect(app.url, cookies, sessions))
-        for run in after:
-            assert run.ok and run.title == "Review queue", (run.status, run.title)
-            assert "Sign in" not in run.buttons  # still signed in: the cookie is valid on the other replica
-            assert any("No promotion request is waiting" in text for text in run.alerts), run.alerts
+        asyncio.run(_journey(app, ctx, rid, version))
