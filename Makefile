@@ -9,7 +9,7 @@ TOWER_DATA ?= .tower
 # No usage telemetry from MLflow: the registry's users did not ask for it (and this network is closed).
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: run test seed reseed lint install browser bench-smoke
+.PHONY: run test seed reseed lint install browser proxy bench-smoke
 
 install: $(STAMP)
 
@@ -45,11 +45,20 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed: the browser tests will be skipped"; fi; }
 
+# The replica tests (tests/deploy) put two app processes behind Debian's HAProxy with deploy/haproxy.cfg:
+# installed the same way (root + apt-get), else those tests skip and say why. Only the binary is used;
+# no system service is started.
+proxy:
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
+	  else echo "haproxy is not installed: the replica tests will be skipped"; fi; }
+
 # Lint and types first, then two passes: the whole suite on the embedded stores, then the modules
 # marked `both_backends` again on the production backends (PostgreSQL warehouse and tower state, MLflow
 # server with basic auth and a service account; tests/support/production.py). Both passes always
 # run; any step failing fails.
-test: $(STAMP) browser
+test: $(STAMP) browser proxy
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	@status=0; \

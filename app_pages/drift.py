@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from services.mapping import ModelMapping
-from services.monitoring.co_drift import co_drifting_pairs
 from services.monitoring.multivariate import MultivariateResult
 from services.monitoring.reference_period import (
     Period,
@@ -50,7 +49,7 @@ def _daily_heatmap(settings: Settings, mapping: ModelMapping, window: Period) ->
                + (f" {stale} of these days were computed against an earlier reference definition; the next "
                   "`monitor run` recomputes them." if stale else ""))
     st.plotly_chart(heatmap_figure(heatmap))
-    pairs = co_drifting_pairs(heatmap)
+    pairs = backends.co_drifting_pairs(settings, mapping.name, *window, segment_of(mapping))
     if not pairs.empty:
         st.caption("Features whose daily drift moves together")
         st.dataframe(pairs, hide_index=True)

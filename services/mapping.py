@@ -5,8 +5,10 @@ Table and column names reach SQL only from here, so they are checked once, at lo
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from services.errors import ConfigError
@@ -74,6 +76,12 @@ class ModelMapping:
     ok_status: str = "ok"
     segments: tuple[Segment, ...] = ()  # declared sub-populations
     segment: Segment | None = None  # set on a copy that reads one segment's rows (for_segment)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of the whole mapping (its segment included): what cached reads key on, instead of
+        Streamlit's hasher walking the object on every call."""
+        return hashlib.sha256(repr(self).encode("utf-8")).hexdigest()
 
     def column(self, logical: str) -> str:
         """The physical column for a logical one (``timestamp`` -> ``ts``)."""

@@ -11,9 +11,11 @@ of tower.yaml as raw sections. Each feature parses its own section (``auth.ident
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -131,6 +133,15 @@ class Settings:
         if section not in self._parsed:
             self._parsed[section] = parse(self.sections.get(section))
         return cast(T, self._parsed[section])
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of everything these settings say, the environment they were read from included:
+        equal digests, equal settings. The pages' cached reads key on it: Streamlit's hasher would
+        otherwise walk the whole object (models, sections, the environment) field by field on every
+        call, a few milliseconds each, dozens of calls per page run (bench/RESULTS.md, protocol load)."""
+        text = repr(self) + repr(sorted(self.environ.items()))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def __hash__(self) -> int:  # so pages may pass settings into cached functions
         return hash((self.mlflow_tracking_uri, self.warehouse_url, self.tower_db_url, self.config_path))

@@ -8,6 +8,7 @@ requested by CI sees the same evidence sources as one requested in the browser.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from services.monitoring import reference_sources
 from services.monitoring.config import monitoring_config
 from services.monitoring.evidence import TowerMonitoringEvidence
 from services.notify.config import notification_config
-from services.settings import Settings
+from services.settings import PROJECT_ROOT, Settings
 from services.settings import load_settings as read_settings
 from services.stores import tower_db
 from services.stores.registry import Registry
@@ -32,7 +33,43 @@ from services.stores.warehouse import engine as warehouse_db
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """The settings, with every feature's section of tower.yaml parsed now: a bad one is refused at start."""
+    """The settings, with every feature's section of tower.yaml parsed now: a bad one is refused at start.
+
+    From the process environment (``environ`` None, as the app reads them at every script run) the
+    same settings object comes back while neither the environment nor tower.yaml has changed
+    (its path, size, modification time and inode): parsing and checking tower.yaml cost every page
+    run a few milliseconds of the one core all sessions share. An edit is read at the next run.
+    """
+    if environ is not None:
+        return _load(environ)
+    env = dict(os.environ)
+    key = (tuple(sorted(env.items())), _config_stamp(env))
+    with _SETTINGS_LOCK:
+        kept = _SETTINGS.get(key)
+    if kept is not None:
+        return kept
+    settings = _load(env)  # a ConfigError is raised, never kept: the next run reads again
+    with _SETTINGS_LOCK:
+        if len(_SETTINGS) >= 4:
+            _SETTINGS.clear()
+        _SETTINGS[key] = settings
+    return settings
+
+
+_SETTINGS: dict[tuple[object, ...], Settings] = {}
+_SETTINGS_LOCK = threading.Lock()
+
+
+def _config_stamp(env: Mapping[str, str]) -> tuple[object, ...] | None:
+    path = env.get("TOWER_CONFIG") or str(PROJECT_ROOT / "tower.yaml")
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (path, None)
+    return (path, stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+def _load(environ: Mapping[str, str]) -> Settings:
     settings = read_settings(environ)
     auth = auth_config(settings)
     directory_of(settings)  # a directory configured without its token is refused now, not at a decision

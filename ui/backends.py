@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -21,7 +21,15 @@ from services import wiring
 from services.errors import NotFound, RegistryUnavailable
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
-from services.monitoring import data_quality, distributions, estimated_performance, multivariate, report, tower_reads
+from services.monitoring import (
+    co_drift,
+    data_quality,
+    distributions,
+    estimated_performance,
+    multivariate,
+    report,
+    tower_reads,
+)
 from services.monitoring import health_chips as chips
 from services.monitoring import week_changes as week_changes_of
 from services.monitoring.config import monitoring_config
@@ -43,6 +51,11 @@ from services.stores.registry_records import Lineage, ModelSummary, VersionInfo
 from services.stores.warehouse import logs as warehouse
 
 TTL_S = 60
+# What the cached reads key settings and mappings on: their digest (every field, the environment
+# included), computed once per object, instead of Streamlit hashing the whole object tree on every
+# call. Equal digests are equal objects, so no two different settings ever share an entry.
+KEYS: dict[str | type[Any], Callable[[Any], Any]] = {Settings: lambda s: s.fingerprint,
+                                                     ModelMapping: lambda m: m.fingerprint}
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
@@ -79,54 +92,54 @@ def engine(s: Settings) -> Engine:
     return stores(s).warehouse()
 
 
-@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False, hash_funcs=KEYS)
 def list_models(s: Settings) -> list[ModelSummary]:
     return guarded(s, REGISTRY, lambda: registry(s).list_models())
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def get_model(s: Settings, name: str) -> ModelSummary:
     return guarded(s, REGISTRY, lambda: registry(s).get_model(name))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def list_versions(s: Settings, name: str) -> list[VersionInfo]:
     return guarded(s, REGISTRY, lambda: registry(s).list_versions(name))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def stage_holders(s: Settings, name: str) -> dict[str, VersionInfo | None]:
     return guarded(s, REGISTRY, lambda: registry(s).stage_holders(name, s.stage_aliases, legacy=s.use_legacy_stages))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False, hash_funcs=KEYS)
 def lineage(s: Settings, name: str, version: str) -> Lineage:
     return guarded(s, REGISTRY, lambda: registry(s).lineage(name, version))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False, hash_funcs=KEYS)
 def window_summary(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> warehouse.WindowSummary:
     return guarded(s, WAREHOUSE, lambda: warehouse.window_summary(engine(s), mapping, start, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False, hash_funcs=KEYS)
 def traffic_by_day(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
     return guarded(s, WAREHOUSE, lambda: warehouse.traffic_by_day(engine(s), mapping, start, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=128, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=128, show_spinner=False, hash_funcs=KEYS)
 def latency_by_day(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
     return guarded(s, WAREHOUSE, lambda: warehouse.latency_by_day(engine(s), mapping, start, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=128, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=128, show_spinner=False, hash_funcs=KEYS)
 def latency_by_version(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
     return guarded(s, WAREHOUSE, lambda: warehouse.latency_by_version(engine(s), mapping, start, end))
 
 
 # The log's first and last prediction: what an empty window names instead of showing nothing. It
 # moves only as predictions arrive, so the minute of caching the other reads have is plenty.
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def log_bounds(s: Settings, mapping: ModelMapping) -> tuple[datetime, datetime] | None:
     return guarded(s, WAREHOUSE, lambda: warehouse.log_bounds(engine(s), mapping))
 
@@ -153,7 +166,7 @@ def notify_decisions(s: Settings) -> None:
 
 # Monitoring: results come from the tower state; a window's report and a feature's distribution are
 # pushed down to the warehouse against the kept reference profile.
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def _resolved_for_version(s: Settings, mapping: ModelMapping, version: str | None) -> ResolvedReference:
     return guarded(s, WAREHOUSE, lambda: reference_for(s, registry(s), engine(s), mapping, version))
 
@@ -181,7 +194,7 @@ def _reference_mapping(s: Settings, mapping: ModelMapping, start: datetime | Non
     return resolved_reference(s, mapping).mapping if start is None and end is None else mapping
 
 
-@st.cache_data(ttl=TTL_S, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=32, show_spinner=False, hash_funcs=KEYS)
 def _profile(s: Settings, mapping: ModelMapping, start: datetime | None, end: datetime | None) -> ReferenceProfile:
     return guarded(s, WAREHOUSE, lambda: load_or_compute(tower(s), engine(s), mapping, start, end))
 
@@ -191,7 +204,7 @@ def reference_profile(s: Settings, mapping: ModelMapping, start: datetime | None
     return _profile(s, _reference_mapping(s, mapping, start, end), start, end)
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
                   start: datetime, end: datetime) -> WindowReport:
     mapping = _reference_mapping(s, mapping, *ref)
@@ -203,7 +216,7 @@ def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None
         ranges=ranges))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def feature_distributions(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
                           column: str, start: datetime, end: datetime) -> pd.DataFrame:
     mapping = _reference_mapping(s, mapping, *ref)
@@ -212,37 +225,45 @@ def feature_distributions(s: Settings, mapping: ModelMapping, ref: tuple[datetim
         engine(s), mapping, profile, column, start, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def drift_heatmap(s: Settings, model: str, start: datetime, end: datetime, segment: str = OVERALL) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.drift_heatmap(tower(s), model, start, end, segment=segment))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+# Derived from the cached heat map, the same for everybody: the pairwise correlations over every
+# feature pair were a third of the drift page's CPU at each run (bench/RESULTS.md, protocol load).
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
+def co_drifting_pairs(s: Settings, model: str, start: datetime, end: datetime,
+                      segment: str = OVERALL) -> pd.DataFrame:
+    return co_drift.co_drifting_pairs(drift_heatmap(s, model, start, end, segment))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def reconstruction_over_time(s: Settings, model: str, start: datetime, end: datetime,
                              segment: str = OVERALL) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.reconstruction_over_time(tower(s), model, start, end,
                                                                           segment=segment))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False, hash_funcs=KEYS)
 def latest_multivariate(s: Settings, model: str) -> tower_reads.LatestMultivariate | None:
     return guarded(s, TOWER, lambda: tower_reads.latest_multivariate(tower(s), model))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def fairness_over_time(s: Settings, model: str, start: datetime, end: datetime,
                        segment: str = OVERALL) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.fairness_over_time(tower(s), model, start, end, segment=segment))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def performance_over_time(s: Settings, model: str, start: datetime, end: datetime,
                           segment: str = OVERALL) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.performance_over_time(tower(s), model, start, end,
                                                                        segment=segment))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def estimated_performance_over_time(s: Settings, model: str, start: datetime, end: datetime,
                                     segment: str = OVERALL) -> pd.DataFrame:
     """CBPE estimates per day and metric, with their bands (services.monitoring.estimated_performance)."""
@@ -250,35 +271,35 @@ def estimated_performance_over_time(s: Settings, model: str, start: datetime, en
                                                                                 segment=segment))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def latest_health(s: Settings, model: str) -> tower_reads.HealthVerdict:
     return guarded(s, TOWER, lambda: tower_reads.latest_health(tower(s), model))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False, hash_funcs=KEYS)
 def alerts(s: Settings, model: str | None, active_only: bool) -> pd.DataFrame:
     if active_only:
         return guarded(s, TOWER, lambda: tower_reads.open_alerts(tower(s), model))
     return guarded(s, TOWER, lambda: tower_reads.alert_history(tower(s), model))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def alert_span(s: Settings, model: str | None) -> tuple[datetime, datetime] | None:
     return guarded(s, TOWER, lambda: tower_reads.alert_span(tower(s), model))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)
 def alert_history(s: Settings, model: str | None, start: datetime, end: datetime) -> pd.DataFrame:
     """The episodes opened in ``[start, end)``, open or resolved."""
     return guarded(s, TOWER, lambda: tower_reads.alert_history(tower(s), model, start, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False, hash_funcs=KEYS)
 def week_changes(s: Settings, models: tuple[str, ...], end: datetime) -> dict[str, week_changes_of.WeekChange]:
     """What changed since last week for the whole fleet (services.monitoring.week_changes)."""
     return guarded(s, TOWER, lambda: week_changes_of.week_changes(tower(s), models, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False, hash_funcs=KEYS)
 def health_chips(s: Settings, model: str, extra: Mapping[str, chips.Finding]) -> tuple[chips.Chip, ...]:
     return guarded(s, TOWER, lambda: chips.health_chips(tower(s), model, extra))

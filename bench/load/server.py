@@ -38,7 +38,7 @@ def timed(self, rerun_data):
         return original(self, rerun_data)
     finally:
         record = {"t": time.time(), "wall": time.perf_counter() - wall, "cpu": time.thread_time() - cpu,
-                  "fragment": bool(rerun_data.fragment_id_queue)}
+                  "fragment": bool(rerun_data.fragment_id_queue), "page": rerun_data.page_name}
         with lock:
             log.write(json.dumps(record) + "\\n")
 script_runner.ScriptRunner._run_script = timed
