@@ -256,3 +256,11 @@ def test_monitor_run_follows_a_promotion_to_the_new_versions_training_data(regis
     registry.set_alias(demo.MODEL, "production", "2")
     (second,) = run_monitoring(settings)
     assert "of version 2" in second.reference and second.reference_id != first.reference_id
+
+
+def test_a_table_without_the_snapshot_column_falls_back_naming_it(registry, tmp_path):
+    url = f"sqlite:///{tmp_path / 'nosnap.sqlite'}"
+    demo.write_warehouse(url, training=demo.training_table().drop(columns=["snapshot"]))
+    engine = make_engine(url)
+    assert_fell_back(resolve(registry, engine), "has no snapshot column snapshot")
+    engine.dispose()
