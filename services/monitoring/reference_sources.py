@@ -133,10 +133,16 @@ def parse_reference_sources(raw: Any) -> tuple[SourceRule, ...]:
     return tuple(_rule(item, f"reference_sources[{i}]") for i, item in enumerate(raw))
 
 
+def printable(text: str, limit: int = _SHOWN_CHARS) -> str:
+    """Registry text as a page or a terminal may show it: control and other invisible characters
+    replaced (no ANSI escape reaches a terminal), cut to ``limit`` characters."""
+    clean = "".join(c if unicodedata.category(c)[0] not in "CZ" or c == " " else "�" for c in text[:limit + 1])
+    return clean if len(clean) <= limit else clean[:limit] + "…"
+
+
 def shown(text: str) -> str:
-    """A hostile string as a message may quote it: printable characters only, cut short."""
-    clean = "".join(c if unicodedata.category(c)[0] not in "CZ" or c == " " else "�" for c in text)
-    return repr(clean if len(clean) <= _SHOWN_CHARS else clean[:_SHOWN_CHARS] + "…")
+    """A hostile string as a message may quote it: printable, cut short, quoted."""
+    return repr(printable(text))
 
 
 def source_uri(raw: str) -> str:

@@ -27,6 +27,7 @@ from services.monitoring.reference_sources import (
     SourceNotResolved,
     SourceRule,
     parse_reference_sources,
+    printable,
     resolve_source,
     shown,
     source_uri,
@@ -175,21 +176,24 @@ def resolve_reference(registry: Registry, warehouse: Engine, mapping: ModelMappi
     if not facts.exists:
         return fell(f"Version {version} of {name}: its training dataset resolves to {where}, "
                     "which the warehouse does not have. Load the training data there.")
+    present = {c.lower() for c in facts.columns}
+    if found.snapshot_column is not None and found.snapshot_column.lower() not in present:
+        return fell(f"Version {version} of {name}: {found.table} has no snapshot column {found.snapshot_column}.")
     if facts.rows == 0:
         return fell(f"Version {version} of {name}: its training dataset resolves to {where}, "
                     "which holds no rows. Load the training snapshot there.")
-    present = {c.lower() for c in facts.columns}
     lacking = [c for c in mapping.features if c.lower() not in present]
     if lacking:
         return fell(f"Version {version} of {name}: {found.table} lacks the monitored feature(s) "
                     f"{', '.join(lacking)}.")
     verification = _verify(warehouse, dataset, found, facts)
-    uri = shown(source_uri(dataset.source)).strip("'\"")
-    link = (("version", str(version)), ("dataset", dataset.name), ("digest", dataset.digest), ("source", uri))
+    uri = printable(source_uri(dataset.source))  # matched a rule: plain ASCII already
+    dataset_name, digest = printable(dataset.name, 200), printable(dataset.digest, 64)  # logged by anyone
+    link = (("version", str(version)), ("dataset", dataset_name), ("digest", digest), ("source", uri))
     resolved = replace(mapping, reference=replace(
         mapping.reference, table=found.table, start=None, end=None, snapshot_column=found.snapshot_column,
         snapshot=found.snapshot, registry=link))
-    source = RegistryReference(name, str(version), dataset.name, dataset.digest, uri, found.table, found.snapshot,
+    source = RegistryReference(name, str(version), dataset_name, digest, uri, found.table, found.snapshot,
                                facts.rows, verification)
     return ResolvedReference(resolved, source)
 

@@ -115,3 +115,10 @@ def test_the_section_must_be_a_list():
     with pytest.raises(ConfigError, match="list"):
         parse_reference_sources({"match": "x"})
     assert parse_reference_sources(None) == ()
+
+
+def test_registry_text_is_made_printable_and_short_before_it_is_shown():
+    from services.monitoring.reference_sources import printable
+
+    assert printable("train\x1b[2J\x07ing" + "x" * 500, 20) == "train�[2J�ingxxxxxxx…"
+    assert printable("plain name") == "plain name"

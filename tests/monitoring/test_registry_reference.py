@@ -256,3 +256,40 @@ def test_monitor_run_follows_a_promotion_to_the_new_versions_training_data(regis
     registry.set_alias(demo.MODEL, "production", "2")
     (second,) = run_monitoring(settings)
     assert "of version 2" in second.reference and second.reference_id != first.reference_id
+
+
+def test_a_table_without_the_snapshot_column_falls_back_naming_it(registry, tmp_path):
+    url = f"sqlite:///{tmp_path / 'nosnap.sqlite'}"
+    demo.write_warehouse(url, training=demo.training_table().drop(columns=["snapshot"]))
+    engine = make_engine(url)
+    assert_fell_back(resolve(registry, engine), "has no snapshot column snapshot")
+    engine.dispose()
+
+
+def test_on_postgresql_the_promotion_switches_the_verified_reference_too(registry, postgres_url, tmp_path, tower):
+    from services.mapping import Reference
+    from tests.support.databases import ScratchWarehouse
+
+    wh = ScratchWarehouse("postgres", tmp_path, postgres_url)
+    try:
+        log = wh.write(demo.window_log(), demo.LOG_TABLE)
+        configured = wh.write(demo.configured_reference(), demo.REFERENCE_TABLE)
+        training = wh.write(demo.training_table(), demo.TRAINING_TABLE)
+        mapping = replace(demo.mapping(), table=log, reference=Reference(table=configured, from_registry="training"))
+        rules = parse_reference_sources([{"match": "warehouse://features.{table}@{snapshot}",
+                                          "table": f"{wh.schema}.{{table}}", "snapshot_column": "snapshot",
+                                          "order_column": "row_index", "tables": [training]}])
+        engine = wh.reader()
+        first = resolve(registry, engine, mapping, rules)
+        assert first.source.verification.status == VERIFIED, first.source.verification.detail
+        registry.set_alias(demo.MODEL, "production", "2")
+        second = resolve(registry, engine, mapping, rules)
+        assert second.source.version == "2" and second.source.verification.status == VERIFIED
+        profile = load_or_compute(tower, engine, second.mapping)
+        assert profile.reference_id != load_or_compute(tower, engine, first.mapping).reference_id
+        report = window_report(engine, second.mapping, profile, *demo.WINDOW)
+        age = next(d for d in report.drift if d.column == "age")
+        ref_age, cur_age = demo.VERSIONS[2][1]["age"].to_numpy(float), demo.window_log()["age"].to_numpy(float)
+        assert age.ks_statistic == pytest.approx(stats.ks_2samp(ref_age, cur_age).statistic, abs=1e-12)
+    finally:
+        wh.close()

@@ -39,3 +39,19 @@ def test_an_unresolvable_source_is_said_and_the_configured_table_is_used(demo_en
     assert "Using the reference table reference_loan_approval instead." in warned
     compared = next(str(c.value).replace("\\", "") for c in at.caption if "reference rows" in str(c.value))
     assert "reference_loan_approval" in compared
+
+
+def test_the_next_page_load_after_a_promotion_compares_with_the_new_versions_training_data(demo_dir, monkeypatch):
+    from services import wiring
+
+    monkeypatch.setenv("TOWER_DATA_DIR", str(demo_dir))
+    settings = wiring.load_settings()
+    before = texts(open_page(PAGE, model="loan-approval"), ("caption",))
+    assert "of version 2, source" in before
+    wiring.registry(settings).set_alias("loan-approval", settings.stage_aliases["Production"], "1")
+    after = open_page(PAGE, model="loan-approval")  # within the minute the other reads stay cached
+    assert not after.exception
+    said = texts(after, ("caption",))
+    assert "of version 1, source" in said and "of version 2, source" not in said, said
+    compared = next(str(c.value).replace("\\", "") for c in after.caption if "reference rows" in str(c.value))
+    assert "the training data of version 1 (loan_approval_training" in compared, compared
