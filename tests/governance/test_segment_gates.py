@@ -53,7 +53,7 @@ def test_policies_without_segment_gates_record_exactly_the_keys_they_recorded_be
     for model in ("credit-risk", "fraud-detection", "demand-forecast", "unknown-model"):
         keys = set(policies(settings).for_model(model).as_dict())
         assert keys - {"no_data"} == POLICY_KEYS, model
-    assert set(policies(settings).for_model("loan-approval").as_dict()) == POLICY_KEYS | {"segments"}
+    assert set(policies(settings).for_model("loan-approval").as_dict()) == POLICY_KEYS | {"segments", "training_skew"}
 
 
 @pytest.mark.parametrize(("raw", "message", "hint"), [

@@ -316,3 +316,20 @@ def test_another_owner_does_not_see_or_cancel_a_bots_request_on_a_model_she_does
     at = page("bob", "app_pages/promotions.py")  # bob owns loan-approval only
     assert "No promotion request has been made on your models" in texts(at, ("info",))
     assert not any(b.label == "Cancel request" for b in at.button)
+
+
+def test_the_training_skew_gate_shows_each_features_interval_for_the_candidate(demo_policy_stores):
+    """loan-approval's policy compares the candidate's own logged training data with the last week of
+    traffic: the gate passes on the demo, and its detail gives intervals and noise levels, not bare numbers."""
+    _, ctx = demo_policy_stores
+    at = page("bob", "app_pages/promotions.py")
+    at.selectbox(key="promote_model").select("loan-approval").run()
+    widget(at.selectbox, "Version").select("3").run()
+    widget(at.selectbox, "To stage").select("Production").run()
+    assert not at.exception
+    gates = next(d.value for d in at.dataframe if "Gate" in d.value.columns or "gate" in d.value.columns)
+    row = gates[gates.iloc[:, 0] == "training_skew"]
+    assert len(row) == 1, list(gates.iloc[:, 0])
+    shown = " ".join(str(v) for v in row.iloc[0].tolist())
+    assert "passed" in shown.lower() and "0 of 5 features" in shown and "differ from live traffic" in shown
+    assert review_state.list_requests(ctx) == [], "a preview records nothing"
