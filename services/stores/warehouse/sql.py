@@ -24,6 +24,15 @@ WHOLE: GroupKey = (None, None)
 SQLITE_MAX_PARAMS = 30_000  # SQLite refuses statements with more than 32 766 bound parameters
 
 
+SPARK_DIALECTS = ("hive", "databricks")
+"""Dialects that speak Spark SQL: a Spark Thrift server through PyHive (hive://), Databricks SQL."""
+
+
+def is_spark(dialect: str) -> bool:
+    """True for the dialects whose SQL is Spark SQL (``hive://`` here means a Spark Thrift server)."""
+    return dialect in SPARK_DIALECTS
+
+
 def split_table_name(table: str) -> tuple[str | None, str]:
     """``schema.table`` into (schema or None, table)."""
     schema, _, name = table.rpartition(".")
@@ -32,7 +41,7 @@ def split_table_name(table: str) -> tuple[str | None, str]:
 
 def utc_day(dialect: str, ts: Any) -> Any:
     """Midnight (UTC) of a timestamp, as the dialect computes it."""
-    if dialect in ("duckdb", "postgresql"):
+    if dialect in ("duckdb", "postgresql") or is_spark(dialect):
         return sa.func.date_trunc("day", ts)
     if dialect == "sqlite":
         return sa.func.date(ts)
