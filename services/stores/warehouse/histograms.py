@@ -17,7 +17,6 @@ the bins of ``bin_sample`` (``services.stores.warehouse.binning``).
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,6 +44,7 @@ from services.stores.warehouse.sql import (
     GroupKeys,
     finite_value,
     grouped,
+    infinity,
     union_all,
 )
 
@@ -163,7 +163,7 @@ def _square(x: Any, shift: float, dialect: str) -> Any:
     if dialect == "duckdb":
         return centred * centred
     return sa.case((sa.func.abs(centred) < sa.literal(1e150, sa.Double()), centred * centred),
-                   else_=sa.literal(math.inf, sa.Double()))
+                   else_=infinity(dialect))
 
 
 def _histograms_unnested(mapping: ModelMapping, rows: Rows, columns: list[str], edges: Mapping[str, np.ndarray],

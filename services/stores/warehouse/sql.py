@@ -88,11 +88,24 @@ def double(name: str) -> Any:
     return sa.cast(sa.column(name), sa.Double())
 
 
+def infinity(dialect: str, sign: float = 1.0) -> Any:
+    """+inf (or -inf for a negative ``sign``) as a double the dialect accepts.
+
+    PyHive writes a bound float into the SQL text as ``str(value)``, and Spark reads ``inf`` as a
+    column name; the text ``'Infinity'`` cast to a double is +inf there.
+    """
+    value = math.copysign(math.inf, sign)
+    if is_spark(dialect):
+        return sa.cast(sa.literal("Infinity" if value > 0 else "-Infinity"), sa.Double())
+    return sa.literal(value, sa.Double())
+
+
 def _is_finite(dialect: str, x: Any) -> Any:
-    """True for a finite number; NULL, NaN and +-inf are not (NaN sorts above +inf in DuckDB/PostgreSQL)."""
+    """True for a finite number; NULL, NaN and +-inf are not (NaN sorts above +inf in DuckDB, PostgreSQL
+    and Spark)."""
     if dialect == "duckdb":
         return sa.func.isfinite(x)
-    return sa.and_(x > sa.literal(-math.inf, sa.Double()), x < sa.literal(math.inf, sa.Double()))
+    return sa.and_(x > infinity(dialect, -1), x < infinity(dialect))
 
 
 def finite_value(dialect: str, name: str) -> Any:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL
 
 # What a read-only session may send: queries, and the introspection the mapping check uses.
 _READ_ONLY = re.compile(r"^\s*(\(|select\b|with\b|show\b|describe\b|desc\b|explain\b|values\b)", re.IGNORECASE)
-_TIMED_OUT = re.compile(r"timed out|timeout", re.IGNORECASE)
+_TIMED_OUT = re.compile(r"timed ?out|timeout", re.IGNORECASE)  # Spark: "... but found TIMEDOUT"
 _GRACE_S = 15.0  # the socket outwaits the server's own cancellation, so the server's message wins
 _SASL_PLAIN_AUTHS = ("NONE", "LDAP", "CUSTOM")
 
