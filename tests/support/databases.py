@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg
+import psycopg.sql
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import psycopg.sql
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 

@@ -127,13 +127,13 @@ def _thrift_answers(port: int) -> bool:
         return False
     try:
         conn = hive.connect(host="127.0.0.1", port=port, username="tower")
-    except Exception:  # noqa: BLE001 - thrift raises bare TTransportException and socket errors while starting
+    except Exception:
         return False
     try:
         cursor = conn.cursor()
         cursor.execute("SELECT 1")
         return cursor.fetchall() == [(1,)]
-    except Exception:  # noqa: BLE001 - same: any failure means "not ready yet"
+    except Exception:
         return False
     finally:
         with contextlib.suppress(Exception):

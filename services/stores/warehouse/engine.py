@@ -93,7 +93,7 @@ def make_engine(url: str, *, connect_timeout_s: float = 10.0,
         event.listen(engine, "connect", functools.partial(_postgres_session, statement_timeout_ms=timeout_ms))
     if backend == "hive":
         event.listen(engine, "before_cursor_execute", thrift.refuse_writes)
-        event.listen(engine, "handle_error", thrift.transport_failure)
+        event.listen(engine, "handle_error", thrift.lost_connection)
     return engine
 
 

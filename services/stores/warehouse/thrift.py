@@ -5,8 +5,13 @@ errors, so SQLAlchemy would not wrap them) and has no read-only session. So for 
 engine connects through :func:`connect`: the socket waits ``connect_timeout_s`` to connect and
 ``statement_timeout_s`` (plus a grace) for an answer, the server is asked to cancel a statement
 after ``statement_timeout_s`` (``spark.sql.thriftServer.queryTimeout``) and to compute in UTC, and
-transport failures come out as ``pyhive.exc.OperationalError``. :func:`refuse_writes` lets only
+transport failures, on connecting or mid-statement, come out as ``pyhive.exc.OperationalError``
+(:func:`lost_connection` tells the pool such a connection is dead). :func:`refuse_writes` lets only
 queries through: Spark has no read-only session to fall back on.
+
+Measured on Spark 4.3: a statement cancelled by ``queryTimeout`` answers TIMEDOUT at once, but its
+job may run on in the cluster (a long task is not interrupted), so the timeout bounds the page's
+wait, not the cluster's work.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def connect(url: URL, connect_timeout_s: float, statement_timeout_s: float) -> A
         conn.close()
         raise exc.OperationalError(f"the Thrift server at {url.host}:{url.port or 10000} dropped the session: "
                                    f"{error}") from error
-    return conn
+    return _Connection(conn)
 
 
 def refuse_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -80,19 +85,58 @@ def refuse_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None
         raise exc.NotSupportedError("the warehouse is read-only for the tower: only queries are sent")
 
 
-def transport_failure(context: Any) -> Exception | None:
-    """``handle_error``: a socket or Thrift failure mid-statement, as a disconnect OperationalError."""
-    from sqlalchemy import exc as sa_exc
-    from thrift.Thrift import TException
+_LOST = "the Thrift connection failed"
 
-    error = context.original_exception
-    if context.sqlalchemy_exception is not None or not isinstance(error, (TException, OSError, EOFError)):
-        return None
-    from pyhive import exc
 
-    return sa_exc.OperationalError(context.statement, context.parameters,
-                                   exc.OperationalError(f"the Thrift connection failed: {error}"),
-                                   connection_invalidated=True)
+class _Cursor:
+    """A PyHive cursor whose transport failures are DB-API errors (so SQLAlchemy wraps them, and its
+    pool's pre-ping can tell a dead connection and open a new one)."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._cursor, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from pyhive import exc
+            from thrift.Thrift import TException
+
+            try:
+                return attr(*args, **kwargs)
+            except (TException, OSError, EOFError) as error:
+                raise exc.OperationalError(f"{_LOST}: {error}") from error
+
+        return call
+
+
+class _Connection:
+    """A PyHive connection handing out `_Cursor`s."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def cursor(self, *args: Any, **kwargs: Any) -> _Cursor:
+        return _Cursor(self._conn.cursor(*args, **kwargs))
+
+    def close(self) -> None:
+        from thrift.Thrift import TException
+
+        try:
+            self._conn.close()
+        except (TException, OSError, EOFError):
+            pass  # closing a connection whose socket is already gone
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def lost_connection(context: Any) -> None:
+    """``handle_error``: a failed transport means the connection is dead (the pool discards it)."""
+    if str(context.original_exception).startswith(_LOST):
+        context.is_disconnect = True
 
 
 def status_of(error: BaseException) -> tuple[str | None, str] | None:
@@ -110,6 +154,10 @@ def status_of(error: BaseException) -> tuple[str | None, str] | None:
 
 
 def timed_out(error: BaseException | None) -> bool:
-    """True when the server cancelled the statement for running past its query timeout."""
-    status = status_of(error) if error is not None else None
-    return status is not None and bool(_TIMED_OUT.search(status[1]))
+    """True when the server cancelled the statement for running past its query timeout, or the socket
+    gave up waiting for its answer."""
+    if error is None:
+        return False
+    status = status_of(error)
+    # Without a status: our socket's own read timeout (``transport_failure``) outwaited the server.
+    return bool(_TIMED_OUT.search(status[1] if status is not None else str(error)))
