@@ -15,6 +15,7 @@ Two backends (``--backend`` or ``TOWER_TEST_BACKEND``; ``make test`` runs both):
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -182,6 +183,28 @@ def postgres_url() -> str:
     if url is None:
         pytest.skip("PostgreSQL is not installed on this machine")
     return url
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[object]:
+    """A Spark standalone master, two workers and a Thrift server on loopback, started the first time a
+    test asks for it and stopped (every JVM killed) at the end of the session; skipped only without Java."""
+    from tests.support.spark_cluster import java_missing_reason, run_spark_cluster
+
+    reason = java_missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with run_spark_cluster(tmp_path_factory.mktemp("spark")) as cluster:
+        pytestconfig.stash.setdefault(TIMINGS, {})["spark cluster start"] = cluster.started_in_s
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def spark_url(request: pytest.FixtureRequest) -> str:
+    """The ``hive://`` URL of the session's Spark Thrift server, or of ``TOWER_TEST_SPARK_URL`` when set
+    (a Thrift server already running on this machine: it must read the tests' Parquet files in place)."""
+    url = os.environ.get("TOWER_TEST_SPARK_URL")
+    return url or str(request.getfixturevalue("spark_cluster").url)
 
 
 @pytest.fixture

@@ -36,17 +36,16 @@ from services.stores.warehouse.profiles import column_profiles
 from services.stores.warehouse.rows import log_rows, reference_rows
 from services.stores.warehouse.sql import WHOLE, GroupKey
 from tests.support import monitoring_data as data
-from tests.support.databases import KINDS, ScratchWarehouse
+from tests.support.databases import KINDS_AND_SPARK, ScratchWarehouse, scratch_warehouse
 
 START, END = data.day(0) + timedelta(hours=5), data.day(3) + timedelta(hours=20)  # cuts into first and last day
 
 
-@pytest.fixture(scope="module", params=KINDS)
+@pytest.fixture(scope="module", params=KINDS_AND_SPARK)
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[ScratchWarehouse, ModelMapping, pd.DataFrame, pd.DataFrame]]:
     """The synthetic log and reference written once per database kind; tests only read them."""
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    wh = ScratchWarehouse(request.param, tmp_path_factory.mktemp(request.param), url)
+    wh = scratch_warehouse(request.param, tmp_path_factory.mktemp(request.param), request)
     log, reference = data.make_log(), data.make_reference()
     log_table = wh.write(log, "predictions_synthetic")
     reference_table = wh.write(reference, "reference_synthetic")
@@ -253,10 +252,9 @@ def test_a_feature_whose_reference_is_all_missing_has_no_edges(loaded):
     assert total == 0 and profiles["x_normal"].edges.size == 0 and profiles["x_normal"].finite == 0
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=KINDS_AND_SPARK)
 def scratch(request: pytest.FixtureRequest, tmp_path) -> Iterator[ScratchWarehouse]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    wh = ScratchWarehouse(request.param, tmp_path, url)
+    wh = scratch_warehouse(request.param, tmp_path, request)
     yield wh
     wh.close()
 

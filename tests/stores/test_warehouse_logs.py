@@ -23,7 +23,7 @@ from services.mapping import ModelMapping, parse_model_mapping
 from services.stores.warehouse import logs as warehouse
 from services.stores.warehouse.engine import make_engine
 from services.stores.warehouse.mapping_check import check_mappings
-from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
+from tests.support.databases import KINDS_AND_SPARK, ScratchWarehouse, ensure_postgres, scratch_warehouse
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAY0 = datetime(2026, 3, 1)
@@ -130,11 +130,10 @@ def postgres_url() -> str:
 
 
 def _open(kind: str, folder: Path, request: pytest.FixtureRequest) -> ScratchWarehouse:
-    url = request.getfixturevalue("postgres_url") if kind == "postgres" else None
-    return ScratchWarehouse(kind, folder, url)
+    return scratch_warehouse(kind, folder, request)
 
 
-@pytest.fixture(scope="module", params=KINDS)
+@pytest.fixture(scope="module", params=KINDS_AND_SPARK)
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[ScratchWarehouse, ModelMapping, pd.DataFrame]]:
     """The synthetic log written once per kind; tests only read it."""
@@ -145,7 +144,7 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     wh.close()
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=KINDS_AND_SPARK)
 def scratch(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScratchWarehouse]:
     """An empty warehouse of each kind for one test."""
     wh = _open(request.param, tmp_path, request)

@@ -1,7 +1,8 @@
-"""Real warehouses for tests: a DuckDB file, a SQLite file, a PostgreSQL schema of its own.
+"""Real warehouses for tests: a DuckDB file, a SQLite file, a PostgreSQL schema or a Spark database of its own.
 
-Tests write prediction logs with ``pandas.to_sql`` through a read-write engine, then read them
-through :func:`services.stores.warehouse.engine.make_engine`, which opens every database read-only.
+Tests write prediction logs with ``pandas.to_sql`` through a read-write engine (on Spark: as Parquet
+files registered with ``CREATE TABLE … USING parquet LOCATION``), then read them through
+:func:`services.stores.warehouse.engine.make_engine`, which opens every database read-only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import psycopg.sql
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -23,6 +28,11 @@ from services.stores.warehouse.engine import make_engine
 
 POSTGRES_URL = os.environ.get("TOWER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 KINDS = ("duckdb", "sqlite", "postgres")
+# Spark SQL on the session's standalone cluster (tests/support/spark_cluster.py), for the modules whose
+# numbers it must reproduce; marked so that `-m "not spark"` leaves it out and `-m spark` runs only it.
+SPARK = pytest.param("spark", marks=pytest.mark.spark)
+KINDS_AND_SPARK = (*KINDS, SPARK)
+SERVER_FIXTURES = {"postgres": "postgres_url", "spark": "spark_url"}
 _PG_CLUSTERS = Path("/etc/postgresql")
 
 
@@ -81,17 +91,25 @@ def ensure_postgres(url: str = POSTGRES_URL, wait_s: float = 15.0) -> str | None
     )
 
 
+def scratch_warehouse(kind: str, folder: Path, request: pytest.FixtureRequest) -> ScratchWarehouse:
+    """A ScratchWarehouse of ``kind``, asking the session for its server (PostgreSQL, Spark) when it has one."""
+    fixture = SERVER_FIXTURES.get(kind)
+    return ScratchWarehouse(kind, folder, request.getfixturevalue(fixture) if fixture else None)
+
+
 class ScratchWarehouse:
     """One throw-away warehouse of a given kind; ``close()`` removes it.
 
-    PostgreSQL warehouses are a schema ``tower_test_<uuid>`` in the test database, so parallel or
-    interrupted runs never see each other's tables; :meth:`table` gives the name to put in a
-    mapping (schema-qualified there).
+    PostgreSQL warehouses are a schema ``tower_test_<uuid>`` in the test database, Spark ones a
+    database of that name on the session's cluster, so parallel or interrupted runs never see each
+    other's tables; :meth:`table` gives the name to put in a mapping (schema-qualified there).
     """
 
     def __init__(self, kind: str, folder: Path, postgres_url: str | None = None) -> None:
+        """``postgres_url``: the server's URL for the server kinds (PostgreSQL, or Spark's ``hive://``)."""
         self.kind = kind
         self.schema: str | None = None
+        self.folder = folder
         if kind == "duckdb":
             self.url = f"duckdb:///{folder / 'warehouse.duckdb'}"
         elif kind == "sqlite":
@@ -99,6 +117,11 @@ class ScratchWarehouse:
         elif kind == "postgres":
             if postgres_url is None:
                 raise ValueError("a PostgreSQL scratch warehouse needs the server's URL")
+            self.url = postgres_url
+            self.schema = f"tower_test_{uuid.uuid4().hex}"
+        elif kind == "spark":
+            if postgres_url is None:
+                raise ValueError("a Spark scratch warehouse needs the Thrift server's hive:// URL")
             self.url = postgres_url
             self.schema = f"tower_test_{uuid.uuid4().hex}"
         else:
@@ -119,6 +142,9 @@ class ScratchWarehouse:
             self._reader = None
         if self._writer is None:
             self._writer = sa.create_engine(self.url)
+        if self.kind == "spark":
+            write_spark_table(self._writer, frame, f"{self.schema}.{name}", self.folder)
+            return self.table(name)
         frame.to_sql(name, self._writer, schema=self.schema, index=False, if_exists="replace",
                      method="multi", chunksize=500)
         if self.kind == "duckdb":
@@ -141,7 +167,59 @@ class ScratchWarehouse:
         if self.schema:
             writer = self._writer or sa.create_engine(self.url)
             with writer.begin() as conn:
-                conn.execute(sa.schema.DropSchema(self.schema, cascade=True))
+                if self.kind == "spark":  # its tables are external: their Parquet files stay in the test's folder
+                    conn.execute(sa.text(f"DROP DATABASE IF EXISTS {self.schema} CASCADE"))
+                else:
+                    conn.execute(sa.schema.DropSchema(self.schema, cascade=True))
             writer.dispose()
         elif self._writer is not None:
             self._writer.dispose()
+
+
+def _arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """The frame as Spark reads it: timestamps in microseconds (Spark has no nanoseconds), NaN as
+    NULL (as ``to_sql`` writes it), a column of nothing but NULLs as text (Parquet's NULL type is
+    unreadable to Spark)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    fields = []
+    for item in table.schema:
+        if pa.types.is_timestamp(item.type):
+            item = item.with_type(pa.timestamp("us", tz=item.type.tz))
+        elif pa.types.is_null(item.type):
+            item = item.with_type(pa.string())
+        fields.append(item)
+    return table.cast(pa.schema(fields))
+
+
+def write_spark_table(writer: Engine, frame: pd.DataFrame, qualified: str, folder: Path) -> None:
+    """Write ``frame`` as a Parquet file under ``folder`` and (re)register it as table ``qualified``.
+
+    A fresh directory per write: Spark caches a table's file listing, so rewriting files in place
+    would leave it reading the old ones.
+    """
+    location = folder / "spark-tables" / f"{qualified.replace('.', '__')}-{uuid.uuid4().hex[:8]}"
+    location.mkdir(parents=True)
+    pq.write_table(_arrow_table(frame), location / "part-00000.parquet")
+    with writer.begin() as conn:
+        schema = qualified.partition(".")[0]
+        conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS {schema}"))
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {qualified}"))
+        conn.execute(sa.text(f"CREATE TABLE {qualified} USING parquet LOCATION '{location.as_uri()}'"))
+
+
+def spark_put_nan(url: str, qualified: str, column: str, request_ids: list[str]) -> None:
+    """Store IEEE NaN in these rows of a Spark table: rewrite its Parquet file, then refresh the table."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            rows = conn.execute(sa.text(f"DESCRIBE TABLE EXTENDED {qualified}")).all()
+            location = next(str(r[1]).strip() for r in rows if str(r[0]).strip() == "Location")
+            path = Path(location.removeprefix("file:")) / "part-00000.parquet"
+            table = pq.read_table(path)
+            hit = pc.is_in(table["request_id"], value_set=pa.array(request_ids))
+            nan = pa.scalar(float("nan"), table.schema.field(column).type)
+            patched = pc.if_else(hit, nan, table[column])
+            pq.write_table(table.set_column(table.schema.get_field_index(column), column, patched), path)
+            conn.execute(sa.text(f"REFRESH TABLE {qualified}"))
+    finally:
+        engine.dispose()

@@ -117,10 +117,15 @@ def day(i: int) -> datetime:
 
 
 def put_nan(url: str, schema: str | None, table: str, column: str, request_ids: list[str]) -> None:
-    """Store real IEEE NaN in these rows where the database can hold it (DuckDB, PostgreSQL).
+    """Store real IEEE NaN in these rows where the database can hold it (DuckDB, PostgreSQL, Spark's Parquet).
 
     ``pandas.to_sql`` writes NaN as NULL; both must count as nulls, so tests store some of each.
     """
+    if url.startswith("hive://"):
+        from tests.support.databases import spark_put_nan
+
+        spark_put_nan(url, f"{schema}.{table}", column, request_ids)
+        return
     engine = sa.create_engine(url)
     try:
         if engine.dialect.name == "sqlite":

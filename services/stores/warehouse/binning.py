@@ -4,7 +4,8 @@ The bin of a finite ``x`` is the number of edges ``<= x`` (as in ``services.stat
 PostgreSQL asks ``width_bucket(x, edges[])``; DuckDB looks the value's cell up in a uniform grid
 over the edges (of x or of ln x), lent to it as an Arrow table for the statement
 (:func:`duckdb_grids`), or where no grid narrows the search runs a binary search over one bound
-array; any other dialect a balanced ``CASE`` tree (about ten comparisons per value).
+array; Spark the same binary search over one array literal; any other dialect a balanced ``CASE``
+tree (about ten comparisons per value).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 
 from services.errors import WarehouseUnavailable
 from services.stores.warehouse.engine import first_line, safe_url
+from services.stores.warehouse.sql import is_spark
 
 
 def int_literal(value: int) -> Any:
@@ -188,6 +190,37 @@ def _binned_duckdb_search(source: Any, keys: list[str], edges: np.ndarray, param
     return level
 
 
+def _double_text(value: float) -> str:
+    """A double as Spark SQL text: ``repr`` with the ``D`` suffix (without it ``1.5`` is a DECIMAL)."""
+    if math.isnan(value):
+        raise ValueError("an edge is never NaN")
+    if math.isinf(value):
+        return "CAST('Infinity' AS DOUBLE)" if value > 0 else "CAST('-Infinity' AS DOUBLE)"
+    return f"{value!r}D"
+
+
+def _binned_spark_search(source: Any, keys: list[str], edges: np.ndarray) -> Any:
+    """Spark: the same binary lifting as `_binned_duckdb_search` over one array literal of the edges.
+
+    A ``CASE`` tree of a thousand edges takes Spark tens of seconds to plan and compile; ten
+    ``element_at`` steps over one constant array take milliseconds. The edges are written as double
+    literals (``1.5D``), not bound: PyHive would write a bound float as a DECIMAL literal.
+    """
+    step = 1 << (int(edges.size).bit_length() - 1)
+    padded = [float(e) for e in edges] + [math.inf] * (2 * step)  # no step runs past the end
+    array = sa.func.array(*(sa.literal_column(_double_text(e)) for e in padded))
+    x = source.c.x
+    level = sa.select(*(source.c[k] for k in keys), x, array.label("edges"),
+                      sa.cast(x * sa.literal_column("0D"), sa.Integer()).label("bin")).subquery()
+    while step:  # INT, not BIGINT: element_at takes an INT index
+        b = level.c.bin
+        above = sa.cast(level.c.x >= sa.func.element_at(level.c.edges, b + int_literal(step)), sa.Integer())
+        level = sa.select(*(level.c[k] for k in keys), level.c.x, level.c.edges,
+                          (b + above * int_literal(step)).label("bin")).subquery()
+        step >>= 1
+    return sa.select(*(level.c[k] for k in keys), level.c.x, level.c.bin).subquery()
+
+
 def binned_values(dialect: str, source: Any, keys: list[str], edges: np.ndarray, param: str, *,
             grid: tuple[int, GridPlan, int] | None = None) -> Any:
     """A subquery of ``source`` with its keys, ``x`` and ``bin`` (NULL where x is NULL).
@@ -202,6 +235,8 @@ def binned_values(dialect: str, source: Any, keys: list[str], edges: np.ndarray,
             index, plan, width = grid
             return _binned_duckdb_grid(source, keys, edges, index, plan, width)
         return _binned_duckdb_search(source, keys, edges, param)
+    if is_spark(dialect) and edges.size:
+        return _binned_spark_search(source, keys, edges)
     if dialect == "postgresql" and edges.size:
         from sqlalchemy.dialects import postgresql
 

@@ -24,6 +24,7 @@ from sqlalchemy.pool import QueuePool
 
 from services.errors import MappingError, WarehouseUnavailable
 from services.mapping import ModelMapping
+from services.stores.warehouse import thrift
 
 MISSING_FILE_HINT = "Set WAREHOUSE_URL or run `make seed`."
 STATEMENT_TIMEOUT_S = 30.0  # TOWER_WAREHOUSE_STATEMENT_TIMEOUT_S's default: no page waits minutes for a query
@@ -42,7 +43,8 @@ def make_engine(url: str, *, connect_timeout_s: float = 10.0,
 
     DuckDB files open ``read_only`` (several processes may read one file, none can write);
     SQLite files open with ``mode=ro``; PostgreSQL sessions default to read-only transactions and
-    UTC, and the server cancels any statement running longer than ``statement_timeout_s``. Server
+    UTC, and the server cancels any statement running longer than ``statement_timeout_s``; Spark
+    Thrift servers (``hive://``) get the same timeouts, UTC and only queries (``thrift``). Server
     databases get a bounded pool (5 + 5 overflow; waiting ``connect_timeout_s`` for a free
     connection). A missing DuckDB or SQLite file raises WarehouseUnavailable instead of being created.
     """
@@ -72,6 +74,9 @@ def make_engine(url: str, *, connect_timeout_s: float = 10.0,
             connect_args["connect_timeout"] = timeout
         elif backend in ("mysql", "mariadb"):
             connect_args["connect_timeout"] = timeout
+        elif backend == "hive" and parsed.get_driver_name() == "thrift":  # not hive+http(s): PyHive's own
+            thrift_url = parsed
+            options["creator"] = lambda: thrift.connect(thrift_url, connect_timeout_s, statement_timeout_s)
     try:
         if backend not in ("duckdb", "sqlite") and issubclass(
             cast("type[DefaultDialect]", parsed.get_dialect()).get_pool_class(parsed), QueuePool
@@ -86,6 +91,9 @@ def make_engine(url: str, *, connect_timeout_s: float = 10.0,
     if backend == "postgresql":
         timeout_ms = max(1, math.ceil(statement_timeout_s * 1000))
         event.listen(engine, "connect", functools.partial(_postgres_session, statement_timeout_ms=timeout_ms))
+    if backend == "hive":
+        event.listen(engine, "before_cursor_execute", thrift.refuse_writes)
+        event.listen(engine, "handle_error", thrift.lost_connection)
     return engine
 
 
@@ -131,7 +139,18 @@ def first_line(exc: BaseException, secret: str | None = None) -> str:
 
 
 def _reason(engine: Engine, exc: sa_exc.DBAPIError) -> str:
+    status = thrift.status_of(exc.orig) if exc.orig is not None else None
+    if status is not None:
+        return first_line(RuntimeError(status[1]), engine.url.password)
     return first_line(exc.orig if exc.orig is not None else exc, engine.url.password)
+
+
+def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
+    orig = exc.orig
+    status = thrift.status_of(orig) if orig is not None else None
+    if status is not None:
+        return status[0]
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
 def _unavailable(engine: Engine, exc: sa_exc.DBAPIError) -> WarehouseUnavailable:
@@ -141,9 +160,10 @@ def _unavailable(engine: Engine, exc: sa_exc.DBAPIError) -> WarehouseUnavailable
     )
 
 
-def _is_missing_object(exc: sa_exc.DBAPIError) -> bool:
+def is_missing_object(exc: sa_exc.DBAPIError) -> bool:
+    """True when the database says a table, schema or column does not exist."""
     orig = exc.orig
-    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    state = _sqlstate(exc)
     if state:
         return state in _MISSING_SQLSTATES
     if type(orig).__name__ in ("CatalogException", "BinderException"):  # DuckDB
@@ -153,15 +173,14 @@ def _is_missing_object(exc: sa_exc.DBAPIError) -> bool:
 
 def _query_failed(engine: Engine, mapping: ModelMapping | None, exc: sa_exc.DBAPIError) -> Exception:
     """A failed statement: too slow, the connection broke (unavailable) or the mapping does not fit."""
-    orig = exc.orig
-    if (getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)) == _QUERY_CANCELED:
+    if _sqlstate(exc) == _QUERY_CANCELED or thrift.timed_out(exc.orig):
         return WarehouseUnavailable(
             f"The warehouse at {safe_url(engine.url)} did not answer in time: {_reason(engine, exc)}.",
             "The query ran past TOWER_WAREHOUSE_STATEMENT_TIMEOUT_S; the database may be overloaded. Try again later.",
         )
     connection_problem = exc.connection_invalidated or (
         type(exc) in (sa_exc.OperationalError, sa_exc.DatabaseError, sa_exc.InterfaceError)
-        and not _is_missing_object(exc)
+        and not is_missing_object(exc)
     )
     if connection_problem or mapping is None:
         return WarehouseUnavailable(

@@ -11,8 +11,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from services.errors import MappingError
 from services.mapping import ModelMapping
-from services.stores.warehouse.engine import connection
-from services.stores.warehouse.sql import split_table_name
+from services.stores.warehouse.engine import connection, is_missing_object
+from services.stores.warehouse.sql import is_spark, split_table_name
 
 
 def _expected_columns(mapping: ModelMapping) -> list[tuple[str, str]]:
@@ -78,13 +78,29 @@ class _Mismatch:
                 + f"; {self.table} has {shown}")
 
 
+def _has_table(conn: Connection, schema: str | None, name: str) -> bool:
+    if not is_spark(conn.dialect.name):
+        return sa.inspect(conn).has_table(name, schema=schema)
+    # PyHive's has_table looks for Hive's old "Table not found" text; Spark 4 answers
+    # TABLE_OR_VIEW_NOT_FOUND / SCHEMA_NOT_FOUND with their SQLSTATEs.
+    quote = conn.dialect.identifier_preparer.quote
+    try:
+        conn.execute(sa.text(f"DESCRIBE TABLE {quote(schema) + '.' if schema else ''}{quote(name)}"))
+    except sa_exc.DBAPIError as exc:
+        if is_missing_object(exc):
+            return False
+        raise
+    return True
+
+
 def _mismatch(engine: Engine, mapping: ModelMapping) -> _Mismatch | None:
     schema, name = split_table_name(mapping.table)
     with connection(engine, mapping) as conn:
-        if not sa.inspect(conn).has_table(name, schema=schema):
+        if not _has_table(conn, schema, name):
             return _Mismatch(mapping.name, mapping.table, table_missing=True)
         present = _column_names(conn, schema, name)
-    fold = engine.dialect.name in ("duckdb", "sqlite")  # identifiers are case-insensitive there
+    # identifiers are case-insensitive there (Spark unless spark.sql.caseSensitive is set)
+    fold = engine.dialect.name in ("duckdb", "sqlite") or is_spark(engine.dialect.name)
     known = {c.lower() for c in present} if fold else set(present)
     missing = tuple((physical, what) for physical, what in _expected_columns(mapping)
                     if (physical.lower() if fold else physical) not in known)

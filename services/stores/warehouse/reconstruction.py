@@ -31,7 +31,7 @@ from services.mapping import ModelMapping
 from services.stats.reconstruction import Z_MAX
 from services.stores.warehouse.engine import connection
 from services.stores.warehouse.rows import Rows, log_timestamp, rows_source
-from services.stores.warehouse.sql import GroupKey, GroupKeys, finite_value, grouped
+from services.stores.warehouse.sql import GroupKey, GroupKeys, finite_value, grouped, is_spark
 
 Numbers = Sequence[float] | np.ndarray  # one float per feature, in the columns' order
 
@@ -183,6 +183,8 @@ def chunk_errors(engine: Engine, mapping: ModelMapping, rows: Rows, columns: Seq
     dialect = engine.dialect.name
     if rows.is_log:
         number = sa.func.row_number().over(order_by=log_timestamp(mapping))
+    elif is_spark(dialect):  # Spark refuses ROW_NUMBER() without ORDER BY; this id rises in the order it reads
+        number = sa.func.row_number().over(order_by=sa.func.monotonically_increasing_id())
     else:
         number = sa.func.row_number().over()
     source, _ = _errors(mapping, rows, dialect, columns, means, scales, residual, extra={"rn": number})

@@ -24,6 +24,15 @@ WHOLE: GroupKey = (None, None)
 SQLITE_MAX_PARAMS = 30_000  # SQLite refuses statements with more than 32 766 bound parameters
 
 
+SPARK_DIALECTS = ("hive", "databricks")
+"""Dialects that speak Spark SQL: a Spark Thrift server through PyHive (hive://), Databricks SQL."""
+
+
+def is_spark(dialect: str) -> bool:
+    """True for the dialects whose SQL is Spark SQL (``hive://`` here means a Spark Thrift server)."""
+    return dialect in SPARK_DIALECTS
+
+
 def split_table_name(table: str) -> tuple[str | None, str]:
     """``schema.table`` into (schema or None, table)."""
     schema, _, name = table.rpartition(".")
@@ -32,7 +41,7 @@ def split_table_name(table: str) -> tuple[str | None, str]:
 
 def utc_day(dialect: str, ts: Any) -> Any:
     """Midnight (UTC) of a timestamp, as the dialect computes it."""
-    if dialect in ("duckdb", "postgresql"):
+    if dialect in ("duckdb", "postgresql") or is_spark(dialect):
         return sa.func.date_trunc("day", ts)
     if dialect == "sqlite":
         return sa.func.date(ts)
@@ -85,16 +94,24 @@ def double(name: str) -> Any:
 _INFINITY_TEXT = {"snowflake": "inf", "bigquery": "inf"}
 
 
-def infinity(dialect: str, sign: int = 1) -> Any:
-    """+inf (``sign`` 1) or -inf (``sign`` -1) as a double the dialect accepts."""
+def infinity(dialect: str, sign: float = 1.0) -> Any:
+    """+inf (or -inf for a negative ``sign``) as a double the dialect accepts.
+
+    PyHive writes a bound float into the SQL text as ``str(value)``, and Spark reads ``inf`` as a
+    column name; the text ``'Infinity'`` cast to a double is +inf there.
+    """
+    value = math.copysign(math.inf, sign)
+    if is_spark(dialect):
+        return sa.cast(sa.literal("Infinity" if value > 0 else "-Infinity"), sa.Double())
     text = _INFINITY_TEXT.get(dialect)
-    if text is None:
-        return sa.literal(math.copysign(math.inf, sign), sa.Double())
-    return sa.cast(sa.literal_column(f"'{'-' if sign < 0 else ''}{text}'"), sa.Double())
+    if text is not None:
+        return sa.cast(sa.literal_column(f"'{'-' if value < 0 else ''}{text}'"), sa.Double())
+    return sa.literal(value, sa.Double())
 
 
 def _is_finite(dialect: str, x: Any) -> Any:
-    """True for a finite number; NULL, NaN and +-inf are not (NaN sorts above +inf in DuckDB/PostgreSQL)."""
+    """True for a finite number; NULL, NaN and +-inf are not (NaN sorts above +inf in DuckDB, PostgreSQL
+    and Spark)."""
     if dialect == "duckdb":
         return sa.func.isfinite(x)
     return sa.and_(x > infinity(dialect, -1), x < infinity(dialect))
