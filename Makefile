@@ -9,7 +9,7 @@ TOWER_DATA ?= .tower
 # No usage telemetry from MLflow: the registry's users did not ask for it (and this network is closed).
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: run test seed reseed lint install browser proxy bench-smoke
+.PHONY: run test seed reseed lint install browser proxy java bench-smoke
 
 install: $(STAMP)
 
@@ -54,11 +54,19 @@ proxy:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
 	  else echo "haproxy is not installed: the replica tests will be skipped"; fi; }
 
+# The Spark warehouse tests (tests/stores/test_spark_warehouse.py) run the pyspark wheel's master, workers
+# and Thrift server on Java 17: installed the same way when missing, else those tests skip and say why.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  else echo "java is not installed: the Spark warehouse tests will be skipped"; fi; }
+
 # Lint and types first, then two passes: the whole suite on the embedded stores, then the modules
 # marked `both_backends` again on the production backends (PostgreSQL warehouse and tower state, MLflow
 # server with basic auth and a service account; tests/support/production.py). Both passes always
 # run; any step failing fails.
-test: $(STAMP) browser proxy
+test: $(STAMP) browser proxy java
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	@status=0; \
