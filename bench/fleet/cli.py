@@ -96,8 +96,8 @@ def markdown(record: dict[str, Any]) -> str:
             f"| monitoring job, run again (nothing new: the daily floor) | {_s(job['again']['wall_s'])} | "
             f"{_s(job['again']['cpu_s'])} | |",
         ]
-    for name, label, part in (("services", "fleet services, cold (fresh process, uncached)", "cold"),
-                              ("services", "fleet services, the same again in that process", "again")):
+    for label, part in (("fleet services, cold (fresh process, uncached)", "cold"),
+                        ("fleet services, the same again in that process", "again")):
         if "error" in services or "timeout" in services:
             lines.append(f"| {label} | {services} | | |")
             break
