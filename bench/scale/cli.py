@@ -157,6 +157,15 @@ def markdown(record: dict[str, Any]) -> str:
         f"{_s(_median(runs['warm'], 'cpu', 'drift_sql_s'))} | | |",
         f"| … the same report again in that process | {_s(_median(runs['warm'], 'hot', 'report_s'))} | | | |",
     ]
+    profile_pieces = (_ok(runs["profile"]) or [{}])[-1].get("pieces", {})
+    for name, what in (("column_profiles", "counts + edges (sampled above the threshold)"),
+                       ("numeric_histograms", "fine histograms of the histogrammed features (exact bins)"),
+                       ("value_counts", "value counts (few-valued numerical, categorical)"),
+                       ("classification_counts", "reference performance (confusion, score levels for AUC)")):
+        if name in profile_pieces:
+            piece = profile_pieces[name]
+            lines.append(f"| … profile: {what} (last run) | {_s(piece['wall_s'])} | {_s(piece['cpu_s'])} | | "
+                         f"{_mib(piece['peak_after_mib'])} after it |")
     if backfill:
         b = backfill[0]
         lines.append(f"| monitoring job backfill: {b['windows']} daily windows of one model ({b['results']:,} result "
