@@ -8,10 +8,13 @@ call that ever does must take the role as an argument (docs/ARCHITECTURE.md, lay
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -37,6 +40,27 @@ from services.stores.warehouse import logs as warehouse
 
 TTL_S = 60
 T = TypeVar("T")
+_KEYS: weakref.WeakKeyDictionary[Settings, str] = weakref.WeakKeyDictionary()
+
+
+def settings_key(s: Settings) -> str:
+    """A digest of everything in the settings, computed once per settings object.
+
+    st.cache_data would otherwise hash the whole object (every model's mapping) on every cached call:
+    58 ms a call with 200 mapped models, 35 s of CPU for one run of the fleet page (bench/RESULTS.md,
+    Fleet). The settings are read afresh each run, so this costs one digest per run, and a changed
+    tower.yaml still gives a new key."""
+    key = _KEYS.get(s)
+    if key is None:
+        text = repr((s.stores_key, s.demo, s.use_legacy_stages, s.config_path, sorted(s.stage_aliases.items()),
+                     sorted((name, repr(m)) for name, m in s.models.items()),
+                     json.dumps(s.sections, sort_keys=True, default=str)))
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        _KEYS[s] = key
+    return key
+
+
+HASH_FUNCS: dict[Any, Callable[[Any], Any]] = {Settings: settings_key}
 _log = logging.getLogger(__name__)
 
 
@@ -72,54 +96,54 @@ def engine(s: Settings) -> Engine:
     return stores(s).warehouse()
 
 
-@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=16, show_spinner=False)
 def list_models(s: Settings) -> list[ModelSummary]:
     return guarded(s, REGISTRY, lambda: registry(s).list_models())
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def get_model(s: Settings, name: str) -> ModelSummary:
     return guarded(s, REGISTRY, lambda: registry(s).get_model(name))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def list_versions(s: Settings, name: str) -> list[VersionInfo]:
     return guarded(s, REGISTRY, lambda: registry(s).list_versions(name))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def stage_holders(s: Settings, name: str) -> dict[str, VersionInfo | None]:
     return guarded(s, REGISTRY, lambda: registry(s).stage_holders(name, s.stage_aliases, legacy=s.use_legacy_stages))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=256, show_spinner=False)
 def lineage(s: Settings, name: str, version: str) -> Lineage:
     return guarded(s, REGISTRY, lambda: registry(s).lineage(name, version))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=256, show_spinner=False)
 def window_summary(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> warehouse.WindowSummary:
     return guarded(s, WAREHOUSE, lambda: warehouse.window_summary(engine(s), mapping, start, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=256, show_spinner=False)
 def traffic_by_day(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
     return guarded(s, WAREHOUSE, lambda: warehouse.traffic_by_day(engine(s), mapping, start, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=128, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=128, show_spinner=False)
 def latency_by_day(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
     return guarded(s, WAREHOUSE, lambda: warehouse.latency_by_day(engine(s), mapping, start, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=128, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=128, show_spinner=False)
 def latency_by_version(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
     return guarded(s, WAREHOUSE, lambda: warehouse.latency_by_version(engine(s), mapping, start, end))
 
 
 # The log's first and last prediction: what an empty window names instead of showing nothing. It
 # moves only as predictions arrive, so the minute of caching the other reads have is plenty.
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def log_bounds(s: Settings, mapping: ModelMapping) -> tuple[datetime, datetime] | None:
     return guarded(s, WAREHOUSE, lambda: warehouse.log_bounds(engine(s), mapping))
 
@@ -146,13 +170,13 @@ def notify_decisions(s: Settings) -> None:
 
 # Monitoring: results come from the tower state; a window's report and a feature's distribution are
 # pushed down to the warehouse against the kept reference profile.
-@st.cache_data(ttl=TTL_S, max_entries=32, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=32, show_spinner=False)
 def reference_profile(s: Settings, mapping: ModelMapping, start: datetime | None,
                       end: datetime | None) -> ReferenceProfile:
     return guarded(s, WAREHOUSE, lambda: load_or_compute(tower(s), engine(s), mapping, start, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
                   start: datetime, end: datetime) -> WindowReport:
     profile = reference_profile(s, mapping, *ref)
@@ -163,7 +187,7 @@ def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None
         ranges=ranges))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def feature_distributions(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None, datetime | None],
                           column: str, start: datetime, end: datetime) -> pd.DataFrame:
     profile = reference_profile(s, mapping, *ref)
@@ -171,37 +195,37 @@ def feature_distributions(s: Settings, mapping: ModelMapping, ref: tuple[datetim
         engine(s), mapping, profile, column, start, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def drift_heatmap(s: Settings, model: str, start: datetime, end: datetime, segment: str = OVERALL) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.drift_heatmap(tower(s), model, start, end, segment=segment))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def reconstruction_over_time(s: Settings, model: str, start: datetime, end: datetime,
                              segment: str = OVERALL) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.reconstruction_over_time(tower(s), model, start, end,
                                                                           segment=segment))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=256, show_spinner=False)
 def latest_multivariate(s: Settings, model: str) -> tower_reads.LatestMultivariate | None:
     return guarded(s, TOWER, lambda: tower_reads.latest_multivariate(tower(s), model))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def fairness_over_time(s: Settings, model: str, start: datetime, end: datetime,
                        segment: str = OVERALL) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.fairness_over_time(tower(s), model, start, end, segment=segment))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def performance_over_time(s: Settings, model: str, start: datetime, end: datetime,
                           segment: str = OVERALL) -> pd.DataFrame:
     return guarded(s, TOWER, lambda: tower_reads.performance_over_time(tower(s), model, start, end,
                                                                        segment=segment))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def estimated_performance_over_time(s: Settings, model: str, start: datetime, end: datetime,
                                     segment: str = OVERALL) -> pd.DataFrame:
     """CBPE estimates per day and metric, with their bands (services.monitoring.estimated_performance)."""
@@ -209,35 +233,35 @@ def estimated_performance_over_time(s: Settings, model: str, start: datetime, en
                                                                                 segment=segment))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def latest_health(s: Settings, model: str) -> tower_reads.HealthVerdict:
     return guarded(s, TOWER, lambda: tower_reads.latest_health(tower(s), model))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=16, show_spinner=False)
 def alerts(s: Settings, model: str | None, active_only: bool) -> pd.DataFrame:
     if active_only:
         return guarded(s, TOWER, lambda: tower_reads.open_alerts(tower(s), model))
     return guarded(s, TOWER, lambda: tower_reads.alert_history(tower(s), model))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def alert_span(s: Settings, model: str | None) -> tuple[datetime, datetime] | None:
     return guarded(s, TOWER, lambda: tower_reads.alert_span(tower(s), model))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=64, show_spinner=False)
 def alert_history(s: Settings, model: str | None, start: datetime, end: datetime) -> pd.DataFrame:
     """The episodes opened in ``[start, end)``, open or resolved."""
     return guarded(s, TOWER, lambda: tower_reads.alert_history(tower(s), model, start, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=16, show_spinner=False)
 def week_changes(s: Settings, models: tuple[str, ...], end: datetime) -> dict[str, week_changes_of.WeekChange]:
     """What changed since last week for the whole fleet (services.monitoring.week_changes)."""
     return guarded(s, TOWER, lambda: week_changes_of.week_changes(tower(s), models, end))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False)
+@st.cache_data(hash_funcs=HASH_FUNCS, ttl=TTL_S, max_entries=256, show_spinner=False)
 def health_chips(s: Settings, model: str, extra: Mapping[str, chips.Finding]) -> tuple[chips.Chip, ...]:
     return guarded(s, TOWER, lambda: chips.health_chips(tower(s), model, extra))

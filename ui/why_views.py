@@ -34,7 +34,7 @@ BASELINE_BEFORE = "The same number of days just before"
 
 
 # ------------------------------------------------------------------ cached reads
-@st.cache_data(ttl=backends.TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=backends.HASH_FUNCS, ttl=backends.TTL_S, max_entries=64, show_spinner=False)
 def segment_explanation(s: Settings, mapping: ModelMapping, metric: str, baseline: Rows,
                         window: Rows) -> root_cause.SegmentExplanation:
     calibration = backends.guarded(s, TOWER, lambda: root_cause.calibration_of(
@@ -43,12 +43,12 @@ def segment_explanation(s: Settings, mapping: ModelMapping, metric: str, baselin
         backends.engine(s), mapping, metric, baseline, window, calibration=calibration))
 
 
-@st.cache_data(ttl=backends.TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=backends.HASH_FUNCS, ttl=backends.TTL_S, max_entries=64, show_spinner=False)
 def feature_heatmaps(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> dict[str, pd.DataFrame]:
     return backends.guarded(s, TOWER, lambda: root_cause.feature_heatmaps(backends.tower(s), mapping, start, end))
 
 
-@st.cache_data(ttl=backends.TTL_S, max_entries=64, show_spinner=False)
+@st.cache_data(hash_funcs=backends.HASH_FUNCS, ttl=backends.TTL_S, max_entries=64, show_spinner=False)
 def serving_version(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> str | None:
     return backends.guarded(s, WAREHOUSE, lambda: root_cause.serving_version(
         logs.latency_by_version(backends.engine(s), mapping, start, end)))
