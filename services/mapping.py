@@ -33,6 +33,9 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}(\.[A-Za-z_][A-Za-z0-9_]
 
 # What ``reference.from_registry`` may name: the dataset the version's run logged with this context.
 REGISTRY_REFERENCES = ("training",)
+EXACT_EDGES_MAX_ROWS = 2_000_000
+"""Default of ``reference.exact_edges_max_rows``: a reference of more rows gets its quantile edges from a
+sample on DuckDB (the bins stay exact for whichever edges are chosen); one of at most this many, exact ones."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Reference:
     services.monitoring.registry_reference); table/start/end are then the fallback. A resolved copy
     carries the warehouse table the dataset resolved to, its snapshot filter and ``registry``: the
     link (version, dataset, digest, source) that makes each (model, version, digest) its own profile.
+    ``exact_edges_max_rows``: above this many reference rows the 1000-quantile edges are taken from a
+    random sample instead of sorting every value (DuckDB only; see warehouse/profiles.py).
     """
 
     table: str | None = None
@@ -52,6 +57,7 @@ class Reference:
     snapshot_column: str | None = None  # set on a resolved reference only: rows where column = snapshot
     snapshot: str | None = None
     registry: tuple[tuple[str, str], ...] = ()  # set on a resolved reference only
+    exact_edges_max_rows: int = EXACT_EDGES_MAX_ROWS
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,12 @@ def _number(value: Any, where: str) -> float | None:
     return float(value)
 
 
+def _positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where} must be a whole number of rows of at least 1, not {value!r}.")
+    return int(value)
+
+
 def parse_model_mapping(name: str, raw: Any) -> ModelMapping:
     """Build one mapping from its tower.yaml entry; raise ConfigError naming the bad field."""
     where = f"models.{name}"
@@ -181,6 +193,8 @@ def parse_model_mapping(name: str, raw: Any) -> ModelMapping:
             start=str(ref_raw["start"]) if ref_raw.get("start") else None,
             end=str(ref_raw["end"]) if ref_raw.get("end") else None,
             from_registry=from_registry,
+            exact_edges_max_rows=_positive_int(ref_raw.get("exact_edges_max_rows", EXACT_EDGES_MAX_ROWS),
+                                               f"{where}.reference.exact_edges_max_rows"),
         ),
         slo=Slo(
             latency_p95_ms=_number(slo_raw.get("latency_p95_ms"), f"{where}.slo.latency_p95_ms"),

@@ -18,6 +18,7 @@ DAYS = 35
 WINDOW = (DAY0 + timedelta(days=DAYS - 7), DAY0 + timedelta(days=DAYS))  # the last week: where drift is
 REFERENCE_OFFSET = 10**12  # the reference's row numbers, so its pseudo-random stream is its own
 MODEL = "bench-model"
+CHUNK_ROWS = 5_000_000  # rows generated (and sorted) per statement
 
 # Pseudo-random streams: u(k) is uniform on (0, 1), from hash(i * 128 + k) (a hash of the row number
 # and the stream; hash(i, k) with two arguments correlates streams); z(k) is standard normal
@@ -109,7 +110,10 @@ def _features_sql(first: int, rows: int, drift_from: int | None) -> str:
             f"FROM (SELECT i, {d} AS d FROM range({first}, {first + rows}) r(i))")
 
 
-def _log_sql(rows: int) -> str:
+def _log_sql(rows: int, first: int = 0, count: int | None = None) -> str:
+    """The log of ``rows`` rows, or only its rows ``first .. first + count - 1`` (the same values: a
+    large log is generated in chunks, so no statement sorts more than one chunk)."""
+    count = rows - first if count is None else count
     step = DAYS * 86_400_000_000 / rows  # microseconds between two predictions
     drift_from = math.ceil((WINDOW[0] - DAY0).total_seconds() * 1e6 / step)
     day21 = math.ceil(21 * 86_400_000_000 / step)
@@ -124,7 +128,7 @@ def _log_sql(rows: int) -> str:
                     ELSE (u_label < 1 / (1 + exp(-logit)))::INTEGER END AS label,
                exp(4 + 0.35 * z_latency) AS latency_ms,
                CASE WHEN failed THEN 'error' ELSE 'ok' END AS status
-        FROM ({_outputs_sql(_features_sql(0, rows, drift_from))})
+        FROM ({_outputs_sql(_features_sql(first, count, drift_from - first))})
         ORDER BY request_id"""
 
 
@@ -136,11 +140,12 @@ def _outputs_sql(features: str) -> str:
               FROM ({features}))"""
 
 
-def _reference_sql(rows: int) -> str:
+def _reference_sql(rows: int, first: int = 0, count: int | None = None) -> str:
+    count = rows - first if count is None else count
     return f"""
         SELECT i - {REFERENCE_OFFSET} AS request_id, {', '.join([*NUMERICAL, *CATEGORICAL, SENSITIVE])},
                (score >= 0.5)::INTEGER AS prediction, score, (u_label < 1 / (1 + exp(-logit)))::INTEGER AS label
-        FROM ({_outputs_sql(_features_sql(REFERENCE_OFFSET, rows, None))})
+        FROM ({_outputs_sql(_features_sql(REFERENCE_OFFSET + first, count, None))})
         ORDER BY request_id"""
 
 
@@ -188,8 +193,13 @@ def generate(data_dir: Path, rows: int, reference_rows: int, *, quiet: bool = Fa
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute("SET preserve_insertion_order = true")
-        con.execute(f"CREATE TABLE {LOG_TABLE} AS {_log_sql(rows)}")
-        con.execute(f"CREATE TABLE {REFERENCE_TABLE} AS {_reference_sql(reference_rows)}")
+        # In chunks of CHUNK_ROWS, each sorted on its own: the same rows in the same order as one
+        # statement, without sorting 100M rows at once (bench/scale generates such a log).
+        for table, total, sql in ((LOG_TABLE, rows, _log_sql), (REFERENCE_TABLE, reference_rows, _reference_sql)):
+            for first in range(0, total, CHUNK_ROWS):
+                count = min(CHUNK_ROWS, total - first)
+                verb = f"CREATE TABLE {table} AS" if first == 0 else f"INSERT INTO {table}"
+                con.execute(f"{verb} {sql(total, first, count)}")
         con.execute("CHECKPOINT")
     finally:
         con.close()

@@ -26,7 +26,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from services.errors import ConfigError, MappingError, TowerStateUnavailable
-from services.mapping import ModelMapping
+from services.mapping import EXACT_EDGES_MAX_ROWS, ModelMapping
 from services.monitoring.store import monitoring_references
 from services.stats.histogram import BinnedSample
 from services.stats.performance import ConfusionCounts, ScoreCounts
@@ -104,6 +104,9 @@ def reference_definition(mapping: ModelMapping, start: datetime | None = None,
         **({"snapshot": list(rows.snapshot)} if rows.snapshot is not None else {}),
         **({"registry": dict(mapping.reference.registry)} if mapping.reference.registry and not rows.is_log
            else {}),
+        # likewise: only a non-default threshold of sampled edges is part of the definition
+        **({"exact_edges_max_rows": mapping.reference.exact_edges_max_rows}
+           if mapping.reference.exact_edges_max_rows != EXACT_EDGES_MAX_ROWS else {}),
     }
 
 
@@ -124,7 +127,8 @@ def compute_profile(engine: Engine, mapping: ModelMapping, start: datetime | Non
     """Compute a profile from the warehouse (a handful of statements), without storing it."""
     definition = reference_definition(mapping, start, end)
     rows = _rows_of(mapping, definition)
-    total, columns = column_profiles(engine, mapping, rows, mapping.numerical)
+    total, columns = column_profiles(engine, mapping, rows, mapping.numerical,
+                                     exact_max_rows=mapping.reference.exact_edges_max_rows)
     if total == 0:
         raise ConfigError(f"The reference of model '{mapping.name}' ({rows.description}) holds no rows.",
                           "Point the reference at a table or time range with data.")

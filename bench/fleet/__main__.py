@@ -1,0 +1,5 @@
+"""``python -m bench.fleet``: see bench/fleet/cli.py."""
+
+from bench.fleet.cli import main
+
+raise SystemExit(main())
