@@ -121,10 +121,11 @@ def _reports_rows(mapping: ModelMapping, profile: ReferenceProfile, config: Moni
     rows: list[dict[str, Any]] = []
     for version in sorted(groups, key=lambda v: (v is not None, v or "")):
         outside = None if outside_of is None else outside_of.get(version, {})  # data quality: out-of-range counts
-        # Drift intervals (issue 15) cost ~10 ms per feature and window: in the fixed mode, whose verdicts do
-        # not need them, only the all-versions windows (what the pages and alerts read) get them.
+        # Drift intervals (issue 15) are computed where the verdict mode judges them (beyond_noise, material:
+        # every window). The fixed mode's verdicts do not need them and no page reads them from here, and
+        # they would double a backfill (bench/RESULTS.md, "Drift intervals"): the job leaves them out.
         report = build_report(mapping, profile, groups[version], start=start, end=end, version=version, rules=rules,
-                              ranges=ranges, outside=outside, intervals=version is None)
+                              ranges=ranges, outside=outside, intervals=False)
         if multivariate_of and version in multivariate_of:  # multivariate drift (monitoring/multivariate.py)
             report = replace(report, multivariate=multivariate_of[version])
         rows += report.result_rows()
