@@ -12,7 +12,7 @@ from services.monitoring.reference_period import (
     days_on_other_reference,
     reference_text,
 )
-from services.monitoring.report_tables import drift_table
+from services.monitoring.report_tables import drift_table, too_small_text, verdict_text
 from services.monitoring.results import WindowReport
 from services.settings import Settings
 from ui import backends
@@ -99,8 +99,11 @@ def render(settings: Settings) -> None:
         return
     st.caption(f"{report.rows_current:,} rows against {report.rows_reference:,} reference rows of "
                f"{literal(reference_text(mapping, reference))}. Most drifting first; verdict as Evidently 0.7 "
-               "chooses; PSI bands 0.1 / 0.25 beside. Click a row to see its feature's distributions."
-               + _multivariate_text(report.multivariate) + _quality_text(report))
+               "chooses; PSI bands 0.1 / 0.25 beside. Click a row to see its feature's distributions. "
+               + verdict_text(report) + _multivariate_text(report.multivariate) + _quality_text(report))
+    small = too_small_text(report)  # issue 15: the window cannot tell drift of the size that decides
+    if small:
+        st.warning(literal(small))
     ranked = list(table["column"])
     key = table_key(mapping.name, ranked)
     event = st.dataframe(table_view(table), key=key, on_select="rerun", selection_mode="single-row",

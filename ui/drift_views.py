@@ -34,6 +34,9 @@ TABLE_LABELS = {
     "kind": "Kind", "psi": "PSI", "psi_band": "PSI band", "js_distance": "JS distance",
     "wasserstein_normed": "Wasserstein (normed)", "ks_statistic": "KS statistic", "chi2_pvalue": "χ² p-value",
     "reference_null_share": "Reference null share", "unseen_categories": "Unseen categories",
+    # issue 15: the distance the verdict mode judges, its bootstrap interval and its noise level
+    "effect_statistic": "Distance judged", "effect": "Distance", "lower": "Interval low", "upper": "Interval high",
+    "noise": "Noise level", "too_small": "Too small to tell",
 }
 MISSING = "—"
 
@@ -86,6 +89,7 @@ def table_view(table: pd.DataFrame) -> pd.DataFrame:
     """``drift_table`` under human labels, in display order (a missing value is shown as MISSING)."""
     view = table.assign(
         drifted=table["drifted"].map({True: "drifted", False: "no drift"}).astype(object),
+        too_small=table["too_small"].map({True: "too small", False: "no"}).astype(object),
         unseen_categories=table["unseen_categories"].replace("", None))
     return view[list(TABLE_LABELS)].rename(columns=TABLE_LABELS)
 
@@ -114,6 +118,16 @@ def table_columns() -> dict[str, Any]:
         "Wasserstein (normed)": st.column_config.NumberColumn(format="%.4g"),
         "KS statistic": st.column_config.NumberColumn(format="%.4g"),
         "χ² p-value": st.column_config.NumberColumn(format="%.4g"),
+        "Distance judged": st.column_config.TextColumn(
+            help="What the verdict modes judge: the verdict statistic, the KS statistic for ks, the JS distance for "
+                 "chisquare and z"),
+        "Distance": st.column_config.NumberColumn(format="%.4g"),
+        "Interval low": st.column_config.NumberColumn(
+            format="%.4g", help="Bootstrap interval of the distance (both samples redrawn at their sizes)"),
+        "Interval high": st.column_config.NumberColumn(format="%.4g"),
+        "Noise level": st.column_config.NumberColumn(
+            format="%.4g", help="The distance's 95th percentile with no drift at this window's size: smaller drift "
+                                "cannot be told from noise"),
     }
 
 

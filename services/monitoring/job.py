@@ -123,8 +123,10 @@ def _reports_rows(mapping: ModelMapping, profile: ReferenceProfile, config: Moni
     rows: list[dict[str, Any]] = []
     for version in sorted(groups, key=lambda v: (v is not None, v or "")):
         outside = None if outside_of is None else outside_of.get(version, {})  # data quality: out-of-range counts
-        # Drift intervals (issue 15) cost ~10 ms per feature and window: in the fixed mode, whose verdicts do
-        # not need them, only the all-versions windows (what the pages and alerts read) get them.
+        # Drift intervals (issue 15): every window where the verdict mode judges them (beyond_noise, material);
+        # in the fixed mode the all-versions windows only, which the drift page and the report read. Bounding
+        # each version's windows too would triple a backfill for verdicts that do not use them
+        # (bench/RESULTS.md, "Drift intervals").
         report = build_report(mapping, profile, groups[version], start=start, end=end, version=version, rules=rules,
                               ranges=ranges, outside=outside, intervals=version is None)
         if multivariate_of and version in multivariate_of:  # multivariate drift (monitoring/multivariate.py)

@@ -149,6 +149,11 @@ _REFERENCE_DRAWS: OrderedDict[tuple[int, int, int, bytes], np.ndarray] = Ordered
 _REFERENCE_DRAWS_KEPT = 32
 
 
+def forget_reference_draws() -> None:
+    """Drop the kept reference draws (benchmarks time a cold start; tests check order independence)."""
+    _REFERENCE_DRAWS.clear()
+
+
 def reference_draws(counts: np.ndarray, seed: int, replicates: int, stream: int = 0) -> np.ndarray:
     """The reference redrawn at its own size, ``replicates`` times, from ``seed`` (a pure function of its
     arguments; the last few results are kept because every window of a backfill asks for the same)."""

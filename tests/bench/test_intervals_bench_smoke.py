@@ -19,7 +19,7 @@ def test_the_benchmark_times_the_intervals_inside_the_report_and_writes_its_sect
     mapping = bench_mapping()
     assert section is not None and f"| 20,000 | {len(mapping.numerical) + len(mapping.categorical)} |" in section
     assert read_section(out, "monitoring") == "kept"
-    assert "| log rows | intervals off | fixed (all-versions windows) | beyond_noise (every window) |" in section
+    assert "| log rows | fixed (no intervals) |" in section
     printed = capsys.readouterr().out
     assert "20,000 rows: week report" in printed
     week, intervals = (float(printed.split(key)[1].split(" s")[0]) for key in ("week report ", "intervals "))
