@@ -30,7 +30,7 @@ PIECES = {"numeric_histograms": "drift", "value_counts": "drift", "fairness_coun
           "latency_summaries": "latency", "classification_counts": "performance", "build_report": "statistics"}
 
 
-def _ours(db: Path, tower: str, *, cold: bool) -> dict[str, Any]:
+def ours(db: Path, tower: str, *, cold: bool) -> dict[str, Any]:
     """``window_report`` for the window; the reference profile loaded from the tower state (warm) or computed."""
     from services.monitoring import reference
     from services.monitoring import report as report_module
@@ -218,7 +218,7 @@ def child_main(name: str, db: Path, tower: str, probe_repeat: int) -> dict[str, 
         importlib.import_module(module)
     imports_rss = peak_mib()
     if name in ("ours_warm", "ours_cold"):
-        result = _ours(db, tower, cold=name == "ours_cold")
+        result = ours(db, tower, cold=name == "ours_cold")
     elif name == "evidently":
         result = _evidently(db)
     elif name == "fairlearn":

@@ -57,9 +57,9 @@ def _profile(db: Path, tower: str) -> dict[str, Any]:
 
 
 def _warm(db: Path, tower: str) -> dict[str, Any]:
-    from bench.monitoring.contenders import _ours
+    from bench.monitoring.contenders import ours
 
-    return {**_ours(db, tower, cold=False), "peak_rss_mib": peak_mib()}
+    return {**ours(db, tower, cold=False), "peak_rss_mib": peak_mib()}
 
 
 def _backfill(db: Path, tower: str) -> dict[str, Any]:

@@ -152,10 +152,10 @@ def test_the_normal_approximation_of_large_draws_agrees_with_exact_multinomial_d
     approx = numerical_intervals(reference, current, deciles=deciles, reference_seed=1, window_seed=2,
                                  replicates=1500)
     monkeypatch.setattr(drift_intervals, "NORMAL_MIN_EXPECTED", math.inf)
-    drift_intervals._REFERENCE_DRAWS.clear()
+    drift_intervals.forget_reference_draws()
     exact = numerical_intervals(reference, current, deciles=deciles, reference_seed=3, window_seed=4,
                                 replicates=1500)
-    drift_intervals._REFERENCE_DRAWS.clear()
+    drift_intervals.forget_reference_draws()
     for name in exact:
         width = exact[name].upper - exact[name].lower
         assert abs(approx[name].lower - exact[name].lower) <= 0.1 * width, name
