@@ -74,6 +74,9 @@ def both(spark_url: str, tmp_path_factory: pytest.TempPathFactory
         wh.close()
 
 
+BOOTSTRAPPED = ("lower", "upper", "noise")
+
+
 def assert_same(ours: Any, oracle: Any, path: str = "") -> None:
     """Equal JSON, numbers to 1e-9 (Spark adds partial sums up in another order than DuckDB)."""
     if isinstance(oracle, dict):
@@ -84,6 +87,11 @@ def assert_same(ours: Any, oracle: Any, path: str = "") -> None:
         assert isinstance(ours, list) and len(ours) == len(oracle), path
         for i, (a, b) in enumerate(zip(ours, oracle, strict=True)):
             assert_same(a, b, f"{path}[{i}]")
+    elif isinstance(oracle, float) and not isinstance(oracle, bool) and path.rsplit(".", 1)[-1] in BOOTSTRAPPED:
+        # Bootstrap bounds are seeded by the reference id, a digest naming the tables, which differ between the
+        # two warehouses: equal within Monte-Carlo error (200 replicates), not bit for bit.
+        assert isinstance(ours, (int, float)) and math.isclose(ours, oracle, rel_tol=0.15, abs_tol=1e-3), \
+            f"{path}: {ours} != {oracle}"
     elif isinstance(oracle, float) and not isinstance(oracle, bool):
         assert isinstance(ours, (int, float)) and math.isclose(ours, oracle, rel_tol=1e-9, abs_tol=1e-12), \
             f"{path}: {ours} != {oracle}"
