@@ -232,24 +232,10 @@ def test_segments_of_a_resolved_mapping_keep_the_registry_reference(registry, wa
 
 # ----------------------------------------------------------------------------------------- the job
 def test_monitor_run_follows_a_promotion_to_the_new_versions_training_data(registry, warehouse_url, tmp_path):
-    import yaml
 
     from services.monitoring.job import run_monitoring
-    from services.settings import load_settings
 
-    mapping = demo.mapping()
-    config = {
-        "models": {demo.MODEL: {
-            "table": mapping.table, "task": mapping.task, "columns": mapping.columns,
-            "features": {"numerical": list(mapping.numerical), "categorical": list(mapping.categorical)},
-            "reference": {"from_registry": "training", "table": demo.REFERENCE_TABLE}}},
-        "reference_sources": [{"match": "warehouse://features.{table}@{snapshot}", "table": "{table}",
-                               "snapshot_column": "snapshot", "order_column": "row_index",
-                               "tables": [demo.TRAINING_TABLE]}],
-    }
-    (tmp_path / "tower.yaml").write_text(yaml.safe_dump(config))
-    settings = load_settings({"TOWER_CONFIG": str(tmp_path / "tower.yaml"), "TOWER_DATA_DIR": str(tmp_path),
-                              "MLFLOW_TRACKING_URI": registry.tracking_uri, "WAREHOUSE_URL": warehouse_url})
+    settings = demo.tower_settings(tmp_path, registry.tracking_uri, warehouse_url)
     (first,) = run_monitoring(settings)
     assert first.error is None and first.windows == 7
     assert "of version 1" in first.reference and "verified" in first.reference, first.reference

@@ -9,7 +9,6 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from scipy import stats
 
 from services.governance.evidence import VersionEvidence, evaluate_gates
@@ -17,7 +16,7 @@ from services.governance.policy import parse_policies
 from services.governance.skew_gate import SkewGate, judge
 from services.monitoring.evidence import TowerMonitoringEvidence
 from services.monitoring.training_skew import training_skew
-from services.settings import Settings, load_settings
+from services.settings import Settings
 from services.stores.registry import Registry
 from services.stores.warehouse.engine import make_engine
 from tests.support import registry_reference as demo
@@ -48,19 +47,7 @@ def registry_file(tmp_path_factory):
 def world(request, registry_file, tmp_path, tower) -> tuple[Settings, Registry]:
     url = f"{request.param}:///{tmp_path / ('warehouse.' + request.param)}"
     demo.write_warehouse(url, training=demo.training_table(VERSIONS))
-    mapping = demo.mapping()
-    config = {
-        "models": {demo.MODEL: {
-            "table": mapping.table, "task": mapping.task, "columns": mapping.columns,
-            "features": {"numerical": list(mapping.numerical), "categorical": list(mapping.categorical)},
-            "reference": {"from_registry": "training", "table": demo.REFERENCE_TABLE}}},
-        "reference_sources": [{"match": "warehouse://features.{table}@{snapshot}", "table": "{table}",
-                               "snapshot_column": "snapshot", "order_column": "row_index",
-                               "tables": [demo.TRAINING_TABLE]}],
-    }
-    (tmp_path / "tower.yaml").write_text(yaml.safe_dump(config))
-    settings = load_settings({"TOWER_CONFIG": str(tmp_path / "tower.yaml"), "TOWER_DATA_DIR": str(tmp_path),
-                              "MLFLOW_TRACKING_URI": f"sqlite:///{registry_file}", "WAREHOUSE_URL": url})
+    settings = demo.tower_settings(tmp_path, f"sqlite:///{registry_file}", url)
     return settings, Registry(f"sqlite:///{registry_file}")
 
 

@@ -169,3 +169,24 @@ def logged_source(built: Built, number: int) -> str:
 
     run = MlflowClient(built.tracking_uri).get_run(built.run_ids[number])
     return str(json.loads(run.inputs.dataset_inputs[0].dataset.source)["uri"])
+
+
+def tower_settings(folder: Path, tracking_uri: str, warehouse_url: str) -> Any:
+    """Settings whose tower.yaml maps the model with ``from_registry: training`` and the resolver rule."""
+    import yaml
+
+    from services.settings import load_settings
+
+    plain = mapping()
+    config = {
+        "models": {MODEL: {
+            "table": plain.table, "task": plain.task, "columns": plain.columns,
+            "features": {"numerical": list(plain.numerical), "categorical": list(plain.categorical)},
+            "reference": {"from_registry": "training", "table": REFERENCE_TABLE}}},
+        "reference_sources": [{"match": "warehouse://features.{table}@{snapshot}", "table": "{table}",
+                               "snapshot_column": "snapshot", "order_column": "row_index",
+                               "tables": [TRAINING_TABLE]}],
+    }
+    (folder / "tower.yaml").write_text(yaml.safe_dump(config))
+    return load_settings({"TOWER_CONFIG": str(folder / "tower.yaml"), "TOWER_DATA_DIR": str(folder),
+                          "MLFLOW_TRACKING_URI": tracking_uri, "WAREHOUSE_URL": warehouse_url})
