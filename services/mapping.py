@@ -171,10 +171,10 @@ def parse_model_mapping(name: str, raw: Any) -> ModelMapping:
     if not isinstance(features, dict) or not isinstance(ref_raw, dict) or not isinstance(slo_raw, dict):
         raise ConfigError(f"{where}: features, reference and slo must be mappings.")
     ref_table = ref_raw.get("table")
-    refuse_unknown = set(ref_raw) - {"table", "start", "end", "from_registry"}
+    refuse_unknown = set(ref_raw) - {"table", "start", "end", "from_registry", "exact_edges_max_rows"}
     if refuse_unknown:
         raise ConfigError(f"{where}.reference has unknown keys: {', '.join(sorted(map(str, refuse_unknown)))}.",
-                          "Known keys: table, start, end, from_registry.")
+                          "Known keys: table, start, end, from_registry, exact_edges_max_rows.")
     from_registry = ref_raw.get("from_registry")
     if from_registry is not None and from_registry not in REGISTRY_REFERENCES:
         raise ConfigError(f"{where}.reference.from_registry is {from_registry!r}; expected one of "

@@ -13,6 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import numpy as np
+
+# Loaded first on purpose: sqlalchemy-bigquery (tests/stores/test_engine_compile.py) registers a one-argument
+# ``unnest`` in SQLAlchemy's global function registry on import, which once broke PostgreSQL's histograms
+# whenever the compile checks ran earlier in the session. Every test below runs with it loaded.
+try:
+    import sqlalchemy_bigquery  # noqa: F401
+except ImportError:  # not installed: nothing to guard against
+    pass
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.functions import Function
 
 from services.mapping import ModelMapping
 from services.stats.histogram import BinnedSample, default_shift
@@ -185,7 +186,9 @@ def _histograms_unnested(mapping: ModelMapping, rows: Rows, columns: list[str], 
             if edges[c].size else sa.case((x.is_not(None), int_literal(0)), else_=sa.null())
             for i, (c, x) in enumerate(zip(columns, xs, strict=True))]
     squares = [_square(x, shifts[c], "postgresql") for c, x in zip(columns, xs, strict=True)]
-    unpivoted = (sa.func.unnest(postgresql.array(xs), postgresql.array(bins), postgresql.array(squares))
+    # A plain Function, not sa.func.unnest: sqlalchemy-bigquery registers a one-argument ``unnest`` in
+    # SQLAlchemy's global function registry on import, which would then refuse this three-array call.
+    unpivoted = (Function("unnest", postgresql.array(xs), postgresql.array(bins), postgresql.array(squares))
                  .table_valued("x", "bin", "ss", with_ordinality="f").render_derived(name="u").lateral("u"))
     keyed = [source.c[k] for k in keys]
     f = (unpivoted.c.f - 1).label("f")
