@@ -178,30 +178,34 @@ def load_warehouse(duckdb_path: Path, url: str) -> dict[str, int]:
             duckdb.connect(str(duckdb_path), read_only=True) as source, \
             psycopg.connect(host=target.host, port=target.port, user=target.username, password=target.password,
                             dbname=target.database, connect_timeout=5) as pg:
-        tables = [r[0] for r in source.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-            "AND table_type = 'BASE TABLE' ORDER BY table_name").fetchall()]
-        for table in tables:
+        # Every schema's tables: the demo keeps its training snapshots in `features` (the registry reference).
+        tables = [(r[0], r[1]) for r in source.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+            "ORDER BY table_schema, table_name").fetchall()]
+        for schema, table in tables:
             columns = source.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+                "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position", [schema, table]).fetchall()
             definition = sql.SQL(", ").join(
                 sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(_pg_type(table, name, kind)))
                 for name, kind in columns)
-            pg.execute(sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(table), definition))
-            csv = Path(scratch) / f"{table}.csv"
-            quoted = '"' + table.replace('"', '""') + '"'
+            target_name = sql.Identifier(table) if schema == "main" else sql.Identifier(schema, table)
+            if schema != "main":
+                pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            pg.execute(sql.SQL("CREATE TABLE {} ({})").format(target_name, definition))
+            csv = Path(scratch) / f"{schema}.{table}.csv"
+            quoted = '"' + schema.replace('"', '""') + '"."' + table.replace('"', '""') + '"'
             # NULL is written as an empty field and '' as "": PostgreSQL's CSV reads them back alike.
             source.execute(f"COPY {quoted} TO '{csv}' (FORMAT csv, HEADER false)")
-            with pg.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(sql.Identifier(table))) as copy, \
+            with pg.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(target_name)) as copy, \
                     csv.open("rb") as data:
                 while chunk := data.read(1 << 20):
                     copy.write(chunk)
             want = source.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0]
-            got = pg.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+            got = pg.execute(sql.SQL("SELECT count(*) FROM {}").format(target_name)).fetchone()[0]
             if got != want:
-                raise RuntimeError(f"{table}: {got} rows in PostgreSQL, {want} in {duckdb_path}")
-            counts[table] = int(got)
+                raise RuntimeError(f"{schema}.{table}: {got} rows in PostgreSQL, {want} in {duckdb_path}")
+            counts[table if schema == "main" else f"{schema}.{table}"] = int(got)
         pg.commit()
         pg.autocommit = True
         pg.execute("ANALYZE")  # planner statistics, as a warehouse that has been loaded for a while has
