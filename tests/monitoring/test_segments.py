@@ -8,7 +8,6 @@ numbers themselves are checked against scipy, fairlearn and scikit-learn in test
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from services.monitoring.store import monitoring_results
 from services.segments import OVERALL
 from services.stores.tower_db import create_schema, make_tower_engine
 from tests.support import monitoring_data as data
+from tests.support import report_equality
 from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
 
 SEGMENTS = [
@@ -63,32 +63,8 @@ def segmented(mapping: ModelMapping) -> ModelMapping:
         "segments": SEGMENTS})
 
 
-BOOTSTRAPPED = ("lower", "upper", "noise")
-
-
 def assert_same(ours: Any, oracle: Any, path: str = "") -> None:
-    """Equal JSON, numbers to 1e-9 (sums may be added up in another order)."""
-    if path.endswith(".too_small"):  # noise level against the threshold: a Monte-Carlo figure, see BOOTSTRAPPED
-        assert isinstance(ours, bool) == isinstance(oracle, bool), path
-        return
-    if isinstance(oracle, dict):
-        assert isinstance(ours, dict) and list(ours) == list(oracle), path
-        for key in oracle:
-            assert_same(ours[key], oracle[key], f"{path}.{key}")
-    elif isinstance(oracle, list):
-        assert isinstance(ours, list) and len(ours) == len(oracle), path
-        for i, (a, b) in enumerate(zip(ours, oracle, strict=True)):
-            assert_same(a, b, f"{path}[{i}]")
-    elif isinstance(oracle, float) and not isinstance(oracle, bool) and path.rsplit(".", 1)[-1] in BOOTSTRAPPED:
-        # Bootstrap bounds are seeded by the reference id and the segment, which differ from the oracle's
-        # (another table, no segment): equal within Monte-Carlo error (200 replicates), not bit for bit.
-        assert isinstance(ours, (int, float)) and math.isclose(ours, oracle, rel_tol=0.2, abs_tol=2e-3), \
-            f"{path}: {ours} != {oracle}"
-    elif isinstance(oracle, float) and not isinstance(oracle, bool):
-        assert isinstance(ours, (int, float)) and math.isclose(ours, oracle, rel_tol=1e-9, abs_tol=1e-12), \
-            f"{path}: {ours} != {oracle}"
-    else:
-        assert ours == oracle, f"{path}: {ours!r} != {oracle!r}"
+    report_equality.assert_same(ours, oracle, path, ordered_keys=True)
 
 
 @pytest.fixture(scope="module", params=KINDS)

@@ -9,7 +9,6 @@ queries of tests/stores/test_warehouse_*.py run on Spark too (their ``spark`` pa
 
 from __future__ import annotations
 
-import math
 import socket
 import threading
 import time
@@ -34,6 +33,7 @@ from services.stores.warehouse.engine import connection, make_engine, ping
 from services.stores.warehouse.histograms import value_counts
 from services.stores.warehouse.rows import log_rows
 from tests.support import monitoring_data as data
+from tests.support import report_equality
 from tests.support.databases import ScratchWarehouse
 from tests.support.tcp_proxy import FaultyProxy
 
@@ -74,32 +74,8 @@ def both(spark_url: str, tmp_path_factory: pytest.TempPathFactory
         wh.close()
 
 
-BOOTSTRAPPED = ("lower", "upper", "noise")
-
-
 def assert_same(ours: Any, oracle: Any, path: str = "") -> None:
-    """Equal JSON, numbers to 1e-9 (Spark adds partial sums up in another order than DuckDB)."""
-    if path.endswith(".too_small"):  # noise level against the threshold: a Monte-Carlo figure, see BOOTSTRAPPED
-        assert isinstance(ours, bool) == isinstance(oracle, bool), path
-        return
-    if isinstance(oracle, dict):
-        assert isinstance(ours, dict) and sorted(ours) == sorted(oracle), path
-        for key in oracle:
-            assert_same(ours[key], oracle[key], f"{path}.{key}")
-    elif isinstance(oracle, list):
-        assert isinstance(ours, list) and len(ours) == len(oracle), path
-        for i, (a, b) in enumerate(zip(ours, oracle, strict=True)):
-            assert_same(a, b, f"{path}[{i}]")
-    elif isinstance(oracle, float) and not isinstance(oracle, bool) and path.rsplit(".", 1)[-1] in BOOTSTRAPPED:
-        # Bootstrap bounds are seeded by the reference id, a digest naming the tables, which differ between the
-        # two warehouses: equal within Monte-Carlo error (200 replicates), not bit for bit.
-        assert isinstance(ours, (int, float)) and math.isclose(ours, oracle, rel_tol=0.15, abs_tol=1e-3), \
-            f"{path}: {ours} != {oracle}"
-    elif isinstance(oracle, float) and not isinstance(oracle, bool):
-        assert isinstance(ours, (int, float)) and math.isclose(ours, oracle, rel_tol=1e-9, abs_tol=1e-12), \
-            f"{path}: {ours} != {oracle}"
-    else:
-        assert ours == oracle, f"{path}: {ours!r} != {oracle!r}"
+    report_equality.assert_same(ours, oracle, path, ordered_keys=False)
 
 
 def stored(tower: sa.Engine) -> list[tuple]:
