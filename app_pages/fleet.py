@@ -104,9 +104,12 @@ def render(settings: Settings) -> None:
             load_summary=lambda m: backends.window_summary(settings, m, start, end),
             load_daily_requests=lambda m: fleet.requests_per_day(
                 backends.traffic_by_day(settings, m, start, end), start, WINDOW_DAYS),
-            load_chips=lambda name, extra: backends.health_chips(settings, name, extra),
+            load_findings=lambda names: backends.fleet_findings(settings, names),
             window_start=start,
             load_changes=lambda names: backends.week_changes(settings, names, end),
+            # One cached call for the whole fleet; the per-model loaders above read only what it lacks.
+            load_traffic=lambda mappings: backends.fleet_traffic(settings, tuple(m.name for m in mappings),
+                                                                 start, end),
         )
     if overview.registry_error:
         show_error(overview.registry_error)

@@ -18,6 +18,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from services import wiring
+from services.catalog import fleet
 from services.errors import NotFound, RegistryUnavailable
 from services.governance.context import GovernanceContext
 from services.mapping import ModelMapping
@@ -48,6 +49,7 @@ from services.segments import OVERALL
 from services.settings import Settings
 from services.stores.registry import Registry
 from services.stores.registry_records import Lineage, ModelSummary, VersionInfo
+from services.stores.warehouse import fleet_traffic as fleet_warehouse
 from services.stores.warehouse import logs as warehouse
 
 TTL_S = 60
@@ -135,6 +137,17 @@ def latency_by_day(s: Settings, mapping: ModelMapping, start: datetime, end: dat
 @st.cache_data(ttl=TTL_S, max_entries=128, show_spinner=False, hash_funcs=KEYS)
 def latency_by_version(s: Settings, mapping: ModelMapping, start: datetime, end: datetime) -> pd.DataFrame:
     return guarded(s, WAREHOUSE, lambda: warehouse.latency_by_version(engine(s), mapping, start, end))
+
+
+# The fleet page's one warehouse call: every model's window summary and requests per day, batched. Keyed
+# on the names (the settings' digest covers their mappings), not on 200 mappings hashed one by one. A
+# model whose log failed is left out, so its failure is not cached: the page reads it alone, every run.
+@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False, hash_funcs=KEYS)
+def fleet_traffic(s: Settings, models: tuple[str, ...], start: datetime, end: datetime
+                  ) -> dict[str, fleet.ModelTraffic]:
+    mappings = [m for m in (s.model(name) for name in models) if m is not None]
+    read = guarded(s, WAREHOUSE, lambda: fleet_warehouse.fleet_traffic(engine(s), mappings, start, end))
+    return fleet.model_traffic(read, start, (end - start).days)
 
 
 # The log's first and last prediction: what an empty window names instead of showing nothing. It
@@ -298,6 +311,12 @@ def alert_history(s: Settings, model: str | None, start: datetime, end: datetime
 def week_changes(s: Settings, models: tuple[str, ...], end: datetime) -> dict[str, week_changes_of.WeekChange]:
     """What changed since last week for the whole fleet (services.monitoring.week_changes)."""
     return guarded(s, TOWER, lambda: week_changes_of.week_changes(tower(s), models, end))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False, hash_funcs=KEYS)
+def fleet_findings(s: Settings, models: tuple[str, ...]) -> dict[str, chips.TowerFindings]:
+    """Every model's open alerts and latest-window breaches, in four reads (the fleet's chips)."""
+    return guarded(s, TOWER, lambda: chips.fleet_findings(tower(s), models))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=256, show_spinner=False, hash_funcs=KEYS)

@@ -1,8 +1,9 @@
 """What each child process of the fleet benchmark times (a fresh interpreter each: cold means cold).
 
 * ``services`` -- ``services.catalog.fleet.fleet_overview`` fed by the very service calls the fleet page
-  makes through ui/backends.py (registry ``list_models``, the warehouse's ``window_summary`` and
-  ``traffic_by_day``, the tower state's ``health_chips`` and ``week_changes``), uncached: the first call
+  makes through ui/backends.py (registry ``list_models``, the warehouse's batched ``fleet_traffic``, the
+  tower state's ``fleet_findings`` and ``week_changes``; the per-model ``window_summary`` and
+  ``traffic_by_day`` only for a model the batch could not read), uncached: the first call
   in the process (cold: connections opened, DuckDB's first reads) and a second one (the same work again);
   each store's share is timed apart.
 * ``page`` -- the fleet page in Streamlit's AppTest: the first run of the page (st.cache_data empty)
@@ -32,7 +33,7 @@ def _settings(folder: Path) -> Any:
 def _services(folder: Path) -> dict[str, Any]:
     from services.catalog import fleet
     from services.monitoring import health_chips, week_changes
-    from services.stores.warehouse import logs
+    from services.stores.warehouse import fleet_traffic, logs
     from services.wiring import Backends
     from ui.windows import complete_days
 
@@ -59,9 +60,11 @@ def _services(folder: Path) -> dict[str, Any]:
             load_summary=timed("warehouse", lambda m: logs.window_summary(stores.warehouse(), m, start, end)),
             load_daily_requests=timed("warehouse", lambda m: fleet.requests_per_day(
                 logs.traffic_by_day(stores.warehouse(), m, start, end), start, 7)),
-            load_chips=timed("tower", lambda name, extra: health_chips.health_chips(stores.tower(), name, extra)),
+            load_findings=timed("tower", lambda names: health_chips.fleet_findings(stores.tower(), names)),
             window_start=start,
             load_changes=timed("tower", lambda names: week_changes.week_changes(stores.tower(), names, end)),
+            load_traffic=timed("warehouse", lambda mappings: fleet.model_traffic(
+                fleet_traffic.fleet_traffic(stores.warehouse(), mappings, start, end), start, 7)),
         )
 
     out: dict[str, Any] = {}

@@ -1,24 +1,28 @@
 """The fleet overview: every registered model on one row, from the registry and the warehouse.
 
 The fetchers are passed in, so the page can hand over its cached calls: a failure then is never
-cached, and one model's broken log table costs only that model's row, not the page.
+cached, and one model's broken log table costs only that model's row, not the page. The whole fleet's
+traffic and tower findings come in one call each (``load_traffic``, ``load_findings``): a fleet of 200
+is a few statements, not a thousand; a model the fleet's call could not read falls back to its own
+per-model loaders, which raise its own error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 
 from services.errors import TowerError
 from services.mapping import ModelMapping
-from services.monitoring.health_chips import Chip, Finding, worst
+from services.monitoring.health_chips import Chip, Finding, TowerFindings, chips_from, worst
 from services.monitoring.tower_reads import HealthVerdict
 from services.monitoring.week_changes import WeekChange
 from services.settings import Settings
 from services.stores.registry_records import ModelSummary
+from services.stores.warehouse.fleet_traffic import FleetTraffic
 from services.stores.warehouse.logs import WindowSummary
 
 # Status words shown in the fleet table, worst first, so sorting by status surfaces problems.
@@ -45,6 +49,14 @@ class FleetRow:
     problem: str | None  # what is wrong with this row's data, in words, if anything
     chips: tuple[Chip, ...] = ()  # health per dimension, each with the page that explains it
     since_last_week: str | None = None  # "2 new alerts · p95 +40 % · drift share +25 pp" (week_changes.py)
+
+
+@dataclass(frozen=True)
+class ModelTraffic:
+    """One model's fleet window: its summary and requests per day (zero-filled, oldest first)."""
+
+    summary: WindowSummary
+    daily: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -92,15 +104,19 @@ def fleet_overview(
     load_summary: Callable[[ModelMapping], WindowSummary],
     load_daily_requests: Callable[[ModelMapping], list[int]],
     load_health: Callable[[str], HealthVerdict] | None = None,
-    load_chips: Callable[[str, Mapping[str, Finding]], tuple[Chip, ...]] | None = None,
+    load_findings: Callable[[tuple[str, ...]], Mapping[str, TowerFindings]] | None = None,
     window_start: datetime | None = None,
     load_changes: Callable[[tuple[str, ...]], Mapping[str, WeekChange]] | None = None,
+    load_traffic: Callable[[tuple[ModelMapping, ...]], Mapping[str, ModelTraffic]] | None = None,
 ) -> FleetOverview:
     """One row per registered model (plus configured models missing from the registry).
 
-    With ``load_chips`` the row's health is the worst of its chips, and the fleet's own SLO window
-    feeds the latency and errors chips, so Health and the SLO status never disagree. ``load_changes``
-    is called once for every monitored model (what changed since last week, from the stored results)."""
+    ``load_traffic`` is called once with every monitored model's mapping; a model missing from its answer
+    (or every model, when it raises) is read with ``load_summary`` and ``load_daily_requests``. With
+    ``load_findings`` (called once, every monitored model) the row's health is the worst of its chips,
+    and the fleet's own SLO window feeds the latency and errors chips, so Health and the SLO status never
+    disagree. ``load_changes`` is called once for every monitored model (what changed since last week,
+    from the stored results)."""
     registry_error: TowerError | None = None
     try:
         models = load_models()
@@ -119,6 +135,20 @@ def fleet_overview(
             changes = load_changes(monitored)
         except TowerError:
             changes = {}
+    traffic: Mapping[str, ModelTraffic] = {}
+    mapped = tuple(m for m in (settings.model(name) for name in monitored) if m is not None)
+    if load_traffic is not None and mapped:
+        try:  # one call for the whole fleet; whatever it lacks is read model by model below
+            traffic = load_traffic(mapped)
+        except TowerError:
+            traffic = {}
+    findings: Mapping[str, TowerFindings] = {}
+    findings_error: TowerError | None = None
+    if load_findings is not None and monitored:
+        try:
+            findings = load_findings(monitored)
+        except TowerError as exc:
+            findings_error = exc
     prod_alias = settings.stage_aliases.get("Production", "production")
     staging_alias = settings.stage_aliases.get("Staging", "staging")
     rows = []
@@ -141,19 +171,25 @@ def fleet_overview(
             status = UNMONITORED
         else:
             try:
-                summary = load_summary(mapping)
-                daily = load_daily_requests(mapping)
+                read = traffic.get(model.name)
+                if read is not None:
+                    summary, daily = read.summary, list(read.daily)
+                else:
+                    summary = load_summary(mapping)
+                    daily = load_daily_requests(mapping)
                 status = latency_status(summary, mapping)
             except TowerError as exc:
                 status, problem = UNAVAILABLE, exc.message
         chips: tuple[Chip, ...] = ()
-        if mapping is not None and load_chips is not None:
-            try:
-                chips = load_chips(model.name, slo_findings(summary, mapping, window_start) if summary else {})
+        if mapping is not None and load_findings is not None:
+            if findings_error is not None:
+                reasons = (findings_error.message,)
+            else:
+                found = findings.get(model.name, TowerFindings((), monitored=False))
+                chips = chips_from(model.name, found.findings, monitored=found.monitored,
+                                   extra=slo_findings(summary, mapping, window_start) if summary else {})
                 health = worst(c.status for c in chips)
                 reasons = tuple(c.text for c in chips if c.status == health and health in ("alert", "warning"))
-            except TowerError as exc:
-                reasons = (exc.message,)
         rows.append(FleetRow(
             model=model.name,
             owner=model.owner,
@@ -175,6 +211,15 @@ def fleet_overview(
             since_last_week=changes[model.name].describe() if model.name in changes else None,
         ))
     return FleetOverview(rows=tuple(rows), registry_error=registry_error)
+
+
+def model_traffic(read: FleetTraffic, start: datetime, days: int) -> dict[str, ModelTraffic]:
+    """The fleet's batched read as rows: each model read, its requests per day over ``days`` days from
+    ``start`` zero-filled (as :func:`requests_per_day`). The models it failed on are left out."""
+    first = pd.Timestamp(start).normalize().to_pydatetime()
+    index = [first + timedelta(days=d) for d in range(days)]
+    return {name: ModelTraffic(summary, tuple(int(read.requests_by_day.get(name, {}).get(day, 0)) for day in index))
+            for name, summary in read.summaries.items()}
 
 
 def requests_per_day(traffic: pd.DataFrame, start: datetime, days: int) -> list[int]:

@@ -17,11 +17,12 @@ from mlflow import MlflowClient
 from services.catalog import fleet
 from services.errors import RegistryUnavailable
 from services.mapping import ModelMapping, parse_model_mapping
-from services.monitoring import tower_reads
+from services.monitoring import health_chips, tower_reads
 from services.settings import Settings, load_settings
 from services.stores.registry import Registry
 from services.stores.tower_db import make_tower_engine
 from services.stores.warehouse import logs
+from services.stores.warehouse.fleet_traffic import fleet_traffic
 from services.wiring import warehouse_engine
 
 DAYS = 7
@@ -203,3 +204,93 @@ def test_requests_per_day_of_an_empty_frame_is_all_zeros(demo_env):
     assert len(empty) == 0
     assert fleet.requests_per_day(empty, END, 3) == [0, 0, 0]
 
+
+
+def _batched(settings: Settings, registry: Registry, *, tower_url: str | None = None,
+             mappings_seen: list[tuple[str, ...]] | None = None, broken: str | None = None,
+             per_model: list[str] | None = None) -> fleet.FleetOverview:
+    """fleet_overview with the fleet's batched reads (as the page wires them, uncached); ``broken``: that
+    model's log table renamed to one that does not exist."""
+    warehouse = warehouse_engine(settings)
+    tower = make_tower_engine(tower_url or settings.tower_db_url)
+
+    def damaged(mapping: ModelMapping) -> ModelMapping:
+        return dataclasses.replace(mapping, table="predictions_gone") if mapping.name == broken else mapping
+
+    def traffic(mappings: tuple[ModelMapping, ...]) -> dict[str, fleet.ModelTraffic]:
+        if mappings_seen is not None:
+            mappings_seen.append(tuple(m.name for m in mappings))
+        read = fleet_traffic(warehouse, [damaged(m) for m in mappings], START, END)
+        return fleet.model_traffic(read, START, DAYS)
+
+    def summary(mapping: ModelMapping) -> logs.WindowSummary:
+        if per_model is not None:
+            per_model.append(mapping.name)
+        return logs.window_summary(warehouse, damaged(mapping), START, END)
+
+    return fleet.fleet_overview(
+        settings,
+        load_models=registry.list_models,
+        load_summary=summary,
+        load_daily_requests=lambda m: fleet.requests_per_day(logs.traffic_by_day(warehouse, damaged(m), START, END),
+                                                              START, DAYS),
+        load_findings=lambda names: health_chips.fleet_findings(tower, names),
+        window_start=START,
+        load_traffic=traffic,
+    )
+
+
+def _per_model(settings: Settings, registry: Registry) -> fleet.FleetOverview:
+    """The same rows read model by model: window summary, traffic per day and chips of each."""
+    warehouse = warehouse_engine(settings)
+    tower = make_tower_engine(settings.tower_db_url)
+    per_model_chips = {name: health_chips.tower_findings(tower, name) for name in settings.models}
+    return fleet.fleet_overview(
+        settings,
+        load_models=registry.list_models,
+        load_summary=lambda m: logs.window_summary(warehouse, m, START, END),
+        load_daily_requests=lambda m: fleet.requests_per_day(logs.traffic_by_day(warehouse, m, START, END),
+                                                              START, DAYS),
+        load_findings=lambda names: {name: per_model_chips[name] for name in names},
+        window_start=START,
+    )
+
+
+def test_the_fleets_batched_reads_give_the_rows_the_per_model_reads_give(demo_env):
+    registry = Registry(demo_env.mlflow_tracking_uri)
+    seen: list[tuple[str, ...]] = []
+    per_model: list[str] = []
+    batched = _batched(demo_env, registry, mappings_seen=seen, per_model=per_model)
+
+    assert seen == [tuple(r.model for r in batched.rows if r.model in demo_env.models)], "one call, every model"
+    assert per_model == [], "nothing read model by model"
+    assert batched.rows == _per_model(demo_env, registry).rows
+    assert {r.health for r in batched.rows} >= {"alert", "ok"}, "the demo's stories give chips to compare"
+
+
+def test_a_broken_log_among_good_ones_costs_only_its_row_and_is_read_alone(demo_env):
+    registry = Registry(demo_env.mlflow_tracking_uri)
+    per_model: list[str] = []
+    rows = {r.model: r for r in _batched(demo_env, registry, broken="fraud-detection", per_model=per_model).rows}
+    healthy = {r.model: r for r in _per_model(demo_env, registry).rows}
+
+    assert per_model == ["fraud-detection"], "the batch left it out; its own read says why"
+    broken = rows["fraud-detection"]
+    assert broken.status == fleet.UNAVAILABLE and broken.problem and "predictions_gone" in broken.problem
+    assert (broken.requests_7d, broken.traffic_by_day) == (None, ())
+    assert broken.chips and broken.health != "unknown", "its chips still come from the tower state"
+    for name in ("credit-risk", "loan-approval", "demand-forecast"):
+        assert rows[name] == healthy[name]
+
+
+def test_an_unreadable_tower_state_leaves_the_fleets_traffic_and_says_why_on_each_row(demo_env, tmp_path):
+    garbage = tmp_path / "tower.db"
+    garbage.write_bytes(b"not a database " * 100)
+    registry = Registry(demo_env.mlflow_tracking_uri)
+    rows = _batched(demo_env, registry, tower_url=f"sqlite:///{garbage}").rows
+    healthy = _per_model(demo_env, registry).rows
+    for row in rows:
+        assert (row.health, row.chips) == ("unknown", ())
+        assert len(row.health_reasons) == 1 and row.health_reasons[0].startswith("The tower state cannot be read")
+    assert [(r.model, r.status, r.requests_7d, r.traffic_by_day) for r in rows] == [
+        (r.model, r.status, r.requests_7d, r.traffic_by_day) for r in healthy]

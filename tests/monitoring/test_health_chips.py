@@ -54,3 +54,25 @@ def test_severity_ranks_a_smaller_p_value_as_the_worse_drift_and_a_distance_by_i
     assert severity(0.001, 0.05, "ks") > severity(0.04, 0.05, "ks") > 1  # both drift; p=0.001 far more
     assert severity(0.9, 0.1, "wasserstein") == pytest.approx(9.0)
     assert severity(0.2, 0.1) == pytest.approx(2.0) and severity(None, 0.1) == 0.0
+
+
+def test_the_fleets_reads_find_for_every_model_what_its_own_reads_find(demo_env, monkeypatch) -> None:
+    import sqlalchemy as sa
+
+    from services.monitoring import health_chips
+
+    monkeypatch.setattr(health_chips, "IN_CHUNK", 2)  # several chunks, one model alone in the last
+    engine = sa.create_engine(demo_env.tower_db_url)
+    try:
+        models = [*sorted(demo_env.models), "never-monitored"]
+        batched = health_chips.fleet_findings(engine, models)
+        assert list(batched) == models
+        for model in models:
+            assert batched[model] == health_chips.tower_findings(engine, model), model
+        assert batched["never-monitored"] == health_chips.TowerFindings((), monitored=False)
+        found = [f for model in models for f in batched[model].findings]
+        assert {f.status for f in found} >= {"alert"} and any(f.subject for f in found), "the demo's stories"
+        assert health_chips.health_chips(engine, "credit-risk") == health_chips.chips_from(
+            "credit-risk", batched["credit-risk"].findings, monitored=True)
+    finally:
+        engine.dispose()

@@ -25,6 +25,7 @@ from services.mapping import ModelMapping, parse_model_mapping
 from services.stats.cbpe import CalibrationMap
 from services.stores.warehouse import (
     calibrated,
+    fleet_traffic,
     histograms,
     logs,
     outcomes,
@@ -107,6 +108,8 @@ CASES: list[tuple[str, Callable[..., object], Call]] = [
         e, m, START, END, (), quantiles=True, first_seen=True, last_seen=True)),
     ("window summary", logs.window_summary, lambda e, m: logs.window_summary(e, m, START, END)),
     ("log bounds", logs.log_bounds, lambda e, m: logs.log_bounds(e, m)),
+    ("the fleet's traffic over two logs", fleet_traffic.fleet_traffic, lambda e, m: fleet_traffic.fleet_traffic(
+        e, [m, m.for_segment("north")], START, END)),
     ("fairness counts", outcomes.fairness_counts, lambda e, m: outcomes.fairness_counts(
         e, m, log_rows(m, START, END), by_day=True, by_version=True)),
     ("classification counts", outcomes.classification_counts, lambda e, m: outcomes.classification_counts(
@@ -194,7 +197,8 @@ def test_every_warehouse_function_is_compiled() -> None:
     """A new statement-issuing function of the warehouse fails here until a case drives it."""
     driven = {f"{f.__module__}.{f.__name__}" for _, f, _ in CASES}
     issuing = set()
-    for module in (histograms, logs, outcomes, calibrated, partitions, reconstruction, ranges, profiles):
+    for module in (histograms, logs, fleet_traffic, outcomes, calibrated, partitions, reconstruction, ranges,
+                   profiles):
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ == module.__name__ and not name.startswith("_") \
                     and next(iter(inspect.signature(function).parameters), None) == "engine":

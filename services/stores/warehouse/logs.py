@@ -6,8 +6,8 @@ whose status differs from ``mapping.ok_status`` (NULL included) is an error. Qua
 linearly between the two neighbouring ranks (numpy's default, SQL's ``percentile_cont``) over the
 rows whose latency is not NULL.
 
-Dialect differences live in two small helpers: :func:`_native_quantiles` (DuckDB
-``quantile_cont``, PostgreSQL ``percentile_cont … WITHIN GROUP``) and :func:`_ranked_quantiles` (a
+Dialect differences live in two small helpers: :func:`native_quantiles` (DuckDB
+``quantile_cont``, PostgreSQL ``percentile_cont … WITHIN GROUP``) and :func:`ranked_quantiles` (a
 ROW_NUMBER/COUNT window-function fallback for the rest, SQLite among them); the day bucket is
 ``sql.utc_day``. On SQLite timestamps are compared as text, so they must be stored the way
 SQLAlchemy and ``pandas.to_sql`` write them (``YYYY-MM-DD HH:MM:SS.ffffff``).
@@ -63,7 +63,7 @@ class WindowSummary:
     last_prediction_at: datetime | None
 
 
-def _native_quantiles(dialect: str, latency: Any) -> list[Any] | None:
+def native_quantiles(dialect: str, latency: Any) -> list[Any] | None:
     """Continuous quantile aggregates, or None where the dialect has none."""
     if dialect == "duckdb":
         return [sa.func.quantile_cont(latency, q) for q in QUANTILES]
@@ -72,7 +72,7 @@ def _native_quantiles(dialect: str, latency: Any) -> list[Any] | None:
     return None
 
 
-def _window_rows(mapping: ModelMapping, dialect: str, start: datetime, end: datetime, keys: Sequence[str]) -> Any:
+def window_rows(mapping: ModelMapping, dialect: str, start: datetime, end: datetime, keys: Sequence[str]) -> Any:
     """The rows of [start, end) as a subquery: group keys, ts, latency (double), is_error (0/1)."""
     schema, name = split_table_name(mapping.table)
     ts = sa.column(mapping.column("timestamp"), sa.DateTime())
@@ -95,7 +95,7 @@ def _window_rows(mapping: ModelMapping, dialect: str, start: datetime, end: date
     )
 
 
-def _ranked_quantiles(conn: Connection, rows: Any, keys: Sequence[str]) -> dict[tuple[Any, ...], list[float | None]]:
+def ranked_quantiles(conn: Connection, rows: Any, keys: Sequence[str]) -> dict[tuple[Any, ...], list[float | None]]:
     """Quantiles for dialects without a quantile aggregate.
 
     Ranks each group's non-NULL latencies with ROW_NUMBER and COUNT over the partition, keeps only
@@ -147,10 +147,10 @@ def latency_aggregate(
 ) -> list[dict[str, Any]]:
     """One dict per group of ``keys`` (one in all when ``keys`` is empty)."""
     dialect = engine.dialect.name
-    rows = _window_rows(mapping, dialect, start, end, keys)
+    rows = window_rows(mapping, dialect, start, end, keys)
     columns: list[Any] = [rows.c[k] for k in keys]
     columns += [sa.func.count().label("requests"), sa.func.sum(rows.c.is_error).label("errors")]
-    native = _native_quantiles(dialect, rows.c.latency) if quantiles else None
+    native = native_quantiles(dialect, rows.c.latency) if quantiles else None
     if native is not None:
         columns += [expr.label(name) for expr, name in zip(native, QUANTILE_COLUMNS, strict=True)]
     if first_seen:
@@ -163,7 +163,7 @@ def latency_aggregate(
     with connection(engine, mapping) as conn:
         result = [dict(row) for row in conn.execute(query).mappings()]
         if quantiles and native is None:
-            ranked = _ranked_quantiles(conn, rows, keys)
+            ranked = ranked_quantiles(conn, rows, keys)
             for row in result:
                 found = ranked.get(tuple(row[k] for k in keys), [None] * len(QUANTILES))
                 row.update(zip(QUANTILE_COLUMNS, found, strict=True))
@@ -225,9 +225,17 @@ def latency_by_version(engine: Engine, mapping: ModelMapping, start: datetime, e
 def window_summary(engine: Engine, mapping: ModelMapping, start: datetime, end: datetime) -> WindowSummary:
     """The whole window, all versions together; an empty window gives requests=0 and no quantiles."""
     (record,) = latency_aggregate(engine, mapping, start, end, (), quantiles=True, last_seen=True)
+    return summary_from(record)
+
+
+def summary_from(record: dict[str, Any] | None) -> WindowSummary:
+    """A window summary from its aggregate row (requests, errors, the quantiles, last_seen); None: no rows."""
+    if record is None:
+        return WindowSummary(requests=0, errors=0, error_rate=None, p50_ms=None, p95_ms=None, p99_ms=None,
+                             last_prediction_at=None)
     requests = int(record["requests"] or 0)
     errors = int(record["errors"] or 0)
-    p50, p95, p99 = (None if record[c] is None else float(record[c]) for c in QUANTILE_COLUMNS)
+    p50, p95, p99 = (None if record.get(c) is None else float(record[c]) for c in QUANTILE_COLUMNS)
     return WindowSummary(
         requests=requests,
         errors=errors,
