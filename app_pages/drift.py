@@ -72,7 +72,6 @@ def _multivariate(settings: Settings, mapping: ModelMapping, window: Period) -> 
 
 
 def render(settings: Settings) -> None:
-    st.title("Drift explorer")
     name = model_picker(model_names(settings))
     mapping = settings.model(name) if name else None
     if mapping is None:
@@ -134,4 +133,4 @@ def _multivariate_text(result: MultivariateResult | None) -> str:
 
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Drift explorer")
