@@ -51,7 +51,6 @@ def _episodes_opened(settings: Settings, chosen: str | None, span: tuple[datetim
 
 
 def render(settings: Settings) -> None:
-    st.title("Alerts")
     model = st.selectbox("Model", [ALL, *model_names(settings)], key="model", bind="query-params")
     chosen = None if model == ALL else model
     active = backends.guarded(settings, TOWER, lambda: tower_reads.open_alerts(backends.tower(settings), chosen))
@@ -77,4 +76,4 @@ def render(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Alerts")

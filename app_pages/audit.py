@@ -85,7 +85,6 @@ def _linked(settings: Settings) -> None:
 
 
 def render(settings: Settings) -> None:
-    st.title("Audit trail")
     _linked(settings)
     names = model_names(settings)
     model = st.selectbox("Model", [ALL, *names], key="model", bind="query-params")
@@ -95,4 +94,4 @@ def render(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Audit trail")

@@ -20,7 +20,6 @@ from ui.alert_notice import open_alerts_notice
 from ui.drift_views import (
     MISSING,
     feature_picker,
-    heatmap_figure,
     overlay_figure,
     table_columns,
     table_key,
@@ -48,7 +47,7 @@ def _daily_heatmap(settings: Settings, mapping: ModelMapping, window: Period) ->
                "threshold on a log scale (above 1× drifts); hover a cell for the raw score."
                + (f" {stale} of these days were computed against an earlier reference definition; the next "
                   "`monitor run` recomputes them." if stale else ""))
-    st.plotly_chart(heatmap_figure(heatmap))
+    st.plotly_chart(backends.drift_heatmap_figure(settings, mapping.name, *window, segment_of(mapping)))
     pairs = backends.co_drifting_pairs(settings, mapping.name, *window, segment_of(mapping))
     if not pairs.empty:
         st.caption("Features whose daily drift moves together")
@@ -72,7 +71,6 @@ def _multivariate(settings: Settings, mapping: ModelMapping, window: Period) -> 
 
 
 def render(settings: Settings) -> None:
-    st.title("Drift explorer")
     name = model_picker(model_names(settings))
     mapping = settings.model(name) if name else None
     if mapping is None:
@@ -134,4 +132,4 @@ def _multivariate_text(result: MultivariateResult | None) -> str:
 
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Drift explorer")

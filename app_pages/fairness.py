@@ -50,7 +50,6 @@ def _window_metrics(result: FairnessResult) -> None:
 
 
 def render(settings: Settings) -> None:
-    st.title("Fairness")
     name = model_picker(model_names(settings))
     mapping = settings.model(name) if name else None
     if mapping is None or not mapping.sensitive:
@@ -91,4 +90,4 @@ def render(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Fairness")

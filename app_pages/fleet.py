@@ -94,7 +94,6 @@ def _open(row: fleet.FleetRow, column: str) -> None:
 
 
 def render(settings: Settings) -> None:
-    st.title("Fleet overview")
     # Complete UTC days only: a partial current day would read as a traffic drop on every model.
     start, end = complete_days(WINDOW_DAYS)
     with st.spinner("Reading the registry and the prediction logs…"):
@@ -172,4 +171,4 @@ def render(settings: Settings) -> None:
         _open(by_name[shown.iloc[position]["Model"]], column)
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Fleet overview")

@@ -35,7 +35,6 @@ def _quantile_chart(daily: pd.DataFrame, column: str, label: str, slo: float | N
 
 
 def render(settings: Settings) -> None:
-    st.title("Latency")
     name = model_picker(model_names(settings))
     if name is None:
         st.info("No registered models yet. Register a model in MLflow, or run `make seed` for the demo.")
@@ -79,4 +78,4 @@ def render(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Latency")

@@ -103,7 +103,6 @@ def _health(settings: Settings, name: str) -> None:
 
 
 def render(settings: Settings) -> None:
-    st.title("Model detail")
     name = model_picker(model_names(settings))
     if name is None:
         st.info("No registered models yet. Register a model in MLflow, or run `make seed` for the demo.")
@@ -135,4 +134,4 @@ def render(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Model detail")

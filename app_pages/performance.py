@@ -15,7 +15,6 @@ from ui.windows import empty_window_notice
 
 
 def render(settings: Settings) -> None:
-    st.title("Performance")
     name = model_picker(model_names(settings))
     mapping = settings.model(name) if name else None
     if name is None or mapping is None:
@@ -51,4 +50,4 @@ def render(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Performance")

@@ -104,7 +104,6 @@ def _requests_on_my_models(settings: Settings, actor: Actor) -> None:
 
 
 def render(settings: Settings) -> None:
-    st.title("Promotions")
     actor = require_roles(settings, "model_owner", "admin")
     if actor is None:
         return
@@ -116,4 +115,4 @@ def render(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Promotions")

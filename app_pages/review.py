@@ -89,7 +89,6 @@ def _stale(settings: Settings, ctx: GovernanceContext, request: review_state.Pro
 
 
 def render(settings: Settings) -> None:
-    st.title("Review queue")
     actor = require_roles(settings, "reviewer", "admin")
     if actor is None:
         return
@@ -130,4 +129,4 @@ def render(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Review queue")

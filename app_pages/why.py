@@ -103,7 +103,6 @@ def _features(settings: Settings, mapping: ModelMapping, window: Period) -> None
 
 
 def render(settings: Settings) -> None:
-    st.title("Why")
     name = model_picker(model_names(settings))
     mapping = settings.model(name) if name else None
     if mapping is None:
@@ -120,4 +119,4 @@ def render(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    page(render)
+    page(render, "Why")

@@ -45,6 +45,13 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"expected true/false, got {value!r}")
 
 
+def _positive_int(value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {value!r}")
+    return number
+
+
 def _positive_float(value: Any) -> float:
     number = float(value)
     if not number > 0:
@@ -94,6 +101,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("use_legacy_stages", "TOWER_USE_LEGACY_STAGES",
                 "Read stages from MLflow's deprecated model-version stages instead of aliases.",
                 _bool, lambda _: False),
+    # 3: measured against 2, 4 and no gate at 50 sessions starting at once on 2 cores (bench/RESULTS.md,
+    # protocol load); more lets the script threads starve the event loop that sends every page.
+    SettingSpec("page_run_slots", "TOWER_PAGE_RUN_SLOTS",
+                "Page runs of a server process that do their data work at once; the others show a title and wait.",
+                _positive_int, lambda _: 3),
 )
 # The stage names users see and the registry aliases that implement them (docs/ARCHITECTURE.md, contracts).
 DEFAULT_STAGE_ALIASES = {"Production": "production", "Staging": "staging"}
@@ -111,6 +123,7 @@ class Settings:
     warehouse_timeout_s: float
     warehouse_statement_timeout_s: float
     use_legacy_stages: bool
+    page_run_slots: int = 3
     config_path: Path | None = None
     models: dict[str, ModelMapping] = field(default_factory=dict)
     stage_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_STAGE_ALIASES))

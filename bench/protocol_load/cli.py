@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"--replicas 2: {POSTGRES_URL})")
     parser.add_argument("--pages", type=int, default=len(PAGES),
                         help=f"walk only the first N pages of {', '.join(p.name for p in PAGES)} ({len(PAGES)})")
+    parser.add_argument("--page-run-slots", type=int, default=None, metavar="N",
+                        help="TOWER_PAGE_RUN_SLOTS of every replica (default: the app's own default)")
     parser.add_argument("--signin-concurrency", type=int, default=4, help="sign-in round trips at once (4)")
     parser.add_argument("--timeout", type=float, default=120.0, help="per page, seconds (120)")
     parser.add_argument("--pause", type=float, default=0.0, help="seconds between levels (0)")

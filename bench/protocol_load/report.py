@@ -39,10 +39,13 @@ def levels_table(report: dict[str, Any]) -> str:
 
 
 def pages_table(level: dict[str, Any]) -> str:
-    lines = ["| page | first delta p50 / p95 (s) | script finished p50 / p95 (s) | samples |", "|---|---|---|---|"]
+    lines = ["| page | first delta p50 / p95 (s) | title p50 / p95 (s) | script finished p50 / p95 (s) | samples |",
+             "|---|---|---|---|---|"]
     for name, st in level["pages"].items():
         label = f"**{name}**" if name == "overall" else name
+        title = st.get("title") or {"p50": None, "p95": None}  # reports before the title was timed have none
         lines.append(f"| {label} | {_s(st['first_delta']['p50'])} / {_s(st['first_delta']['p95'])} | "
+                     f"{_s(title['p50'])} / {_s(title['p95'])} | "
                      f"{_s(st['finished']['p50'])} / {_s(st['finished']['p95'])} | {st['finished']['n']} |")
     return "\n".join(lines)
 
@@ -98,7 +101,9 @@ def markdown(report: dict[str, Any], title: str | None = None) -> str:
             f"{m['memory_gb']} GB RAM; Python {m['python']}, Streamlit {m['streamlit']}. Load average "
             f"(1/5/15 min) before {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f}, after {lb[0]:.1f}/{lb[1]:.1f}/{lb[2]:.1f} "
             "(the machine is shared with other engineers' jobs: read the figures with it). "
-            f"Wall time {report['wall_s']:.0f} s.",
+            f"Wall time {report['wall_s']:.0f} s."
+            + (f" Page-run slots per replica: {cfg['page_run_slots']} (`--page-run-slots`)."
+               if cfg.get("page_run_slots") else ""),
             "",
             "**What this measures.** No browser: each session speaks Streamlit's websocket protocol "
             "(`/_stcore/stream`, protobuf `BackMsg`/`ForwardMsg`) as the front end does, after signing in "
@@ -106,7 +111,9 @@ def markdown(report: dict[str, Any], title: str | None = None) -> str:
             "the provider's form, `/oauth2callback`). All sessions of a level connect, then walk "
             + " → ".join(cfg["pages"]) + " at the same instant, with no pause, one `rerun_script` per page on "
             "their websocket (as following the sidebar's links). *First delta*: rerun_script sent → the "
-            "page's first element arrives; *script finished*: → `script_finished`. A page succeeds when its "
+            "page's first element arrives (the sidebar's, app.py draws it before the page); *title*: → the "
+            "page's own title (ui/page.py draws it before the page waits for a page-run slot); *script "
+            "finished*: → `script_finished`. A page succeeds when its "
             "script finished and drew its title, with no exception, error box or sign-in screen. Users: "
             + ", ".join(cfg["users"]) + " (the people who may open every page of the walk). The "
             "browser benchmark (bench.load) stays as the smaller realism check: there 20 Chromium renderers "

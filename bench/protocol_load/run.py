@@ -106,6 +106,7 @@ async def _level(app: Deployment, count: int, args: argparse.Namespace, runlogs:
     for name in [p.name for p in pages] + ["overall"]:
         mine = [r for r in rows if name in ("overall", r["page"]) and r["ok"]]
         per_page[name] = {"first_delta": summary([r["first_delta_s"] for r in mine if r["first_delta_s"] is not None]),
+                          "title": summary([r["title_s"] for r in mine if r.get("title_s") is not None]),
                           "finished": summary([r["finished_s"] for r in mine if r["finished_s"] is not None])}
     ok = [s for s in sessions if s.ok]
     runs = {name: script_runs(path, t0, t1 + 1) for name, path in runlogs.items()}
@@ -133,6 +134,8 @@ async def _level(app: Deployment, count: int, args: argparse.Namespace, runlogs:
 def _served(args: argparse.Namespace, data_dir: Path,
             log: Callable[[str], None]) -> Iterator[tuple[Deployment, dict[str, Path]]]:
     env: dict[str, str] = {}
+    if args.page_run_slots:
+        env["TOWER_PAGE_RUN_SLOTS"] = str(args.page_run_slots)
     with postgres_tower_state(args.postgres, data_dir, log) if args.postgres else _nothing() as tower_url:
         if tower_url:
             env["TOWER_DB_URL"] = tower_url
@@ -178,7 +181,7 @@ def run_protocol_load(args: argparse.Namespace, log: Callable[[str], None] = pri
                    "tower_state": "PostgreSQL" if args.postgres else "SQLite",
                    "pages": [f"{p.name} ({p.path or '/'}{'?' + p.query if p.query else ''})"
                              for p in PAGES[:args.pages]],
-                   "users": list(USERS), "timeout_s": args.timeout},
+                   "users": list(USERS), "timeout_s": args.timeout, "page_run_slots": args.page_run_slots},
     }
     try:
         with _served(args, data_dir, log) as (app, runlogs):

@@ -96,7 +96,8 @@ async def walk(session: Session, go: asyncio.Event, pages: tuple[Page, ...], tim
             run = await stream.run_page(page.path, page.query, timeout_s=timeout_s)
             status = check(page, run)
             session.pages.append({"page": page.name, "ok": status == "ok", "status": status, "t": at,
-                                  "first_delta_s": run.first_delta_s, "finished_s": run.finished_s,
+                                  "first_delta_s": run.first_delta_s, "title_s": run.title_s,
+                                  "finished_s": run.finished_s,
                                   "deltas": run.deltas, "bytes": run.bytes})
             if status != "ok":
                 session.error = f"{page.name}: {status}"

@@ -36,6 +36,7 @@ class PageRun:
     """What one script run sent back, timed from the moment its rerun_script left this client."""
 
     first_delta_s: float | None = None
+    title_s: float | None = None  # when the page's own title (its first heading) arrived
     finished_s: float | None = None
     deltas: int = 0
     bytes: int = 0
@@ -136,6 +137,8 @@ class StreamSession:
                 if run.first_delta_s is None:
                     run.first_delta_s = time.perf_counter() - sent
                 _scan(msg, run)
+                if run.title is not None and run.title_s is None:
+                    run.title_s = time.perf_counter() - sent
             elif kind == "auth_redirect":
                 run.auth_redirect = msg.auth_redirect.url
             elif kind == "page_not_found":

@@ -179,3 +179,18 @@ def test_data_quality_sits_beside_the_score_as_percentages_under_human_labels(de
     assert config["Out of range"]["type_config"]["format"] == "percent" and config["Data quality"]["help"]
     assert table.proto.placeholder == "—"
     assert "None" not in texts(at)
+
+
+def test_the_cached_heatmap_follows_the_model_picked_in_the_same_session(demo_env):
+    """The figure is cached per (settings, model, window, segment): switching model draws the new
+    model's features, and coming back draws the first model's map unchanged."""
+    at = open_page(PAGE, model="credit-risk")
+    first = heatmap_trace(heatmap_figure(at))
+    at.selectbox(key="model").select("loan-approval").run()
+    second = heatmap_trace(heatmap_figure(at))
+    at.selectbox(key="model").select("credit-risk").run()
+    again = heatmap_trace(heatmap_figure(at))
+
+    assert not at.exception
+    assert "debt_ratio" in first["y"] and set(second["y"]) != set(first["y"])
+    assert again["y"] == first["y"] and again["z"] == first["z"]
