@@ -66,7 +66,11 @@ class WindowSummary:
 def _native_quantiles(dialect: str, latency: Any) -> list[Any] | None:
     """Continuous quantile aggregates, or None where the dialect has none."""
     if dialect == "duckdb":
-        return [sa.func.quantile_cont(latency, q) for q in QUANTILES]
+        # One list-valued quantile_cont: DuckDB then keeps one copy of the window's latencies for the
+        # three quantiles, not one per call (5M rows: 0.27 s CPU and 201 MiB peak against 0.56 s and
+        # 287 MiB; the copies are outside its memory_limit). `latency_aggregate` splits the list.
+        probabilities = sa.literal_column(f"[{', '.join(repr(q) for q in QUANTILES)}]")
+        return [sa.func.quantile_cont(latency, probabilities, type_=sa.types.NullType())]
     if dialect == "postgresql":
         return [sa.func.percentile_cont(q).within_group(latency) for q in QUANTILES]
     return None
@@ -151,7 +155,9 @@ def latency_aggregate(
     columns: list[Any] = [rows.c[k] for k in keys]
     columns += [sa.func.count().label("requests"), sa.func.sum(rows.c.is_error).label("errors")]
     native = _native_quantiles(dialect, rows.c.latency) if quantiles else None
-    if native is not None:
+    if native is not None and len(native) == 1:  # DuckDB: one list of the three quantiles
+        columns.append(native[0].label("quantiles"))
+    elif native is not None:
         columns += [expr.label(name) for expr, name in zip(native, QUANTILE_COLUMNS, strict=True)]
     if first_seen:
         columns.append(sa.func.min(rows.c.ts, type_=sa.types.NullType()).label("first_seen"))
@@ -162,6 +168,9 @@ def latency_aggregate(
         query = query.group_by(*(rows.c[k] for k in keys))
     with connection(engine, mapping) as conn:
         result = [dict(row) for row in conn.execute(query).mappings()]
+        for row in result:
+            if "quantiles" in row:
+                row.update(zip(QUANTILE_COLUMNS, row.pop("quantiles") or [None] * len(QUANTILES), strict=True))
         if quantiles and native is None:
             ranked = _ranked_quantiles(conn, rows, keys)
             for row in result:
