@@ -69,7 +69,7 @@ def _native_quantiles(dialect: str, latency: Any) -> list[Any] | None:
         # One list-valued quantile_cont: DuckDB then keeps one copy of the window's latencies for the
         # three quantiles, not one per call (5M rows: 0.27 s CPU and 201 MiB peak against 0.56 s and
         # 287 MiB; the copies are outside its memory_limit). `latency_aggregate` splits the list.
-        probabilities = sa.literal_column(f"[{', '.join(repr(q) for q in QUANTILES)}]")
+        probabilities: sa.ColumnClause[Any] = sa.literal_column(f"[{', '.join(repr(q) for q in QUANTILES)}]")
         return [sa.func.quantile_cont(latency, probabilities, type_=sa.types.NullType())]
     if dialect == "postgresql":
         return [sa.func.percentile_cont(q).within_group(latency) for q in QUANTILES]

@@ -161,8 +161,8 @@ def _sampled_profiles(conn: Connection, table: Any, where: Sequence[Any], dialec
     # __array__ and friends, every failed lookup raising and catching an exception inside SQLAlchemy (six
     # per row): 6 s of CPU for a 200,000-row sample, most of a 10M-row reference's column profiles.
     arrays = conn.execute(sample).cursor.fetchnumpy()
-    values = np.column_stack([np.ma.filled(np.ma.asarray(arrays[f"x{i}"], dtype=float), np.nan)
-                              for i in range(len(columns))])  # NULL (not finite) -> NaN
+    values: np.ndarray = np.column_stack([np.ma.filled(np.ma.asarray(arrays[f"x{i}"], dtype=float), np.nan)
+                                          for i in range(len(columns))])  # NULL (not finite) -> NaN
     probabilities = quantile_probabilities(n_bins)
     few: list[str] = []
     sampled: dict[str, tuple[np.ndarray, int]] = {}
