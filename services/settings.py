@@ -139,7 +139,8 @@ class Settings:
     def stores_key(self) -> tuple[Any, ...]:
         """What identifies the stores and how they are reached: settings equal on this share engines."""
         return (self.mlflow_tracking_uri, self.mlflow_timeout_s, self.mlflow_max_retries, self.warehouse_url,
-                self.warehouse_timeout_s, self.warehouse_statement_timeout_s, self.tower_db_url)
+                self.warehouse_timeout_s, self.warehouse_statement_timeout_s, self.tower_db_url,
+                repr(self.sections.get("warehouse")))  # the warehouse engine's DuckDB settings
 
     def parsed(self, section: str, parse: Callable[[Any], T]) -> T:
         """tower.yaml's ``section`` parsed by its feature's ``parse``, once per settings object."""

@@ -30,6 +30,7 @@ from services.settings import load_settings as read_settings
 from services.stores import tower_db
 from services.stores.registry import Registry
 from services.stores.warehouse import engine as warehouse_db
+from services.stores.warehouse import resources as warehouse_resources
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +77,7 @@ def _load(environ: Mapping[str, str]) -> Settings:
     rules = policies(settings)
     monitoring_config(settings)
     settings.parsed(reference_sources.SECTION, reference_sources.parse_reference_sources)
+    settings.parsed(warehouse_resources.SECTION, warehouse_resources.parse_warehouse_resources)
     notification_config(settings)
     # In the demo the identity provider and its people are known, so every policy must be one they can
     # meet. A config that maps none of their groups to roles is not about those people: not checked.
@@ -105,8 +107,10 @@ def tower_engine(settings: Settings, *, create_schema: bool = False) -> Engine:
 
 def warehouse_engine(settings: Settings) -> Engine:
     """A read-only engine on the warehouse (``WAREHOUSE_URL``); WarehouseUnavailable if it cannot be opened."""
+    resources = settings.parsed(warehouse_resources.SECTION, warehouse_resources.parse_warehouse_resources)
     return warehouse_db.make_engine(settings.warehouse_url, connect_timeout_s=settings.warehouse_timeout_s,
-                                    statement_timeout_s=settings.warehouse_statement_timeout_s)
+                                    statement_timeout_s=settings.warehouse_statement_timeout_s,
+                                    duckdb_config=resources.duckdb_config())
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from services.wiring import Backends
 
 
+MEMORY_LIMIT_ENV = "BENCH_WAREHOUSE_MEMORY_LIMIT"
+
+
 def tower_url(data_dir: Path, rows: int, reference_rows: int) -> str:
     """The tower state (SQLite) that keeps this data set's reference profile."""
     return f"sqlite:///{data_dir / f'tower_{rows}_{reference_rows}_v{FORMAT}.db'}"
@@ -27,14 +30,20 @@ def settings(db: Path, tower: str) -> Settings:
     """The settings of the data set ``db`` (its DuckDB file) and the tower state ``tower``.
 
     They name only the benchmark's model, in a tower.yaml beside the data file, so the project's own
-    tower.yaml and the caller's environment never reach a measurement.
+    tower.yaml and the caller's environment never reach a measurement; with ``BENCH_WAREHOUSE_MEMORY_LIMIT``
+    set (bench/scale sets it for its children) that tower.yaml also gives the warehouse's DuckDB
+    ``memory_limit`` (its ``warehouse`` section; otherwise the tower's default applies).
     """
     from services.wiring import load_settings
 
-    config = db.with_suffix(".tower.yaml")
+    memory = os.environ.get(MEMORY_LIMIT_ENV)
+    raw: dict[str, Any] = {"models": {MODEL: mapping_raw()}}
+    if memory:
+        raw["warehouse"] = {"memory_limit": memory}
+    config = db.with_suffix(f".{memory}.tower.yaml" if memory else ".tower.yaml")
     if not config.is_file():  # written whole, then renamed: children starting at once never read half of it
         part = config.with_suffix(f".{os.getpid()}.part")
-        part.write_text(yaml.safe_dump({"models": {MODEL: mapping_raw()}}), encoding="utf-8")
+        part.write_text(yaml.safe_dump(raw), encoding="utf-8")
         part.replace(config)
     return load_settings({"TOWER_CONFIG": str(config), "TOWER_DATA_DIR": str(db.parent),
                           "WAREHOUSE_URL": f"duckdb:///{db}", "TOWER_DB_URL": tower})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +25,7 @@ from sqlalchemy.pool import QueuePool
 from services.errors import MappingError, WarehouseUnavailable
 from services.mapping import ModelMapping
 from services.stores.warehouse import thrift
+from services.stores.warehouse.resources import WarehouseResources
 
 MISSING_FILE_HINT = "Set WAREHOUSE_URL or run `make seed`."
 STATEMENT_TIMEOUT_S = 30.0  # TOWER_WAREHOUSE_STATEMENT_TIMEOUT_S's default: no page waits minutes for a query
@@ -37,8 +38,8 @@ _MISSING_TEXT = re.compile(
 )
 
 
-def make_engine(url: str, *, connect_timeout_s: float = 10.0,
-                statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> Engine:
+def make_engine(url: str, *, connect_timeout_s: float = 10.0, statement_timeout_s: float = STATEMENT_TIMEOUT_S,
+                duckdb_config: Mapping[str, Any] | None = None) -> Engine:
     """An engine that only reads the warehouse.
 
     DuckDB files open ``read_only`` (several processes may read one file, none can write);
@@ -47,6 +48,9 @@ def make_engine(url: str, *, connect_timeout_s: float = 10.0,
     Thrift servers (``hive://``) get the same timeouts, UTC and only queries (``thrift``). Server
     databases get a bounded pool (5 + 5 overflow; waiting ``connect_timeout_s`` for a free
     connection). A missing DuckDB or SQLite file raises WarehouseUnavailable instead of being created.
+    ``duckdb_config`` (DuckDB only: ``memory_limit``, ``threads``, ``temp_directory``, from tower.yaml's
+    ``warehouse`` section, ``services.stores.warehouse.resources``; its defaults when None) is what DuckDB
+    opens the database with.
     """
     try:
         parsed = make_url(url)
@@ -63,6 +67,10 @@ def make_engine(url: str, *, connect_timeout_s: float = 10.0,
         if path is not None:
             _require_file(path)
             connect_args["read_only"] = True
+        # Always a config, the defaults when none is given: every engine of a process opens a file
+        # the same way (DuckDB refuses a second, differently configured connection to it).
+        connect_args["config"] = dict(WarehouseResources().duckdb_config() if duckdb_config is None
+                                      else duckdb_config)
     elif backend == "sqlite":
         path = _local_file(parsed)
         if path is not None and parsed.query.get("uri") != "true":

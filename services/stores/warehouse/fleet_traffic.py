@@ -29,9 +29,11 @@ from services.stores.warehouse.engine import connection
 from services.stores.warehouse.logs import (
     QUANTILE_COLUMNS,
     WindowSummary,
+    labelled_quantiles,
     native_quantiles,
     ranked_quantiles,
     summary_from,
+    unpack_quantiles,
     window_rows,
 )
 from services.stores.warehouse.sql import naive_utc_or_none, union_all
@@ -94,12 +96,12 @@ def _read(engine: Engine, group: Sequence[ModelMapping], start: datetime, end: d
                           sa.func.max(whole.c.ts, type_=sa.types.NullType()).label("last_seen")]
     native = native_quantiles(dialect, whole.c.latency)
     if native is not None:
-        columns += [expr.label(name) for expr, name in zip(native, QUANTILE_COLUMNS, strict=True)]
+        columns += labelled_quantiles(native)
     per_day = sa.select(whole.c.model, whole.c.day, sa.func.count().label("requests")).group_by(
         whole.c.model, whole.c.day)
     # The first mapping names the table in a MappingError: only read when the group is that one model.
     with connection(engine, group[0]) as conn:
-        records = {int(row["model"]): dict(row) for row in conn.execute(
+        records = {int(row["model"]): unpack_quantiles(dict(row)) for row in conn.execute(
             sa.select(*columns).group_by(whole.c.model)).mappings()}
         if native is None:
             ranked = ranked_quantiles(conn, whole, ("model",))

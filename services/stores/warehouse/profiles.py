@@ -157,8 +157,12 @@ def _sampled_profiles(conn: Connection, table: Any, where: Sequence[Any], dialec
     # over the whole reference) is applied before WHERE, which keeps the same share of the rows it reads.
     sample = (sa.select(*(finite_value(dialect, c).label(f"x{i}") for i, c in enumerate(columns)))
               .select_from(table).where(*where).suffix_with(f"USING SAMPLE {percent:.6f}% (bernoulli)"))
-    fetched = conn.execute(sample).fetchall()
-    values = np.array(fetched, dtype=float).reshape(len(fetched), len(columns))  # NULL (not finite) -> NaN
+    # DuckDB's own column arrays (this path is DuckDB's): np.array over SQLAlchemy Rows asked each Row for
+    # __array__ and friends, every failed lookup raising and catching an exception inside SQLAlchemy (six
+    # per row): 6 s of CPU for a 200,000-row sample, most of a 10M-row reference's column profiles.
+    arrays = conn.execute(sample).cursor.fetchnumpy()
+    values: np.ndarray = np.column_stack([np.ma.filled(np.ma.asarray(arrays[f"x{i}"], dtype=float), np.nan)
+                                          for i in range(len(columns))])  # NULL (not finite) -> NaN
     probabilities = quantile_probabilities(n_bins)
     few: list[str] = []
     sampled: dict[str, tuple[np.ndarray, int]] = {}
