@@ -94,3 +94,23 @@ def test_an_aggregate_larger_than_the_memory_limit_spills_instead_of_failing(tmp
             assert tuple(conn.execute(query).one()) == (4_000_000, 8_000_000)
     finally:
         engine.dispose()
+
+
+def test_a_warehouse_section_edited_while_the_app_runs_does_not_lock_the_new_engine_out(tmp_path):
+    """An operator lowers memory_limit in tower.yaml while the app runs: the next page run builds a new
+    engine on the same file while the old one still holds its pooled connection. DuckDB refuses a
+    second connection to an open file with a different *connect* configuration, so the settings must
+    reach it another way; the newest limit applies (it is one database instance per process)."""
+    path = _warehouse(tmp_path)
+    before = make_engine(f"duckdb:///{path}", duckdb_config=WarehouseResources("1GB").duckdb_config())
+    after = make_engine(f"duckdb:///{path}", duckdb_config=WarehouseResources("512MB", threads=1).duckdb_config())
+    try:
+        with before.connect() as held:  # the old engine's connection stays open, as in its pool
+            assert held.execute(sa.text("SELECT count(*) FROM t")).scalar() == 10
+            with after.connect() as conn:
+                assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar() == 10
+            assert _current(after, "memory_limit", "threads") == ("488.2 MiB", "1")
+    finally:
+        before.dispose()
+        after.dispose()
+

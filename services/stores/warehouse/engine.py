@@ -49,8 +49,8 @@ def make_engine(url: str, *, connect_timeout_s: float = 10.0, statement_timeout_
     databases get a bounded pool (5 + 5 overflow; waiting ``connect_timeout_s`` for a free
     connection). A missing DuckDB or SQLite file raises WarehouseUnavailable instead of being created.
     ``duckdb_config`` (DuckDB only: ``memory_limit``, ``threads``, ``temp_directory``, from tower.yaml's
-    ``warehouse`` section, ``services.stores.warehouse.resources``; its defaults when None) is what DuckDB
-    opens the database with.
+    ``warehouse`` section, ``services.stores.warehouse.resources``; its defaults when None) is SET on
+    every DuckDB connection.
     """
     try:
         parsed = make_url(url)
@@ -67,10 +67,11 @@ def make_engine(url: str, *, connect_timeout_s: float = 10.0, statement_timeout_
         if path is not None:
             _require_file(path)
             connect_args["read_only"] = True
-        # Always a config, the defaults when none is given: every engine of a process opens a file
-        # the same way (DuckDB refuses a second, differently configured connection to it).
-        connect_args["config"] = dict(WarehouseResources().duckdb_config() if duckdb_config is None
-                                      else duckdb_config)
+        # Applied with SET on each new connection, not as connect-time config: DuckDB refuses a second
+        # connection to an open file whose config differs, which would lock a re-read tower.yaml's new
+        # engine (or any plain read-only reader) out of the file while the old engine's pool holds it.
+        # The settings are the process's database instance's, so the newest engine's apply.
+        duckdb_settings = dict(WarehouseResources().duckdb_config() if duckdb_config is None else duckdb_config)
     elif backend == "sqlite":
         path = _local_file(parsed)
         if path is not None and parsed.query.get("uri") != "true":
@@ -96,6 +97,8 @@ def make_engine(url: str, *, connect_timeout_s: float = 10.0, statement_timeout_
             f"No usable SQLAlchemy driver for the warehouse at {safe_url(parsed)}: {first_line(exc)}.",
             "Install the dialect's driver or check WAREHOUSE_URL.",
         ) from exc
+    if backend == "duckdb":
+        event.listen(engine, "connect", functools.partial(_duckdb_session, settings=duckdb_settings))
     if backend == "postgresql":
         timeout_ms = max(1, math.ceil(statement_timeout_s * 1000))
         event.listen(engine, "connect", functools.partial(_postgres_session, statement_timeout_ms=timeout_ms))
@@ -116,6 +119,17 @@ def _local_file(url: URL) -> Path | None:
 def _require_file(path: Path) -> None:
     if not path.is_file():
         raise WarehouseUnavailable(f"The warehouse file {path.resolve()} does not exist.", MISSING_FILE_HINT)
+
+
+def _duckdb_session(dbapi_connection: Any, _record: Any, *, settings: Mapping[str, Any]) -> None:
+    """Every DuckDB connection: the warehouse section's memory_limit, threads and spill folder."""
+    cursor = dbapi_connection.cursor()
+    try:
+        for name, value in settings.items():
+            literal = str(int(value)) if name == "threads" else "'" + str(value).replace("'", "''") + "'"
+            cursor.execute(f"SET {name} = {literal}")  # names are resources.py's three keys, never input
+    finally:
+        cursor.close()
 
 
 def _postgres_session(dbapi_connection: Any, _record: Any, *, statement_timeout_ms: int) -> None:

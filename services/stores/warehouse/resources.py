@@ -48,8 +48,8 @@ class WarehouseResources:
         yet: DuckDB creates it on the first spill and removes it when the database closes, and two
         processes reading the same file never share (and delete) each other's spill files. A read-only
         database would otherwise spill beside the warehouse file, which may not be writable. One folder
-        per process, not per engine: DuckDB refuses a second connection to a file already open in the
-        process with a different configuration.
+        per process, not per engine: the engines of a process share DuckDB's database instance, whose
+        settings these are (engine.py SETs them on every connection).
         """
         folder = self.temp_directory or os.path.join(tempfile.gettempdir(), f"tower-duckdb-{os.getpid()}")
         config: dict[str, Any] = {"memory_limit": self.memory_limit, "temp_directory": folder}
