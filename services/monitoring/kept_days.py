@@ -83,7 +83,7 @@ def _segment(mapping: ModelMapping) -> str:
     return OVERALL if mapping.segment is None else mapping.segment.name
 
 
-def _payload_digest(model: str, segment: str, day: date, profile: str, mapping: str, payload: str) -> str:
+def payload_digest(model: str, segment: str, day: date, profile: str, mapping: str, payload: str) -> str:
     # Over the key too: a valid payload copied to another day, model or reference does not match there.
     return _digest([FORMAT, model, segment, day.isoformat(), profile, mapping, payload])
 
@@ -238,7 +238,7 @@ def kept_rows(mapping: ModelMapping, profile: ReferenceProfile, days: Mapping[da
     for day, aggregates in sorted(days.items()):
         payload = encode(aggregates)
         rows.append({"model": model, "segment": segment, "day": day, **keys, "payload": payload,
-                     "payload_digest": _payload_digest(model, segment, day, keys["profile_digest"],
+                     "payload_digest": payload_digest(model, segment, day, keys["profile_digest"],
                                                        keys["mapping_digest"], payload),
                      "computed_at": computed_at})
     return rows
@@ -296,7 +296,7 @@ class KeptDays:
             row = found.get(day)
             if row is None or (row.profile_digest, row.mapping_digest) != keys:
                 return None
-            if row.payload_digest != _payload_digest(model, segment, day, *keys, row.payload):
+            if row.payload_digest != payload_digest(model, segment, day, *keys, row.payload):
                 log.warning("The kept aggregates of %s on %s do not match their digest: computed from SQL.", model, day)
                 return None
             try:

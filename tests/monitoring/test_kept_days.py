@@ -118,7 +118,7 @@ def set_payload(tower: sa.Engine, day: datetime, payload: str, *, rehash: bool) 
     row = kept_rows(tower)[day.date()]
     values = {"payload": payload}
     if rehash:
-        values["payload_digest"] = kept_days._payload_digest(row["model"], row["segment"], day.date(),
+        values["payload_digest"] = kept_days.payload_digest(row["model"], row["segment"], day.date(),
                                                             row["profile_digest"], row["mapping_digest"], payload)
     with tower.begin() as conn:
         conn.execute(sa.update(monitoring_kept_days).where(k.day == day.date()).values(**values))
