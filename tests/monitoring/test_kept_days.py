@@ -356,3 +356,10 @@ def test_the_kept_path_sums_the_days_it_reads(warehouse, tower):
     for column, sample in week.numerical.items():
         np.testing.assert_array_equal(sample.counts, sum(d.numerical[column].counts for d in days))
     assert week.rows == sum(d.rows for d in days)
+
+
+def test_a_tower_state_from_before_kept_days_gains_the_table_at_start(tower):
+    monitoring_kept_days.drop(tower)
+    assert not sa.inspect(tower).has_table(monitoring_kept_days.name)
+    create_schema(tower)  # what every start runs
+    assert sa.inspect(tower).has_table(monitoring_kept_days.name)
