@@ -24,6 +24,7 @@ from services.governance.policy import Person, check_satisfiable, policies
 from services.monitoring import reference_sources
 from services.monitoring.config import monitoring_config
 from services.monitoring.evidence import TowerMonitoringEvidence
+from services.monitoring.kept_days import KeptDays
 from services.notify.config import notification_config
 from services.settings import PROJECT_ROOT, Settings
 from services.settings import load_settings as read_settings
@@ -166,6 +167,11 @@ class Backends:
                                  warehouse=warehouse, monitoring=TowerMonitoringEvidence(
                                      tower, settings=settings or self.settings, registry=self.registry,
                                      warehouse=warehouse))
+
+    def kept_days(self) -> KeptDays:
+        """The daily aggregates the job kept, which a window report of whole days sums (issue 16). The tower
+        state is opened when they are read; while it cannot be, the report is computed from the warehouse."""
+        return KeptDays(self.tower)
 
     def close(self) -> None:
         self._tower.dispose()

@@ -226,9 +226,10 @@ def window_report(s: Settings, mapping: ModelMapping, ref: tuple[datetime | None
     profile = reference_profile(s, mapping, *ref)
     pca = guarded(s, WAREHOUSE, lambda: multivariate.reconstruction_model(tower(s), engine(s), mapping, profile))
     ranges = guarded(s, WAREHOUSE, lambda: data_quality.reference_ranges(tower(s), engine(s), mapping, profile))
+    # Whole days the job kept are summed instead of binned again (issue 16; services/monitoring/kept_days.py).
     return guarded(s, WAREHOUSE, lambda: report.window_report(
         engine(s), mapping, profile, start, end, rules=monitoring_config(s).rules_for(mapping.name), pca=pca,
-        ranges=ranges))
+        ranges=ranges, kept=stores(s).kept_days()))
 
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False, hash_funcs=KEYS)

@@ -30,8 +30,9 @@ PIECES = {"numeric_histograms": "drift", "value_counts": "drift", "fairness_coun
           "latency_summaries": "latency", "classification_counts": "performance", "build_report": "statistics"}
 
 
-def ours(db: Path, tower: str, *, cold: bool) -> dict[str, Any]:
-    """``window_report`` for the window; the reference profile loaded from the tower state (warm) or computed."""
+def ours(db: Path, tower: str, *, cold: bool, kept: bool = False) -> dict[str, Any]:
+    """``window_report`` for the window; the reference profile loaded from the tower state (warm) or computed;
+    with ``kept``, offered the daily aggregates the job kept in that tower state (issue 16), as the pages are."""
     from services.monitoring import reference
     from services.monitoring import report as report_module
     from services.stores.warehouse import histograms, logs, outcomes
@@ -69,7 +70,8 @@ def ours(db: Path, tower: str, *, cold: bool) -> dict[str, Any]:
             raise RuntimeError("the reference profile is not kept: run the parent, which keeps it first")
     profile_s = clock.stop()
     clock = Clock()
-    report = report_module.window_report(engine, mapping, profile, *WINDOW)
+    kept_days = stores.kept_days() if kept else None
+    report = report_module.window_report(engine, mapping, profile, *WINDOW, kept=kept_days)
     window_s = clock.stop()
 
     def figures(pieces: dict[str, float], profile: float, window: float) -> dict[str, Any]:
@@ -84,7 +86,7 @@ def ours(db: Path, tower: str, *, cold: bool) -> dict[str, Any]:
     wall.update(dict.fromkeys(wall, 0.0))
     cpu.update(dict.fromkeys(cpu, 0.0))
     clock = Clock()
-    report_module.window_report(engine, mapping, profile, *WINDOW)
+    report_module.window_report(engine, mapping, profile, *WINDOW, kept=kept_days)
     hot = figures(wall, profile_s[0], clock.stop()[0])
     return {**first, "cpu": first_cpu, "hot": hot, **_report_json(report)}
 

@@ -7,15 +7,20 @@
   performance) of the last 7 days with the kept profile;
 * ``backfill`` -- the monitoring job's first run for the model over every day of the log
   (``run_model`` since the first day; its own tower state, so nothing is kept but the profile, which
-  is copied in first: the reference fits of PCA, CBPE and data quality are computed as a first run does).
+  is copied in first: the reference fits of PCA, CBPE and data quality are computed as a first run does);
+* ``keep`` -- the monitoring job over the window's 7 days only, in a tower state of its own (``-kept.db``,
+  the profile copied in first), which keeps those days' aggregates (issue 16, services/monitoring/kept_days.py);
+* ``warm_kept`` -- ``warm`` against that tower state: the window report summed from the 7 kept days, its
+  latency, fairness and performance queried.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.monitoring.data import WINDOW
 from bench.monitoring.machine import Clock, peak_mib
 
 
@@ -62,7 +67,23 @@ def _warm(db: Path, tower: str) -> dict[str, Any]:
     return {**ours(db, tower, cold=False), "peak_rss_mib": peak_mib()}
 
 
-def _backfill(db: Path, tower: str) -> dict[str, Any]:
+def kept_tower(tower: str) -> str:
+    """The tower state of the ``keep`` and ``warm_kept`` children (beside the profile's)."""
+    return tower.replace(".db", "-kept.db")
+
+
+def _warm_kept(db: Path, tower: str) -> dict[str, Any]:
+    from bench.monitoring.contenders import ours
+
+    return {**ours(db, kept_tower(tower), cold=False, kept=True), "peak_rss_mib": peak_mib()}
+
+
+def _keep(db: Path, tower: str) -> dict[str, Any]:
+    return _backfill(db, tower, own=kept_tower(tower), first=WINDOW[0], days=(WINDOW[1] - WINDOW[0]).days)
+
+
+def _backfill(db: Path, tower: str, *, own: str | None = None, first: datetime | None = None,
+              days: int | None = None) -> dict[str, Any]:
     from bench.monitoring.data import DAY0, DAYS, bench_mapping
     from bench.monitoring.stores import backends, open_warehouse, settings
     from services.monitoring import reference
@@ -75,21 +96,22 @@ def _backfill(db: Path, tower: str) -> dict[str, Any]:
     kept.close()
     if profile is None:
         raise RuntimeError("the reference profile is not kept: run the profile child first")
-    own = tower.replace(".db", "-backfill.db")
+    own = own or tower.replace(".db", "-backfill.db")
+    first, days = first or DAY0, days or DAYS
     Path(own.removeprefix("sqlite:///")).unlink(missing_ok=True)
     stores = backends(db, own)
     engine = open_warehouse(stores)
     reference.save_profile(stores.tower(), profile)
     clock = Clock()
-    run = run_model(engine, stores.tower(), mapping, monitoring_config(settings(db, own)), since=DAY0.date(),
-                    until=(DAY0 + timedelta(days=DAYS - 1)).date())
+    run = run_model(engine, stores.tower(), mapping, monitoring_config(settings(db, own)), since=first.date(),
+                    until=(first + timedelta(days=days - 1)).date())
     wall, cpu = clock.stop()
     stores.close()
     return {"backfill_s": wall, "cpu": {"backfill_s": cpu}, "windows": run.windows, "results": run.results,
             "peak_rss_mib": peak_mib()}
 
 
-CHILDREN = {"profile": _profile, "warm": _warm, "backfill": _backfill}
+CHILDREN = {"profile": _profile, "warm": _warm, "backfill": _backfill, "keep": _keep, "warm_kept": _warm_kept}
 
 
 def child_main(name: str, db: Path, tower: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 
 from services.errors import ConfigError, MappingError, NotFound, TowerStateUnavailable, WarehouseUnavailable
 from services.mapping import ModelMapping
-from services.monitoring import data_quality, multivariate
+from services.monitoring import data_quality, kept_days, multivariate
 from services.monitoring.alerts import AlertSummary, evaluate_alerts
 from services.monitoring.config import MonitoringConfig, monitoring_config
 from services.monitoring.estimated_performance import calibration_for
@@ -140,8 +140,11 @@ def _segment_name(mapping: ModelMapping) -> str:
 
 
 def write_windows(tower: Engine, model: str, windows: dict[date, list[dict[str, Any]]], computed_at: datetime,
-                  *, segment: str = OVERALL) -> int:
-    """Replace the results of these daily windows (of one segment) in one transaction; the rows written."""
+                  *, segment: str = OVERALL, kept: list[dict[str, Any]] | None = None) -> int:
+    """Replace the results of these daily windows (of one segment) in one transaction; the rows written.
+
+    In the same transaction the kept aggregates of these days are replaced by ``kept`` (issue 16): a day
+    recomputed without a row there (not over yet, no traffic) is no longer kept."""
     r = monitoring_results.c
     records = [{**row, "model": model, "window_start": _midnight(day), "window_end": _midnight(day + timedelta(days=1)),
                 "segment": segment, "computed_at": computed_at, "version": row["version"][:_VERSION_MAX],
@@ -154,6 +157,7 @@ def write_windows(tower: Engine, model: str, windows: dict[date, list[dict[str, 
                     r.model == model, r.segment == segment, r.window_start.in_([_midnight(d) for d in windows])))
                 if records:
                     conn.execute(sa.insert(monitoring_results), records)
+                kept_days.replace_days(conn, model, segment, windows, kept or [])
             return len(records)
         except sa_exc.IntegrityError as exc:
             # Another run wrote the same windows between our delete and insert (PostgreSQL, READ
@@ -163,6 +167,21 @@ def write_windows(tower: Engine, model: str, windows: dict[date, list[dict[str, 
         except sa_exc.DBAPIError as exc:
             raise _tower_failed(exc) from exc
     return len(records)
+
+
+def _days_to_keep(per_day: dict[date, dict[str | None, WindowAggregates]], now: datetime
+                  ) -> dict[date, WindowAggregates]:
+    """The all-versions aggregates worth keeping (issue 16): those of days that are over by the clock.
+    Provisional days too: a report reads fairness and performance (what arriving labels change) from the
+    log again, and the next run recomputes them anyway. Rows logged late into a kept day are caught when
+    it is read (the window's row count differs: computed from SQL). A day without traffic is not kept: a
+    window over it is computed from SQL. Latency and CBPE cells are left out (neither is kept)."""
+    keep = {}
+    for day, groups in per_day.items():
+        whole = groups.get(None)
+        if whole is not None and _midnight(day + timedelta(days=1)) <= now:
+            keep[day] = replace(whole, latency=None, estimated=None)
+    return keep
 
 
 def _run_population(warehouse: Engine, tower: Engine, mapping: ModelMapping, config: MonitoringConfig,
@@ -215,7 +234,9 @@ def _run_population(warehouse: Engine, tower: Engine, mapping: ModelMapping, con
             windows[day] = _reports_rows(mapping, profile, config, day, per_day.get(day, {}), per_day_mv.get(day),
                                          ranges, per_day_dq.get(day, {}))
             day += timedelta(days=1)
-        results += write_windows(tower, mapping.name, windows, now, segment=_segment_name(mapping))
+        keep = _days_to_keep(per_day, now)
+        results += write_windows(tower, mapping.name, windows, now, segment=_segment_name(mapping),
+                                 kept=kept_days.kept_rows(mapping, profile, keep, now))
         done += len(windows)
         if progress:
             progress(label, done, total)

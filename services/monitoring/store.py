@@ -97,6 +97,22 @@ monitoring_fitted = sa.Table(
     sa.Column("computed_at", sa.DateTime, nullable=False),
 )
 
+# Issue 16: the all-versions aggregates of each day that is over that the job computed, so that a
+# window of whole days adds its kept days instead of binning every row again (services.monitoring.kept_days).
+# One row per (model, segment, day); the digests say under which reference and mapping it holds, and the
+# payload's digest (over its key too) makes an edited or moved row a miss. The payload is JSON, never pickle.
+monitoring_kept_days = sa.Table(
+    "monitoring_kept_days", METADATA,
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("segment", sa.String(64), primary_key=True),  # '' = the whole population
+    sa.Column("day", sa.Date, primary_key=True),  # the UTC day [00:00, 24:00)
+    sa.Column("profile_digest", sa.String(64), nullable=False),  # the reference profile's id and edges
+    sa.Column("mapping_digest", sa.String(64), nullable=False),  # the mapping parts that change the numbers
+    sa.Column("payload", sa.Text, nullable=False),  # JSON: counts and sums of the day (no latency)
+    sa.Column("payload_digest", sa.String(64), nullable=False),
+    sa.Column("computed_at", sa.DateTime, nullable=False),
+)
+
 alert_episodes = sa.Table(
     "alert_episodes", METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

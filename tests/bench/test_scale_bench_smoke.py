@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow  # three kinds of child interpreter, one of them t
 def record(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("scale")
     return run(parse_args(["--rows", "20000", "--reference-rows", "4000", "--repeat", "1",
-                           "--data-dir", str(folder)]))
+                           "--data-dir", str(folder), "--kept"]))
 
 
 def test_every_child_ran_and_reported_its_time_and_memory(record):
@@ -32,6 +32,22 @@ def test_every_child_ran_and_reported_its_time_and_memory(record):
     assert runs["profile"][0]["rows"] == 4000
     assert runs["warm"][0]["rows_current"] == 4000  # the last 7 of 35 days
     assert runs["backfill"][0]["windows"] == data.DAYS
+
+
+def test_the_report_from_the_kept_days_is_the_report_from_the_log_without_its_histograms(record):
+    runs = record["runs"]
+    (keep,) = runs["keep"]
+    assert keep["windows"] == 7, keep
+    (warm,), (kept,) = runs["warm"], runs["warm_kept"]
+    assert "error" not in kept and kept["cpu"]["report_s"] > 0 and kept["peak_rss_mib"] > 0, kept
+    assert kept["pieces_s"]["numeric_histograms"] == 0.0 < warm["pieces_s"]["numeric_histograms"]
+    assert kept["rows_current"] == warm["rows_current"] == 4000
+    assert kept["latency"] == warm["latency"]
+    for column, found in warm["drift"].items():
+        assert kept["drift"][column]["method"] == found["method"], column
+        assert kept["drift"][column]["score"] == pytest.approx(found["score"], rel=1e-9, abs=1e-12), column
+    assert kept["fairness"] == warm["fairness"]  # counts only: the same integers give the same floats
+    assert "from the kept days (needs the job to have run over those days)" in markdown(record)
 
 
 def test_the_section_gives_both_targets_the_machine_load_and_why_evidently_is_not_run(record):
