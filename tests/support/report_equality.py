@@ -28,7 +28,10 @@ def assert_same(ours: Any, oracle: Any, path: str = "", *, ordered_keys: bool = 
             assert_same(a, b, f"{path}[{i}]", ordered_keys=ordered_keys)
     elif isinstance(oracle, float) and not isinstance(oracle, bool):
         loose = path.rsplit(".", 1)[-1] in BOOTSTRAPPED
-        rel, absolute = (0.2, 2e-3) if loose else (1e-9, 1e-12)
+        # Two independent 200-draw estimates of a tail percentile: the 95th percentile of 200 draws is
+        # itself anywhere between about the 92nd and the 98th (one standard error each way), which on a
+        # small segment's window moved the noise level by 20-25 % (0.096 against 0.121 in a CI run).
+        rel, absolute = (0.3, 2e-3) if loose else (1e-9, 1e-12)
         assert isinstance(ours, (int, float)) and math.isclose(ours, oracle, rel_tol=rel, abs_tol=absolute), \
             f"{path}: {ours} != {oracle}"
     else:
