@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,11 +27,11 @@ from services.monitoring.report import build_report, fetch_aggregates, window_re
 from services.monitoring.results import EFFECT_METRIC
 from services.monitoring.store import monitoring_results
 from services.stats import drift_intervals
-from services.stores.tower_db import create_schema, make_tower_engine
+from services.stores.tower_db import create_schema
 from services.stores.warehouse.rows import log_rows
 from services.stores.warehouse.sql import WHOLE
 from tests.support import monitoring_data as data
-from tests.support.databases import ScratchWarehouse, ensure_postgres
+from tests.support.databases import ScratchWarehouse, tower_state
 
 STABLE = (data.day(0), data.day(4))
 DRIFTED = (data.day(4), data.day(8))
@@ -178,26 +177,8 @@ def test_a_model_override_to_material_needs_its_threshold_too():
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def tower(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-        create_schema(engine)
+    with tower_state(request.param, tmp_path) as engine:
         yield engine
-        engine.dispose()
-        return
-    url = ensure_postgres()
-    if url is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    schema = f"tower_test_{uuid.uuid4().hex}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    create_schema(engine)
-    yield engine
-    engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(sa.schema.DropSchema(schema, cascade=True))
-    admin.dispose()
 
 
 def test_the_job_stores_the_bounds_and_the_verdict_of_the_mode(loaded, tower):

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -28,9 +27,8 @@ from services.monitoring.config import MonitoringConfig
 from services.monitoring.reference import compute_profile, load_or_compute, stored_profile
 from services.monitoring.store import monitoring_references, monitoring_results
 from services.settings import load_settings
-from services.stores.tower_db import create_schema, make_tower_engine
 from tests.support import monitoring_data as data
-from tests.support.databases import ScratchWarehouse, ensure_postgres
+from tests.support.databases import ScratchWarehouse, tower_state
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAYS = 6
@@ -62,26 +60,8 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scratc
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def tower(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-        create_schema(engine)
+    with tower_state(request.param, tmp_path) as engine:
         yield engine
-        engine.dispose()
-        return
-    url = ensure_postgres()
-    if url is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    schema = f"tower_test_{uuid.uuid4().hex}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    create_schema(engine)
-    yield engine
-    engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(sa.schema.DropSchema(schema, cascade=True))
-    admin.dispose()
 
 
 def results(tower: sa.Engine) -> list[tuple]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from services.monitoring.store import monitoring_kept_days
 from services.stores.tower_db import create_schema, make_tower_engine
 from services.stores.warehouse import histograms
 from tests.support import monitoring_data as data
-from tests.support.databases import ScratchWarehouse, ensure_postgres
+from tests.support.databases import ScratchWarehouse, tower_state
 from tests.support.report_equality import assert_same
 
 DAYS = 8
@@ -60,26 +59,8 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scratc
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def tower(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-        create_schema(engine)
+    with tower_state(request.param, tmp_path) as engine:
         yield engine
-        engine.dispose()
-        return
-    url = ensure_postgres()
-    if url is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    schema = f"tower_test_{uuid.uuid4().hex}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    create_schema(engine)
-    yield engine
-    engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(sa.schema.DropSchema(schema, cascade=True))
-    admin.dispose()
 
 
 @pytest.fixture

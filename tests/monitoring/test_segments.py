@@ -8,7 +8,6 @@ numbers themselves are checked against scipy, fairlearn and scikit-learn in test
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from services.segments import OVERALL
 from services.stores.tower_db import create_schema, make_tower_engine
 from tests.support import monitoring_data as data
 from tests.support import report_equality
-from tests.support.databases import KINDS, ScratchWarehouse, ensure_postgres
+from tests.support.databases import KINDS, ScratchWarehouse, tower_state
 
 SEGMENTS = [
     {"name": "north", "column": "c_region", "values": ["north"]},
@@ -234,24 +233,8 @@ OLD_TABLE = """CREATE TABLE monitoring_results (
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def old_tower(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        engine = make_tower_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with tower_state(request.param, tmp_path, with_schema=False, name="old.db") as engine:
         yield engine
-        engine.dispose()
-        return
-    url = ensure_postgres()
-    if url is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    schema = f"tower_test_{uuid.uuid4().hex}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    yield engine
-    engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(sa.schema.DropSchema(schema, cascade=True))
-    admin.dispose()
 
 
 def test_an_older_tower_state_gains_the_segment_column_and_keeps_its_results(old_tower):

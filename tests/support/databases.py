@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -223,3 +225,38 @@ def spark_put_nan(url: str, qualified: str, column: str, request_ids: list[str])
             conn.execute(sa.text(f"REFRESH TABLE {qualified}"))
     finally:
         engine.dispose()
+
+
+@contextmanager
+def tower_state(kind: str, folder: Path, *, with_schema: bool = True, name: str = "tower.db") -> Iterator[Engine]:
+    """A fresh tower state: a SQLite file in ``folder``, or a private schema on the local PostgreSQL
+    (dropped afterwards; skipped only where no server can exist). ``with_schema=False`` leaves it empty,
+    for a test that writes an older tower's tables first."""
+    from services.stores.tower_db import create_schema, make_tower_engine
+
+    if kind == "sqlite":
+        engine = make_tower_engine(f"sqlite:///{folder / name}")
+        if with_schema:
+            create_schema(engine)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+        return
+    url = ensure_postgres()
+    if url is None:
+        pytest.skip("PostgreSQL is not installed on this machine")
+    schema = f"tower_test_{uuid.uuid4().hex}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(schema))
+    engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        if with_schema:
+            create_schema(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.schema.DropSchema(schema, cascade=True))
+        admin.dispose()
