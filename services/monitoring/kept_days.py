@@ -91,6 +91,11 @@ def payload_digest(model: str, segment: str, day: date, profile: str, mapping: s
 # --------------------------------------------------------------------------------------------
 # Payload: JSON out, strictly checked JSON in
 # --------------------------------------------------------------------------------------------
+def _value_order(pair: list[Any]) -> tuple[bool, str, float]:
+    value = pair[0]
+    return (value is None, value if isinstance(value, str) else "", value if isinstance(value, float) else 0.0)
+
+
 def encode(aggregates: WindowAggregates) -> str:
     """The JSON of a day's aggregates without latency and CBPE cells (neither is kept)."""
     c, r = aggregates.classification, aggregates.regression
@@ -100,9 +105,13 @@ def encode(aggregates: WindowAggregates) -> str:
         "numerical": {k: {"counts": [int(x) for x in s.counts], "sums": [float(x) for x in s.sums],
                           "nulls": int(s.nulls), "sum_sq": float(s.sum_sq),
                           "shift": float(s.shift)} for k, s in aggregates.numerical.items()},
-        "numerical_values": {k: [[None if v is None else float(v), int(n)] for v, n in counts.items()]
+        # Value counts sorted: the warehouse returns groups in any order, and a recomputed day must give the
+        # same payload (and digest) for the same rows.
+        "numerical_values": {k: sorted(([None if v is None else float(v), int(n)] for v, n in counts.items()),
+                                       key=_value_order)
                              for k, counts in aggregates.numerical_values.items()},
-        "categorical": {k: [[v, int(n)] for v, n in counts.items()] for k, counts in aggregates.categorical.items()},
+        "categorical": {k: sorted(([v, int(n)] for v, n in counts.items()), key=_value_order)
+                        for k, counts in aggregates.categorical.items()},
         "fairness": {k: [[g.group, *(int(x) for x in (g.n, g.predicted_positive, g.tp, g.fp, g.fn, g.tn))]
                          for g in groups]
                      for k, groups in aggregates.fairness.items()},
