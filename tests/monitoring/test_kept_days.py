@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from services.monitoring.config import MonitoringConfig
 from services.monitoring.kept_days import KeptDays
 from services.monitoring.reference import load_or_compute
 from services.monitoring.store import monitoring_kept_days
-from services.stores.tower_db import create_schema, make_tower_engine
+from services.stores.tower_db import create_schema
 from services.stores.warehouse import histograms
 from tests.support import monitoring_data as data
 from tests.support.databases import ScratchWarehouse, tower_state
@@ -231,13 +232,21 @@ def alter(wh: ScratchWarehouse, statement: str) -> None:
         con.close()
 
 
-def test_rows_logged_into_a_kept_day_after_it_was_kept_send_the_window_to_sql(tmp_path, binned):
+@contextmanager
+def kept_then_changed(tmp_path: Path) -> Iterator[tuple[ScratchWarehouse, object, sa.Engine]]:
+    """A private log (the test changes it) whose days the job has kept, and its SQLite tower state."""
     wh = ScratchWarehouse("duckdb", tmp_path)
     try:
         mapping = data.mapping(wh.write(LOG, "predictions_kept"), wh.write(data.make_reference(rows=2000), "ref"))
-        engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-        create_schema(engine)
-        run_job(wh, engine, mapping)
+        with tower_state("sqlite", tmp_path) as engine:
+            run_job(wh, engine, mapping)
+            yield wh, mapping, engine
+    finally:
+        wh.close()
+
+
+def test_rows_logged_into_a_kept_day_after_it_was_kept_send_the_window_to_sql(tmp_path, binned):
+    with kept_then_changed(tmp_path) as (wh, mapping, engine):
         alter(wh, "INSERT INTO predictions_kept SELECT * REPLACE ('arrived-late-' || request_id AS request_id) "
                   f"FROM predictions_kept WHERE ts >= '{data.day(3)}' AND ts < '{data.day(4)}' LIMIT 5")
         profile = load_or_compute(engine, wh.reader(), mapping)
@@ -246,19 +255,11 @@ def test_rows_logged_into_a_kept_day_after_it_was_kept_send_the_window_to_sql(tm
         assert len(binned) == 2
         assert kept.rows_current == sql.rows_current == len(data.in_window(LOG, *WEEK)) + 5
         assert_same(kept.to_json(), sql.to_json())
-        engine.dispose()
-    finally:
-        wh.close()
 
 
 def test_labels_that_arrive_after_a_day_was_kept_are_in_the_report(tmp_path, binned):
     """Fairness and performance are read again: a kept provisional day's labels keep arriving."""
-    wh = ScratchWarehouse("duckdb", tmp_path)
-    try:
-        mapping = data.mapping(wh.write(LOG, "predictions_kept"), wh.write(data.make_reference(rows=2000), "ref"))
-        engine = make_tower_engine(f"sqlite:///{tmp_path / 'tower.db'}")
-        create_schema(engine)
-        run_job(wh, engine, mapping)
+    with kept_then_changed(tmp_path) as (wh, mapping, engine):
         alter(wh, "UPDATE predictions_kept SET label = prediction WHERE label IS NULL")  # every prediction labelled
         profile = load_or_compute(engine, wh.reader(), mapping)
         binned.clear()
@@ -267,9 +268,6 @@ def test_labels_that_arrive_after_a_day_was_kept_are_in_the_report(tmp_path, bin
         assert len(binned) == 1, "still from the kept days"
         assert kept.performance.label_coverage == 1.0
         assert_same(kept.to_json(), sql.to_json())
-        engine.dispose()
-    finally:
-        wh.close()
 
 
 # --- what whoever can write the tower state may do --------------------------------------------
