@@ -145,8 +145,8 @@ def test_every_day_that_is_over_is_kept_and_a_day_not_over_or_without_traffic_is
     assert set(before) == {data.day(i).date() for i in range(DAYS) if i != GAP_DAY}
     run_job(wh, tower, mapping)  # idempotent: the same rows, never duplicates
     again = kept_rows(tower)
-    # A recomputed day's float sums may differ in their last bits (DuckDB's threads add in any order), and
-    # so its payload digest: the same keys, and the same numbers within 1e-9.
+    # A recomputed day's float sums may differ in their last bits (DuckDB's threads add in any order; its value
+    # counts are written sorted), and so its payload digest: the same keys, the same numbers within 1e-9.
     varying = {"computed_at", "payload", "payload_digest"}
     assert {d: {k: v for k, v in r.items() if k not in varying} for d, r in again.items()} == \
         {d: {k: v for k, v in r.items() if k not in varying} for d, r in before.items()}
